@@ -1,0 +1,153 @@
+"""Loaders on the verified copies in ../shared/data, and on damaged copies in a temporary folder."""
+import gzip
+import hashlib
+import http.server
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import scipy.io
+
+from vae_core import data
+from vae_core.data import DataError, DataFile
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No VAE_DATA_DIR, an empty cache, and download URLs that refuse at once (this machine is offline)."""
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    dead = {name: tuple(DataFile(f.name, f.sha256, (f"http://127.0.0.1:9/{f.name}",)) for f in files)
+            for name, files in data.SOURCES.items()}
+    monkeypatch.setattr(data, "SOURCES", dead)
+    data._load_cached.cache_clear()
+    yield tmp_path
+    data._load_cached.cache_clear()
+
+
+def copy_dataset(data_dir, name, target):
+    shutil.copytree(data_dir / name, target / name)
+    for f in (target / name).iterdir():
+        f.chmod(0o644)
+    return target / name
+
+
+def test_mnist_counts_shapes_and_statistics(data_dir):
+    mnist = data.load("mnist", data_dir)
+    assert mnist.train.shape == (60000, 784) and mnist.test.shape == (10000, 784)
+    assert mnist.train.dtype == np.float32 and mnist.train.min() == 0.0 and mnist.train.max() == 1.0
+    assert mnist.train.mean() == pytest.approx(0.1307, abs=5e-5)
+    assert mnist.train.std() == pytest.approx(0.3081, abs=5e-5)
+    assert np.bincount(mnist.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(mnist.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_frey_shapes_statistics_and_fixed_split(data_dir):
+    frey = data.load("frey", data_dir)
+    assert frey.train.shape == (1600, 560) and frey.test.shape == (365, 560) and frey.image_shape == (28, 20)
+    pixels = np.concatenate([frey.train, frey.test]) * 256
+    assert pixels.min() == pytest.approx(8) and pixels.max() == pytest.approx(238)
+    assert pixels.mean() == pytest.approx(154.46, abs=0.01) and pixels.std() == pytest.approx(44.90, abs=0.01)
+    raw = scipy.io.loadmat(data_dir / "frey" / "frey_rawface.mat")["ff"].T / 256.0
+    rows = {r.tobytes() for r in raw.astype(np.float32)}
+    assert all(r.tobytes() in rows for r in frey.test)  # the split is a partition of the real faces
+    assert not {r.tobytes() for r in frey.train} & {r.tobytes() for r in frey.test}
+
+
+def test_digits_is_available_offline(isolated):
+    digits = data.load("digits")
+    assert digits.train.shape == (1500, 64) and digits.test.shape == (297, 64)
+    assert digits.train.max() == 1.0 and digits.likelihood == "bernoulli"
+
+
+def test_lookup_order_env_then_cache(isolated, data_dir, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(data_dir))
+    assert data.locate("frey")["frey_rawface.mat"].parent == data_dir / "frey"
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    cached = copy_dataset(data_dir, "frey", data.cache_dir())
+    assert data.locate("frey")["frey_rawface.mat"].parent == cached
+
+
+def test_missing_while_offline_says_where_to_put_files(isolated):
+    with pytest.raises(DataError) as e:
+        data.load("frey")
+    message = str(e.value)
+    assert "frey_rawface.mat" in message and str(data.cache_dir() / "frey") in message
+    assert "VAE_DATA_DIR" in message and "digits" in message
+    assert not list((data.cache_dir() / "frey").glob("*.part"))  # no half-written download left behind
+
+
+def test_checksum_mismatch_moves_the_file_aside(isolated, data_dir):
+    folder = copy_dataset(data_dir, "frey", isolated / "d")
+    content = bytearray((folder / "frey_rawface.mat").read_bytes())
+    content[-1] ^= 0xFF
+    (folder / "frey_rawface.mat").write_bytes(bytes(content))
+    with pytest.raises(DataError, match="failed its checksum") as e:
+        data.load("frey", isolated / "d")
+    assert "moved aside" in str(e.value)
+    assert not (folder / "frey_rawface.mat").exists() and (folder / "frey_rawface.mat.corrupt").exists()
+
+
+def test_truncated_gzip_is_named(isolated, data_dir):
+    folder = copy_dataset(data_dir, "mnist", isolated / "d")
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz is truncated"):
+        data.load("mnist", isolated / "d")
+
+
+def _trust(monkeypatch, name, file_name, content):
+    """Declares `content` the verified file, to reach the parser's own checks behind the checksum."""
+    sources = dict(data.SOURCES)
+    sources[name] = tuple(DataFile(f.name, hashlib.sha256(content).hexdigest() if f.name == file_name else f.sha256, f.urls)
+                          for f in sources[name])
+    monkeypatch.setattr(data, "SOURCES", sources)
+
+
+def test_mat_without_ff_is_named(isolated, monkeypatch):
+    folder = isolated / "d" / "frey"
+    folder.mkdir(parents=True)
+    scipy.io.savemat(folder / "frey_rawface.mat", {"faces": np.zeros((560, 1965), np.uint8)})
+    _trust(monkeypatch, "frey", "frey_rawface.mat", (folder / "frey_rawface.mat").read_bytes())
+    with pytest.raises(DataError, match="no variable `ff`.*faces"):
+        data.load("frey", isolated / "d")
+
+
+def test_wrong_shapes_are_named(isolated, data_dir, monkeypatch):
+    folder = isolated / "d" / "frey"
+    folder.mkdir(parents=True)
+    scipy.io.savemat(folder / "frey_rawface.mat", {"ff": np.zeros((560, 100), np.uint8)})
+    _trust(monkeypatch, "frey", "frey_rawface.mat", (folder / "frey_rawface.mat").read_bytes())
+    with pytest.raises(DataError, match=r"shape \(560, 100\), expected \(560, 1965\)"):
+        data.load("frey", isolated / "d")
+    mnist = copy_dataset(data_dir, "mnist", isolated / "d")
+    labels = gzip.decompress((mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    short = labels[:4] + (9999).to_bytes(4, "big") + labels[8:-1]
+    (mnist / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(short))
+    _trust(monkeypatch, "mnist", "t10k-labels-idx1-ubyte.gz", short)
+    with pytest.raises(DataError, match=r"holds shape \(9999,\), expected \(10000,\)"):
+        data.load("mnist", isolated / "d")
+
+
+def test_download_verifies_and_lands_atomically_in_the_cache(isolated, data_dir, monkeypatch):
+    served = isolated / "served"
+    served.mkdir()
+    shutil.copy(data_dir / "frey" / "frey_rawface.mat", served / "frey_rawface.mat")
+    (served / "bad.mat").write_bytes(b"not a face")
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    spec = data.SOURCES["frey"][0]
+    # The first mirror serves a bad file: it is rejected and the second mirror is used.
+    monkeypatch.setitem(data.SOURCES, "frey", (DataFile(spec.name, spec.sha256, (base + "bad.mat", base + "frey_rawface.mat")),))
+    seen = []
+    try:
+        frey = data.load("frey", progress=lambda name, done, total: seen.append((done, total)))
+    finally:
+        server.shutdown()
+    assert frey.train.shape == (1600, 560)
+    target = data.cache_dir() / "frey"
+    assert sorted(p.name for p in target.iterdir()) == ["frey_rawface.mat"]  # nothing partial or corrupt left
+    assert seen[-1] == (1100584, 1100584)

@@ -1,0 +1,142 @@
+"""Algorithm 1 on real data and on digits: learning, reproducibility, checkpoints, control from threads."""
+import json
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vae_core import data, runs
+from vae_core.training import STEP_SIZE_CANDIDATES, TrainConfig, Trainer
+
+
+def digits_config(**kw):
+    return TrainConfig(**{"dataset": "digits", "samples": 20_000, "lr": 0.02, "hidden_dim": 50, **kw})
+
+
+def test_short_frey_run_raises_the_test_bound(data_dir, tmp_path):
+    trainer = Trainer(TrainConfig(dataset="frey", samples=100_000, lr=0.02, data_dir=str(data_dir)), tmp_path / "run")
+    last = trainer.run()
+    evaluations = [r for r in trainer.metrics if "test_lower_bound" in r]
+    assert last.kind == "finished" and last.samples_evaluated == 100_000
+    assert evaluations[0]["test_lower_bound"] < 0  # near initialisation: a poor bound
+    assert last.test_lower_bound > evaluations[0]["test_lower_bound"] + 800
+    assert last.test_lower_bound > 400
+
+
+def test_run_directory_holds_config_metrics_and_a_loadable_model(tmp_path):
+    trainer = Trainer(digits_config(), tmp_path / "run")
+    last = trainer.run()
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {runs.CONFIG, runs.METRICS, runs.MODEL, runs.CHECKPOINT, runs.STATUS} <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+    model, metadata = runs.load_model(tmp_path / "run" / runs.MODEL)
+    assert metadata["test_lower_bound"] == pytest.approx(last.test_lower_bound)
+    assert runs.read_json(tmp_path / "run" / runs.STATUS)["state"] == "finished"
+    rows = runs.read_metrics(tmp_path / "run" / runs.METRICS)
+    assert rows[-1]["test_lower_bound"] == pytest.approx(last.test_lower_bound)
+    assert all(r["samples_evaluated"] % 100 == 0 for r in rows)
+
+
+def test_same_seed_same_run_and_other_seed_other_run(tmp_path):
+    a = Trainer(digits_config(seed=3), tmp_path / "a"); a.run()
+    b = Trainer(digits_config(seed=3), tmp_path / "b"); b.run()
+    c = Trainer(digits_config(seed=4), tmp_path / "c"); c.run()
+    assert torch.equal(a.params.flat, b.params.flat)
+    assert [r.get("lower_bound") for r in a.metrics] == [r.get("lower_bound") for r in b.metrics]
+    assert not torch.equal(a.params.flat, c.params.flat)
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, optimizer):
+    whole = Trainer(digits_config(optimizer=optimizer, binarize=True), tmp_path / "whole")
+    whole.run()
+    part = Trainer(digits_config(optimizer=optimizer, binarize=True), tmp_path / "part")
+    part.run(lambda e: part.stop() if e.samples_evaluated >= 7_300 else None)
+    assert runs.read_json(tmp_path / "part" / runs.STATUS)["state"] == "stopped"
+    resumed = Trainer.resume_from(tmp_path / "part")
+    assert resumed.samples_evaluated == part.samples_evaluated
+    resumed.run()
+    assert torch.equal(resumed.params.flat, whole.params.flat)
+
+
+def test_resume_with_a_larger_budget_continues(tmp_path):
+    Trainer(digits_config(samples=5_000), tmp_path / "run").run()
+    more = Trainer.resume_from(tmp_path / "run", samples=10_000)
+    assert more.run().samples_evaluated == 10_000
+
+
+def test_stop_from_another_thread_within_a_second_leaves_a_checkpoint(tmp_path):
+    trainer = Trainer(digits_config(samples=10**9), tmp_path / "run")
+    worker = threading.Thread(target=trainer.run)
+    worker.start()
+    time.sleep(1.0)
+    asked = time.monotonic()
+    trainer.stop()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and time.monotonic() - asked < 1.0
+    status = runs.read_json(tmp_path / "run" / runs.STATUS)
+    assert status["state"] == "stopped" and status["samples_evaluated"] > 0
+    _, metadata = runs.load_model(tmp_path / "run" / runs.MODEL)
+    assert metadata["samples_evaluated"] == status["samples_evaluated"]
+
+
+def test_pause_holds_the_run_and_resume_continues(tmp_path):
+    trainer = Trainer(digits_config(samples=10**9), tmp_path / "run")
+    worker = threading.Thread(target=trainer.run)
+    worker.start()
+    time.sleep(0.5)
+    trainer.pause()
+    time.sleep(0.3)
+    held = trainer.samples_evaluated
+    time.sleep(0.5)
+    assert trainer.samples_evaluated == held and trainer.paused
+    assert runs.read_json(tmp_path / "run" / runs.STATUS)["state"] == "paused"
+    trainer.resume()
+    time.sleep(0.5)
+    assert trainer.samples_evaluated > held
+    trainer.stop()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+
+
+def test_non_finite_bound_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
+    Trainer(digits_config(samples=5_000), tmp_path / "run").run()
+    good = (tmp_path / "run" / runs.MODEL).read_bytes()
+    clean = data.load("digits")
+    poisoned = data.Dataset("digits", np.full_like(clean.train, np.nan), clean.test, None, None, (8, 8), "bernoulli", 200)
+    last = Trainer.resume_from(tmp_path / "run", samples=10_000, dataset=poisoned).run()
+    assert last.kind == "failed" and "nan" in last.message and "last good checkpoint" in last.message
+    assert (tmp_path / "run" / runs.MODEL).read_bytes() == good
+    assert runs.read_json(tmp_path / "run" / runs.STATUS)["state"] == "failed"
+
+
+def test_auto_step_size_picks_the_best_trial(tmp_path):
+    trainer = Trainer(digits_config(lr="auto", samples=2_000), tmp_path / "run")
+    trials = []
+    trainer.run(lambda e: trials.append(e) if e.kind == "trial" else None)
+    assert [e.lr for e in trials] == list(STEP_SIZE_CANDIDATES)
+    best = max(trials, key=lambda e: e.lower_bound)
+    assert trainer.lr == best.lr
+    assert json.loads((tmp_path / "run" / runs.CONFIG).read_text())["lr"] == best.lr
+    assert trainer.optimizer.param_groups[0]["lr"] == best.lr
+
+
+def test_weight_decay_is_the_parameter_prior_per_datapoint(tmp_path):
+    trainer = Trainer(digits_config(), tmp_path / "run")
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == pytest.approx(1 / 1500)
+    assert Trainer(digits_config(weight_decay=False), tmp_path / "r2").optimizer.param_groups[0]["weight_decay"] == 0
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"latent_dim": 0}, "latent_dim must be a whole number of at least 1"),
+    ({"samples": -5}, "samples must be"),
+    ({"estimator": "C"}, "estimator must be 'A' or 'B'"),
+    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"dataset": "cifar"}, "dataset must be one of"),
+])
+def test_bad_config_is_named(change, words):
+    with pytest.raises(ValueError, match=words):
+        digits_config(**change).validate()

@@ -1,0 +1,92 @@
+"""The SGVB estimators of Kingma & Welling (2014), written against the model's distributions.
+
+Shapes use the paper's letters: M datapoints in a minibatch, L samples per datapoint, J latent
+dimensions, D data dimensions. Every estimator returns one value per datapoint, shape (M,), and
+draws its L samples in one batched pass of shape (L, M, J). Noise is injectable through `eps`
+(L, M, J) or a `torch.Generator`; seeding belongs to the caller.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .models import VAE, DiagonalGaussian
+
+
+def standard_normal_noise(L: int, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """ε ~ p(ε) = N(0, I), shape (L, *like.shape)."""
+    return torch.randn((L, *like.shape), generator=generator, dtype=like.dtype, device=like.device)
+
+
+def reparameterize(posterior: DiagonalGaussian, eps: torch.Tensor) -> torch.Tensor:
+    """z = g_φ(ε, x) = μ + σ ⊙ ε (eq. 4 and Section 2.4); eps (L, M, J) -> z (L, M, J)."""
+    return posterior.mean + posterior.stddev * eps  # (L, M, J)
+
+
+def kl_to_standard_normal(posterior: DiagonalGaussian) -> torch.Tensor:
+    """KL(q_φ(z|x) || N(0, I)) in closed form (Appendix B): -½ Σ_j (1 + log σ_j² - μ_j² - σ_j²)."""
+    z_mean, z_logvar = posterior.mean, posterior.logvar  # (M, J)
+    return -0.5 * (1 + z_logvar - z_mean.square() - z_logvar.exp()).sum(-1)  # (M,)  Appendix B
+
+
+def _posterior_samples(model: VAE, x, L, eps, generator):
+    posterior = model.encoder(x)  # q_φ(z|x), (M, J)
+    if eps is None:
+        eps = standard_normal_noise(L, posterior.mean, generator)
+    return posterior, reparameterize(posterior, eps)  # z: (L, M, J)
+
+
+def estimator_a(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """SGVB estimator A (eq. 6): (1/L) Σ_l [log p_θ(x, z^(l)) - log q_φ(z^(l)|x)], per datapoint (M,)."""
+    posterior, z = _posterior_samples(model, x, L, eps, generator)  # z: (L, M, J)
+    log_joint = model.decoder(z).log_prob(x) + model.prior(z).log_prob(z)  # (L, M)
+    return (log_joint - posterior.log_prob(z)).mean(0)  # (M,)  eq. 6
+
+
+def estimator_b_terms(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of estimator B (eq. 7): the reconstruction (1/L) Σ_l log p_θ(x|z^(l)) and the
+    analytic KL(q_φ(z|x) || p(z)), each per datapoint (M,)."""
+    posterior, z = _posterior_samples(model, x, L, eps, generator)  # z: (L, M, J)
+    reconstruction = model.decoder(z).log_prob(x).mean(0)  # (M,)
+    return reconstruction, kl_to_standard_normal(posterior)  # (M,), (M,)
+
+
+def estimator_b(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """SGVB estimator B (eq. 7, eq. 10 for the Gaussian encoder): -KL(q||p) + (1/L) Σ_l log p_θ(x|z^(l))."""
+    reconstruction, kl = estimator_b_terms(model, x, L, eps, generator)
+    return reconstruction - kl  # (M,)  eq. 7
+
+
+ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {"A": estimator_a, "B": estimator_b}
+
+
+def minibatch_lower_bound(per_datapoint: torch.Tensor, N: int) -> torch.Tensor:
+    """The minibatch estimator (eq. 8): L(θ, φ; X) ≈ (N/M) Σ_i L̃(θ, φ; x_i) for a minibatch of M."""
+    M = per_datapoint.shape[0]
+    return N / M * per_datapoint.sum()  # eq. 8
+
+
+def importance_weighted_bound(model: VAE, x: torch.Tensor, K: int, eps: torch.Tensor | None = None,
+                              generator: torch.Generator | None = None, max_elements: int = 2**24) -> torch.Tensor:
+    """The importance-weighted bound (Burda et al. 2015): log (1/K) Σ_k p_θ(x, z_k) / q_φ(z_k|x), per datapoint (M,).
+
+    Equals the ELBO's estimator A at K = 1 and rises toward log p_θ(x) as K grows. The K samples are
+    taken in chunks so that no chunk holds more than `max_elements` decoder outputs.
+    """
+    posterior = model.encoder(x)  # (M, J)
+    M, D = x.shape[0], x.shape[-1]
+    chunk = max(1, max_elements // max(1, M * D))
+    running = None  # log Σ_k w_k over the chunks so far, (M,)
+    for start in range(0, K, chunk):
+        k = min(chunk, K - start)
+        e = eps[start:start + k] if eps is not None else standard_normal_noise(k, posterior.mean, generator)
+        z = reparameterize(posterior, e)  # (k, M, J)
+        log_w = model.decoder(z).log_prob(x) + model.prior(z).log_prob(z) - posterior.log_prob(z)  # (k, M)
+        part = torch.logsumexp(log_w, 0)  # (M,)
+        running = part if running is None else torch.logaddexp(running, part)
+    return running - math.log(K)  # (M,)
