@@ -16,18 +16,14 @@ import torch
 from . import data as data_module
 from . import runs
 from .estimators import importance_weighted_bound
-from .training import TrainConfig, Trainer, TrainEvent, dataset_lower_bound
+from .training import TrainConfig, Trainer, TrainEvent, dataset_lower_bound, parse_sample_count
 
 
 def _count(text: str) -> int:
-    """A whole number of samples, accepting 1e6 and 1_000_000."""
     try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (write e.g. 1e6 or 1000000)") from None
-    if not value.is_integer() or value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number of at least 1")
-    return int(value)
+        return parse_sample_count(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _step_size(text: str) -> float | str:

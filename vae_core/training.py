@@ -102,6 +102,17 @@ class TrainEvent:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
 
 
+def parse_sample_count(text: str | int | float) -> int:
+    """A budget of samples as people write it: 1e6, 1_000_000 or 1000000; ValueError says what is wrong."""
+    try:
+        value = float(str(text).strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of samples (write e.g. 1e6 or 1000000)") from None
+    if not math.isfinite(value) or not value.is_integer() or value < 1:
+        raise ValueError(f"the number of samples must be a whole number of at least 1, got {text!r}")
+    return int(value)
+
+
 def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
@@ -202,6 +213,12 @@ class Trainer:
         return self.step * self.config.batch_size
 
     @property
+    def log_every(self) -> int:
+        """Steps between logged minibatch bounds: often enough for a live chart, at most ~1000 rows a run
+        up to 10^6 samples, and never more than 20 steps apart."""
+        return max(1, min(self.total_steps // 1000, 20))
+
+    @property
     def total_steps(self) -> int:
         return math.ceil(self.config.samples / self.config.batch_size)
 
@@ -210,13 +227,14 @@ class Trainer:
         if self._position + M > len(self._order):  # a new epoch: reshuffle
             self._order = torch.randperm(len(self._x_train), generator=self.generator, device=self.device)
             self._position = 0
-        x = self._x_train[self._order[self._position:self._position + M]]  # (M, D)
+        x = torch.index_select(self._x_train, 0, self._order[self._position:self._position + M])  # (M, D)
         self._position += M
         if self.config.binarize:
             x = torch.bernoulli(x, generator=self.generator)
         return x
 
-    def _train_step(self, with_values: bool):
+    def train_step(self, with_values: bool = False):
+        """One iteration of Algorithm 1: a minibatch, its noise, the gradient of eq. 8, an optimizer step."""
         x = self._next_minibatch()
         eps = torch.randn((self.config.samples_per_point, len(x), self.model_config.latent_dim),
                           generator=self.generator, device=self.device)  # (L, M, J)
@@ -240,7 +258,7 @@ class Trainer:
     def _choose_step_size(self) -> Iterator[TrainEvent]:
         for lr in STEP_SIZE_CANDIDATES:
             self._fresh_state(lr)
-            bounds = [self._train_step(True).lower_bound for _ in range(self.config.trial_steps)]
+            bounds = [self.train_step(True).lower_bound for _ in range(self.config.trial_steps)]
             tail = bounds[len(bounds) // 2:]
             score = float(np.mean(tail)) if all(map(math.isfinite, tail)) else -math.inf
             self.trial_scores[str(lr)] = score
@@ -299,7 +317,6 @@ class Trainer:
         runs.write_json(self.run_dir / runs.CONFIG, {
             "train_config": self.config.to_dict(), "model_config": self.model_config.to_dict(),
             "lr": self.lr, "trial_scores": self.trial_scores, "device": str(self.device)})
-        log_every = max(1, self.total_steps // 500)
         eval_steps = self._eval_steps()
         self._write_status("running")
         while self.step < self.total_steps and not self._stop.is_set():
@@ -313,7 +330,7 @@ class Trainer:
                 self._write_status("running")
                 yield self._event("resumed")
             started = time.perf_counter()
-            values = self._train_step(with_values=self.step % log_every == 0)
+            values = self.train_step(with_values=self.step % self.log_every == 0)
             self.seconds += time.perf_counter() - started
             if values is not None:
                 if not math.isfinite(values.lower_bound):

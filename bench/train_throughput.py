@@ -1,0 +1,139 @@
+"""Training-step throughput, side by side in one run (ratios, not absolute times).
+
+(a) vae_core's training step, as `Trainer` runs it (minibatch, noise, gradient, fused optimizer, logging);
+(b) a reference loop written the way pytorch/examples writes a VAE: a DataLoader over a TensorDataset,
+    separate mean and log-variance layers, autograd, `torch.optim.Adagrad` with its defaults, and a
+    Python loop over the L samples;
+(c) the GEMM roofline: the eleven matrix multiplications of the same step alone, at the same shapes.
+
+Timings are interleaved in blocks and the median block is reported, so that drift in the machine's
+speed touches all three alike. Run: `python bench/train_throughput.py` (add `--quick` for a smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vae_core.data import Dataset  # noqa: E402
+from vae_core.training import TrainConfig, Trainer  # noqa: E402
+
+
+class ReferenceVAE(nn.Module):
+    """The pytorch/examples layout (fc1, fc21, fc22, fc3, fc4), with the paper's tanh units."""
+
+    def __init__(self, D, H, J, gaussian):
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = nn.Linear(D, H), nn.Linear(H, J), nn.Linear(H, J)
+        self.fc3, self.fc4 = nn.Linear(J, H), nn.Linear(H, 2 * D if gaussian else D)
+        self.gaussian = gaussian
+
+    def loss(self, x, L):
+        h = torch.tanh(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        reconstruction = 0
+        for _ in range(L):  # one decoder pass per sample, as the examples write it
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            out = self.fc4(torch.tanh(self.fc3(z)))
+            if self.gaussian:
+                mean, x_logvar = out.chunk(2, -1)
+                reconstruction = reconstruction + F.gaussian_nll_loss(torch.sigmoid(mean), x, x_logvar.exp(), full=True, reduction="sum")
+            else:
+                reconstruction = reconstruction + F.binary_cross_entropy(torch.sigmoid(out), x, reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return (reconstruction / L + kld) / len(x)
+
+
+def reference_steps(X, H, J, L, gaussian, M=100):
+    model = ReferenceVAE(X.shape[1], H, J, gaussian)
+    optimizer = torch.optim.Adagrad(model.parameters(), lr=0.01)
+    loader = DataLoader(TensorDataset(X), batch_size=M, shuffle=True, drop_last=True)
+    batches = iter(loader)
+
+    def step():
+        nonlocal batches
+        try:
+            (x,) = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            (x,) = next(batches)
+        optimizer.zero_grad()
+        model.loss(x, L).backward()
+        optimizer.step()
+    return step
+
+
+def vae_core_steps(X, H, J, L, gaussian, M=100):
+    dataset = Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]),
+                      "gaussian" if gaussian else "bernoulli", H)
+    trainer = Trainer(TrainConfig(dataset="digits", latent_dim=J, hidden_dim=H, samples_per_point=L, batch_size=M,
+                                  samples=10**6, lr=0.01, device="cpu"), run_dir=_scratch(), dataset=dataset)
+    def step():  # with the trainer's own logging cadence for a 10^6 budget
+        trainer.train_step(with_values=trainer.step % trainer.log_every == 0)
+    return step
+
+
+def gemm_steps(D, H, J, L, gaussian, M=100):
+    out_dim = 2 * D if gaussian else D
+    r = lambda *s: torch.randn(*s)
+    x, W1, Wz, Wd1, Wd2 = r(M, D), r(H, D), r(2 * J, H), r(H, J), r(out_dim, H)
+    h, zp, z, g, d_out, d_g = r(M, H), r(M, 2 * J), r(L * M, J), r(L * M, H), r(L * M, out_dim), r(L * M, H)
+    products = [(x, W1.t()), (h, Wz.t()), (z, Wd1.t()), (g, Wd2.t()),  # forward
+                (d_out.t(), g), (d_out, Wd2), (d_g.t(), z), (d_g, Wd1), (zp.t(), h), (zp, Wz), (h.t(), x)]  # backward
+    outs = [torch.empty(a.shape[0], b.shape[1]) for a, b in products]
+
+    def step():
+        for (a, b), out in zip(products, outs):
+            torch.mm(a, b, out=out)
+    return step
+
+
+def _scratch():
+    import tempfile
+    return Path(tempfile.mkdtemp(prefix="bench-"))
+
+
+def interleaved(steps: dict, blocks: int, per_block: int) -> dict[str, float]:
+    """Median seconds per step of each callable, timed in alternating blocks after a warm-up."""
+    for step in steps.values():
+        for _ in range(per_block):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(blocks):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(per_block):
+                step()
+            times[name].append((time.perf_counter() - start) / per_block)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few blocks: a smoke run, not a measurement")
+    args = parser.parse_args()
+    blocks, per_block = (3, 3) if args.quick else (25, 20)
+    torch.manual_seed(0)
+    configs = [("MNIST 784-500-20", 784, 500, 20, 1, False), ("MNIST 784-500-20", 784, 500, 20, 10, False),
+               ("Frey 560-200-2", 560, 200, 2, 1, True)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M = 100, Adagrad; median of {blocks} blocks of {per_block} steps")
+    print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'reference ms':>13} {'GEMM ms':>8} "
+          f"{'vs reference':>13} {'of GEMM roofline':>17}")
+    for name, D, H, J, L, gaussian in configs:
+        X = torch.rand(6000, D)
+        t = interleaved({"vae_core": vae_core_steps(X, H, J, L, gaussian), "reference": reference_steps(X, H, J, L, gaussian),
+                         "gemm": gemm_steps(D, H, J, L, gaussian)}, blocks, per_block)
+        print(f"{name:<20} {L:>3} {t['vae_core'] * 1e3:>12.3f} {t['reference'] * 1e3:>13.3f} {t['gemm'] * 1e3:>8.3f} "
+              f"{t['reference'] / t['vae_core']:>12.2f}x {t['gemm'] / t['vae_core']:>16.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+import uuid
+
+import streamlit as st
+
+from vae_core import plots, views
+from vae_core.workers import PoolFull, pool
+
+st.title("Runs")
+live = {str(w.run_dir): w.state for w in pool().active_workers()}
+table = views.run_table(live=live)
+if table.empty:
+    st.info("No runs yet: train one on the Train page, or with `python -m vae_core train`.")
+    st.stop()
+st.dataframe(table.drop(columns="path"), hide_index=True, width="stretch")
+
+chosen = st.multiselect("Overlay the curves of", table["run"], default=list(table["run"][:1]))
+log_x = st.toggle("Log-scale x axis", value=True)
+paths = dict(zip(table["run"], table["path"]))
+if chosen:
+    st.plotly_chart(plots.learning_curves({r: views.run_metrics(paths[r]) for r in chosen}, log_x, 0.6))
+
+run = st.selectbox("Run", table["run"])
+rows = views.run_metrics(paths[run])
+left, middle, right = st.columns(3)
+left.download_button("Metrics (CSV)", views.metrics_csv(rows), file_name=f"{run}-metrics.csv", mime="text/csv")
+model = views.model_file(paths[run])
+if model is not None:
+    middle.download_button("Model (safetensors)", model, file_name=f"{run}.safetensors")
+state = table.set_index("run").loc[run, "state"]
+if state in ("stopped", "interrupted", "failed") and right.button("Resume training"):
+    try:
+        worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex))
+        st.session_state["run_dir"] = str(worker.run_dir)
+        st.switch_page("pages/train.py")
+    except (PoolFull, FileNotFoundError) as e:
+        st.error(f"Cannot resume: {e}")

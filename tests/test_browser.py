@@ -1,0 +1,83 @@
+"""The app in a real browser: Debian's chromium driven by Playwright, against `streamlit run` on localhost."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+OUTPUT = REPO / "test-output"
+
+
+@pytest.fixture
+def server(tmp_path, data_dir):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (.ci/run installs it)")
+        pytest.skip("no chromium: apt-get install chromium")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VAE_RUNS_DIR": str(tmp_path / "runs"), "VAE_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+                                "--server.address", "127.0.0.1", "--server.headless", "true"],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+POINTS = """() => { const plot = document.querySelector('.js-plotly-plot');
+    return plot && plot.data ? plot.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0) : 0; }"""
+
+
+def chart_points(page) -> int:
+    return page.evaluate(POINTS)
+
+
+def test_train_watch_the_chart_grow_reload_reattach_and_stop(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(server + "/train")
+        expect(page.get_by_text("Start training")).to_be_visible(timeout=30_000)
+        page.get_by_label("Training samples to evaluate").fill("1e8")
+        page.get_by_label("Step size ('auto' tries 0.01, 0.02, 0.1)").fill("0.02")
+        page.get_by_role("button", name="Start training").click()
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=60_000)
+        page.wait_for_function(f"() => ({POINTS})() > 0", timeout=60_000)
+        first = chart_points(page)
+        page.wait_for_function(f"() => ({POINTS})() > {first}", timeout=30_000)  # the chart gains points
+        assert chart_points(page) > first > 0
+
+        page.get_by_role("link", name="Runs").click()  # another page while it trains
+        expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=30_000)
+        page.reload()  # a browser refresh: a new session, the run goes on in its worker
+        page.goto(server + "/train")
+        reattach = page.get_by_role("button", name="Re-attach to")
+        expect(reattach).to_be_visible(timeout=30_000)
+        reattach.click()
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=30_000)
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text("stopped:")).to_be_visible(timeout=20_000)
+        page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
+        browser.close()
+    assert (OUTPUT / "train-page.png").stat().st_size > 10_000

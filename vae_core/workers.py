@@ -1,0 +1,194 @@
+"""Training runs in worker processes, for the dashboard: start, pause, resume, stop, follow live.
+
+Each run trains in its own process, so the app's rendering never competes with it for the GIL and a
+crash in training cannot take the app down. The process reports its events and, every couple of
+seconds, a snapshot of the parameters (numpy arrays) through a queue; `TrainingWorker.poll()` drains it.
+A process-wide `WorkerPool` bounds how many runs train at once and outlives browser sessions, so a
+session that reloads can re-attach to the run it started.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+from . import runs
+from .training import TrainConfig
+
+SNAPSHOT_SECONDS = 2.0
+ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
+
+
+class PoolFull(RuntimeError):
+    """As many runs are training as the pool allows."""
+
+
+def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, events, pause, stop) -> None:
+    import torch
+
+    from .training import Trainer
+
+    try:
+        if config is None:
+            trainer = Trainer.resume_from(run_dir, samples=resume_samples)
+        else:
+            trainer = Trainer(TrainConfig.from_dict(config), run_dir)
+
+        def watch():  # mirror the app's control events onto the trainer
+            while not stop.wait(0.05):
+                trainer.pause() if pause.is_set() else trainer.resume()
+            trainer.stop()
+        threading.Thread(target=watch, daemon=True).start()
+        last_snapshot = 0.0
+        for event in trainer.events():
+            events.put(("event", event.to_row()))
+            now = time.monotonic()
+            if event.kind in ("evaluation", "finished", "stopped") or now - last_snapshot > SNAPSHOT_SECONDS:
+                last_snapshot = now
+                with torch.no_grad():
+                    state = {k: v.detach().cpu().numpy().copy() for k, v in trainer.model.state_dict().items()}
+                events.put(("snapshot", {"state": state, "model_config": trainer.model_config.to_dict(),
+                                         "samples_evaluated": trainer.samples_evaluated}))
+    except Exception as e:  # reported to the app as a message; the run's files say the rest
+        events.put(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        events.put(("exit", None))
+
+
+class TrainingWorker:
+    """One run training in a child process, seen from the app."""
+
+    def __init__(self, run_dir: Path, config: dict, owner: str, resume_samples: int | None = None, resume: bool = False):
+        ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or locks
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.owner = owner
+        self.last_seen = time.monotonic()
+        self.rows: list[dict] = runs.read_metrics(self.run_dir / runs.METRICS) if resume else []
+        self.snapshot: dict | None = None
+        self.state = "starting"
+        self.message = ""
+        self._events = ctx.Queue()
+        self._pause, self._stop = ctx.Event(), ctx.Event()
+        self._lock = threading.Lock()
+        self.process = ctx.Process(target=_worker_main, daemon=True, args=(
+            None if resume else config, str(self.run_dir), resume_samples, self._events, self._pause, self._stop))
+        self.process.start()
+
+    def poll(self) -> None:
+        """Takes in what the process has reported since the last call."""
+        with self._lock:
+            while True:
+                try:
+                    kind, payload = self._events.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "event":
+                    if payload["kind"] in ("minibatch", "evaluation"):
+                        if payload["kind"] == "minibatch" or "test_lower_bound" in payload:
+                            self.rows.append(payload)
+                        self.state = "paused" if self._pause.is_set() else "running"
+                    elif payload["kind"] == "trial":
+                        self.state, self.message = "choosing step size", payload.get("message", "")
+                    elif payload["kind"] in ("paused", "resumed"):
+                        self.state = "paused" if payload["kind"] == "paused" else "running"
+                    else:  # finished, stopped, failed
+                        self.state, self.message = payload["kind"], payload.get("message", "")
+                elif kind == "snapshot":
+                    self.snapshot = payload
+                elif kind == "error":
+                    self.state, self.message = "failed", payload
+                elif kind == "exit" and self.state not in ("finished", "stopped", "failed"):
+                    self.state = "stopped"
+            if not self.process.is_alive() and self.state in ("starting", "running", "paused", "choosing step size"):
+                if self._events.empty():
+                    self.state, self.message = "failed", f"the training process ended unexpectedly (exit code {self.process.exitcode})"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running", "paused", "choosing step size")
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def touch(self, owner: str) -> None:
+        """The owning session shows it is still there (the Train page does this on each refresh)."""
+        if owner == self.owner:
+            self.last_seen = time.monotonic()
+
+    @property
+    def orphaned(self) -> bool:
+        return time.monotonic() - self.last_seen > ORPHAN_SECONDS
+
+
+class WorkerPool:
+    """The runs training in this app process, at most `max_workers` at a time."""
+
+    def __init__(self, max_workers: int | None = None):
+        self.max_workers = max_workers or int(os.environ.get("VAE_MAX_TRAININGS", "2"))
+        self.workers: dict[str, TrainingWorker] = {}
+        self._lock = threading.Lock()
+
+    def _admit(self) -> None:
+        busy = self.active_workers()
+        if len(busy) >= self.max_workers:
+            raise PoolFull(f"{len(busy)} trainings are already running, the most this machine allows at once "
+                           f"({self.max_workers}). Stop one, or wait for one to finish, then start again.")
+
+    def start(self, config: TrainConfig, owner: str, runs_dir: str | Path | None = None) -> TrainingWorker:
+        """Validates the config and starts training it in a new run directory."""
+        config.validate()
+        with self._lock:
+            self._admit()
+            run_dir = runs.new_run_dir(runs_dir, f"{config.dataset}-J{config.latent_dim}")
+            worker = TrainingWorker(run_dir, config.to_dict(), owner)
+            self.workers[str(run_dir)] = worker
+            return worker
+
+    def resume(self, run_dir: str | Path, owner: str, samples: int | None = None) -> TrainingWorker:
+        """Continues a saved run from its last checkpoint, optionally to a larger budget."""
+        run_dir = Path(run_dir)
+        if not (run_dir / runs.CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{run_dir.name} has no checkpoint yet, so there is nothing to resume")
+        with self._lock:
+            if any(w.run_dir == run_dir for w in self.active_workers()):
+                raise PoolFull(f"{run_dir.name} is already training")
+            self._admit()
+            config = runs.read_json(run_dir / runs.CONFIG)["train_config"]
+            worker = TrainingWorker(run_dir, config, owner, resume_samples=samples, resume=True)
+            self.workers[str(run_dir)] = worker
+            return worker
+
+    def get(self, run_dir: str | Path) -> TrainingWorker | None:
+        return self.workers.get(str(Path(run_dir)))
+
+    def active_workers(self) -> list[TrainingWorker]:
+        for w in self.workers.values():
+            w.poll()
+        return [w for w in self.workers.values() if w.active]
+
+    def attach(self, worker: TrainingWorker, owner: str) -> None:
+        if worker.owner != owner and not worker.orphaned:
+            raise PermissionError(f"{worker.run_dir.name} belongs to another open session")
+        worker.owner = owner
+        worker.touch(owner)
+
+
+_pool: WorkerPool | None = None
+
+
+def pool() -> WorkerPool:
+    """The process-wide pool (one per app server, shared by all its browser sessions)."""
+    global _pool
+    if _pool is None:
+        _pool = WorkerPool()
+    return _pool
