@@ -74,14 +74,21 @@ def live_view():
     if worker.message:
         (st.error if worker.state == "failed" else st.caption)(worker.message)
     if worker.rows:
-        st.plotly_chart(plots.learning_curves({"run": worker.rows}, log_x, smoothing), key="curves")
-        st.plotly_chart(plots.bound_terms(worker.rows, log_x, smoothing), key="terms")
+        left, right = st.columns(2)
+        left.plotly_chart(plots.learning_curves({"run": worker.rows}, log_x, smoothing), key="curves")
+        right.plotly_chart(plots.bound_terms(worker.rows, log_x, smoothing), key="terms")
+    if was_active and not worker.active:
+        st.rerun()  # the whole page, so the buttons and the gallery follow the new state
+
+
+@st.fragment(run_every=2.0 if worker.active else None)  # parameter snapshots arrive every two seconds
+def gallery():
     if worker.snapshot is not None:
         images = views.gallery_cached(worker.snapshot, worker.config["dataset"])
-        st.image(images["reconstructions"], caption="test images (top) and their reconstructions (bottom)")
-        st.image(images["samples"], caption="samples from the prior, decoded")
-    if was_active and not worker.active:
-        st.rerun()  # the whole page, so the buttons follow the new state
+        left, right = st.columns(2)
+        left.image(images["reconstructions"], caption="test images (top) and their reconstructions (bottom)")
+        right.image(images["samples"], caption="samples from the prior, decoded")
 
 
 live_view()
+gallery()

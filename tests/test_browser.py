@@ -41,7 +41,7 @@ def server(tmp_path, data_dir):
 
 
 POINTS = """() => { const plot = document.querySelector('.js-plotly-plot');
-    return plot && plot.data ? plot.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0) : 0; }"""
+    return plot && plot._fullData ? plot._fullData.reduce((n, trace) => n + (trace._length || 0), 0) : 0; }"""
 
 
 def chart_points(page) -> int:

@@ -15,6 +15,15 @@ def smooth(values: list[float], strength: float) -> np.ndarray:
     return out
 
 
+def _thin(x: list, y, points: int = 300) -> dict[str, np.ndarray]:
+    """At most `points` evenly spaced points, always keeping the last: the browser redraws these twice a second."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) > points:
+        keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+        x, y = x[keep], y[keep]
+    return {"x": x, "y": y}
+
+
 def _layout(fig: go.Figure, title: str, log_x: bool) -> go.Figure:
     fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified",
                       legend=dict(orientation="h", y=-0.25), xaxis_title="training samples evaluated",
@@ -33,9 +42,9 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
         if batches:
             x = [r["samples_evaluated"] for r in batches]
             y = [r["lower_bound"] for r in batches]
-            fig.add_scatter(x=x, y=y, mode="lines", name=f"{prefix}minibatch (raw)", opacity=0.25,
+            fig.add_scatter(**_thin(x, y), mode="lines", name=f"{prefix}minibatch (raw)", opacity=0.25,
                             line=dict(width=1), showlegend=len(series) == 1)
-            fig.add_scatter(x=x, y=smooth(y, smoothing), mode="lines", name=f"{prefix}minibatch (smoothed)")
+            fig.add_scatter(**_thin(x, smooth(y, smoothing)), mode="lines", name=f"{prefix}minibatch (smoothed)")
         evaluations = [r for r in rows if "test_lower_bound" in r]
         for key, name in (("train_lower_bound", "train"), ("test_lower_bound", "test")):
             if evaluations:
@@ -51,6 +60,6 @@ def bound_terms(rows: list[dict], log_x: bool = True, smoothing: float = 0.6) ->
     x = [r["samples_evaluated"] for r in batches]
     for key, name in (("reconstruction", "reconstruction  E[log p(x|z)]"), ("kl", "KL(q(z|x) || p(z))")):
         y = [r[key] for r in batches]
-        fig.add_scatter(x=x, y=y, mode="lines", opacity=0.25, line=dict(width=1), showlegend=False, name=f"{name} raw")
-        fig.add_scatter(x=x, y=smooth(y, smoothing), mode="lines", name=name)
+        fig.add_scatter(**_thin(x, y), mode="lines", opacity=0.25, line=dict(width=1), showlegend=False, name=f"{name} raw")
+        fig.add_scatter(**_thin(x, smooth(y, smoothing)), mode="lines", name=name)
     return _layout(fig, "Where the bound comes from", log_x)

@@ -31,6 +31,9 @@ def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, 
 
     from .training import Trainer
 
+    # Leave one core to the app and the browser: when they redraw, a worker whose OpenMP threads fill
+    # every core stalls at each parallel region (measured in bench/dashboard_throughput.py).
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     try:
         if config is None:
             trainer = Trainer.resume_from(run_dir, samples=resume_samples)
