@@ -9,8 +9,10 @@ maximising a lower bound on log p(x), the ELBO, with the reparameterisation z = 
 gradient a low-variance Monte Carlo estimate (the SGVB estimator).
 
 - **Train**: pick Frey Face, MNIST or the small digits set, press Start, and watch the bound climb.
-- **Latent explorer**: the learned 2-D manifold, samples and reconstructions (coming in the next release).
-- **Estimator variance**: how the estimators' variance falls with the number of samples L (coming next).
+- **Latent explorer**: drag across the learned 2-D manifold and watch faces and digits morph (Fig. 4),
+  samples (Fig. 5), reconstructions and interpolations; works at once with the shipped pretrained models.
+- **Estimator variance**: measure how the variance of estimators A, B, the score function and others falls
+  with the number of samples L, on any model at any point in training.
 - **Runs**: every run you trained, compared side by side, with metrics and models to download.
 """)
 st.subheader("Datasets on this machine")

@@ -1,6 +1,9 @@
 """Every page through streamlit's AppTest, asserting on what each shows."""
+import base64
+import json
 import time
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -19,6 +22,13 @@ def app(monkeypatch, tmp_path, data_dir):
     return at
 
 
+def array_length(field) -> int:
+    """Length of an array in a Plotly spec, plain or base64-encoded ({"dtype", "bdata"})."""
+    if isinstance(field, dict):
+        return len(base64.b64decode(field["bdata"])) // np.dtype(field["dtype"]).itemsize
+    return len(field)
+
+
 def texts(at) -> str:
     return "\n".join(e.value for kind in ("markdown", "info", "error", "caption", "subheader", "title")
                      for e in getattr(at, kind))
@@ -30,13 +40,6 @@ def test_home_lists_datasets_and_pages(app):
     table = app.dataframe[0].value
     assert table.set_index("dataset")["available"].to_dict() == {"mnist": True, "frey": True, "digits": True}
     assert "Latent explorer" in texts(app) and "Runs" in texts(app)
-
-
-@pytest.mark.parametrize("page, words", [("pages/latent_explorer.py", "manifold"),
-                                         ("pages/estimator_variance.py", "variance")])
-def test_placeholder_pages_say_what_is_coming(app, page, words):
-    app.switch_page(page).run()
-    assert not app.exception and words in app.info[0].value
 
 
 @pytest.mark.parametrize("field, value, words", [
@@ -89,3 +92,56 @@ def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
 def test_runs_page_with_no_runs_says_how_to_make_one(app):
     app.switch_page("pages/runs.py").run()
     assert "No runs yet" in app.info[0].value
+
+
+def test_latent_explorer_opens_on_the_shipped_frey_model(app):
+    app.switch_page("pages/latent_explorer.py").run()
+    assert not app.exception
+    assert app.selectbox[0].value == "shipped: frey-J2"
+    assert "10,000,000" in app.expander[0].markdown[0].value  # the model card
+    assert [t.label for t in app.tabs] == ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)",
+                                          "Reconstructions", "Latent scatter"]
+    assert "<canvas id=\"pad\"" in app.get("iframe")[0].proto.srcdoc
+    manifold = app.get("plotly_chart")[0].proto.spec
+    assert manifold.count("z = (") == 1 and '"customdata"' in manifold
+    assert len(app.get("image")) >= 3  # interpolation strip, samples, reconstructions
+    next(s for s in app.slider if s.label == "Grid size").set_value(6).run()
+    assert not app.exception
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert array_length(spec["data"][1]["x"]) == 36  # one hover point per cell of the 6 x 6 grid
+
+
+def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app):
+    app.switch_page("pages/latent_explorer.py").run()
+    app.selectbox[0].set_value("shipped: mnist-J2").run()
+    assert not app.exception
+    app.multiselect[0].set_value(["shipped: mnist-J2", "shipped: frey-J2"]).run()
+    captions = [i.proto.imgs[0].caption for i in app.get("image")]
+    assert any("mnist-J2 (J = 2)" in c for c in captions) and any("frey-J2 (J = 2)" in c for c in captions)
+    scatter = app.get("plotly_chart")[1].proto.spec
+    assert "scattergl" in scatter and "Turbo" in scatter  # the test set coloured by label
+
+
+def test_estimator_variance_page_computes_and_charts(app):
+    app.switch_page("pages/estimator_variance.py").run()
+    assert not app.exception
+    app.selectbox[0].set_value("untrained digits (J = 2)")
+    next(w for w in app.number_input if w.label == "Replicates R").set_value(8)
+    next(w for w in app.text_input if w.label == "Values of L").set_value("1 4 16")
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert set(table["L"]) == {1, 4, 16} and set(table["estimator"]) == {"A", "B", "score", "score-baseline", "stl", "iw"}
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in figure["data"]] == ["A", "B", "iw", "1/L"]
+    assert figure["layout"]["xaxis"]["type"] == figure["layout"]["yaxis"]["type"] == "log"
+    assert "B/A variance" in app.markdown[-1].value
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert labels == ["Download CSV"]
+
+
+def test_estimator_variance_page_rejects_bad_l(app):
+    app.switch_page("pages/estimator_variance.py").run()
+    next(w for w in app.text_input if w.label == "Values of L").set_value("1 two")
+    app.button[0].click().run()
+    assert not app.exception and "whole numbers" in app.error[0].value

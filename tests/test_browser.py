@@ -44,6 +44,11 @@ POINTS = """() => { const plot = document.querySelector('.js-plotly-plot');
     return plot && plot._fullData ? plot._fullData.reduce((n, trace) => n + (trace._length || 0), 0) : 0; }"""
 
 
+def chromium_args() -> list[str]:
+    return ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+
+
 def chart_points(page) -> int:
     return page.evaluate(POINTS)
 
@@ -53,9 +58,7 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(server):
 
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(server + "/train")
         expect(page.get_by_text("Start training")).to_be_visible(timeout=30_000)
@@ -81,3 +84,33 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(server):
         page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
         browser.close()
     assert (OUTPUT / "train-page.png").stat().st_size > 10_000
+
+
+def test_morph_pad_follows_the_pointer_while_dragging(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(server + "/latent_explorer")
+        frame_element = page.locator("iframe").first
+        expect(frame_element).to_be_visible(timeout=60_000)
+        frame = frame_element.content_frame
+        expect(frame.locator("#pad")).to_be_visible(timeout=30_000)
+        before = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
+        box = frame_element.bounding_box()
+        pad = frame.locator("#pad").bounding_box()
+        x0, y0 = pad["x"] + 40, pad["y"] + 40
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        for i in range(60):  # a drag across the pad, one pointer event per step
+            page.mouse.move(x0 + 3.5 * i, y0 + 3.5 * i)
+        seen_while_dragging = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
+        fps = frame.locator("body").evaluate("() => window.vaePad.fps")
+        page.mouse.up()
+        page.screenshot(path=str(OUTPUT / "latent-explorer.png"), full_page=True)
+        browser.close()
+    assert box is not None and fps > 0
+    change = max(abs(a - b) for a, b in zip(before, seen_while_dragging))
+    assert change > 0.1  # the face changed while the button was still down

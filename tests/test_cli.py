@@ -43,3 +43,17 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
     assert offline.returncode == 2 and "Traceback" not in offline.stderr and "digits" in offline.stderr
     missing = cli("evaluate", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "holds no model.safetensors" in missing.stderr
+
+
+def test_variance_command_on_an_untrained_model(data_dir):
+    measured = cli("variance", "--untrained", "--dataset", "digits", "--L", "1", "4", "--repeats", "8",
+                   "--batch-size", "5", "--estimators", "A", "B", "score", "--json")
+    assert measured.returncode == 0, measured.stderr
+    result = json.loads(measured.stdout.strip().splitlines()[-1])
+    assert result["settings"] == {"M": 5, "R": 8, "L": [1, 4], "estimators": ["A", "B", "score"], "seed": 0}
+    rows = {(r["estimator"], r["L"]): r for r in result["rows"]}
+    assert set(rows) == {(e, L) for e in ("A", "B", "score", "iw") for L in (1, 4)}
+    assert rows[("A", 4)]["phi_total_variance"] < rows[("A", 1)]["phi_total_variance"]
+    assert rows[("score", 1)]["phi_total_variance"] > rows[("A", 1)]["phi_total_variance"]
+    both = cli("variance", "runs/x", "--untrained", "--dataset", "digits")
+    assert both.returncode == 2 and "either a run folder" in both.stderr

@@ -129,6 +129,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_variance(args) -> int:
+    from .variance import VarianceConfig, fixed_minibatch, measure_variance, subject
+
+    if args.untrained == (args.source is not None):
+        raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
+    model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
+    config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
+                            estimators=tuple(args.estimators), seed=args.seed)
+    bar = ProgressBar()
+    started = time.perf_counter()
+    result = measure_variance(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
+                              progress=lambda f: bar.update(int(1000 * f), 1000, "measuring", force=f >= 1))
+    seconds = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"model": args.source or f"untrained {args.dataset} J={args.latent_dim}", "dataset": dataset.name,
+                          "settings": result.settings, "seconds": seconds, "rows": result.rows}))
+        return 0
+    print(f"{'estimator':<15} {'L':>4} {'value var':>11} {'grad var phi':>13} {'grad var theta':>15} {'SNR phi':>8}")
+    for row in result.rows:
+        cell = lambda key, fmt: format(row[key], fmt) if row.get(key) is not None else "-"
+        print(f"{row['estimator']:<15} {row['L']:>4} {cell('value_variance', '11.4g')} {cell('phi_total_variance', '13.4g')} "
+              f"{cell('theta_total_variance', '15.4g')} {cell('phi_snr', '8.3f')}")
+    print(f"per datapoint, M = {config.batch_size}, R = {config.repeats}; {seconds:.1f} s")
+    return 0
+
+
 def cmd_data(args) -> int:
     bar = ProgressBar()
     names = [args.dataset] if args.dataset else [n for n in data_module.DATASETS]
@@ -178,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    from .variance import GRADIENT_ESTIMATORS, VarianceConfig
+    var_defaults = VarianceConfig()
+    variance = sub.add_parser("variance", help="measure the estimators' variance against the number of samples L")
+    variance.add_argument("source", nargs="?", default=None, help="a run folder or a model .safetensors file")
+    variance.add_argument("--untrained", action="store_true", help="measure a freshly initialised model instead")
+    variance.add_argument("--dataset", choices=data_module.DATASETS, default=None)
+    variance.add_argument("--latent-dim", type=int, default=2, metavar="J")
+    variance.add_argument("--hidden", type=int, default=None, metavar="H")
+    variance.add_argument("--L", type=int, nargs="+", default=list(var_defaults.samples))
+    variance.add_argument("--repeats", type=int, default=var_defaults.repeats, metavar="R")
+    variance.add_argument("--batch-size", type=int, default=var_defaults.batch_size, metavar="M")
+    variance.add_argument("--estimators", nargs="+", choices=GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS))
+    variance.add_argument("--seed", type=int, default=0)
+    variance.add_argument("--data-dir", default=None)
+    variance.add_argument("--json", action="store_true")
+    variance.set_defaults(func=cmd_variance)
 
     data = sub.add_parser("data", help="download the datasets, or check the copies on this machine")
     data.add_argument("--dataset", choices=data_module.DATASETS, default=None)

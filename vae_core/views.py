@@ -137,3 +137,223 @@ def gallery_cached(snapshot: dict, dataset: str) -> dict[str, np.ndarray]:
         _gallery_memo.clear()
         _gallery_memo[key] = gallery(snapshot, dataset)
     return _gallery_memo[key]
+
+
+# The latent explorer's views.
+from . import explorer as _explorer  # noqa: E402
+
+
+def explorer_sources(live_worker=None) -> dict[str, dict]:
+    """Models the explorer can show: the run training in this session, shipped models, saved runs."""
+    sources = {}
+    if live_worker is not None and live_worker.snapshot is not None:
+        sources[f"this session's run ({live_worker.run_dir.name})"] = {"live": True, "worker": live_worker}
+    for name, path in _explorer.shipped_models().items():
+        sources[f"shipped: {name}"] = {"live": False, "path": path, "card": _explorer.model_card(path)}
+    for run_dir in runs.list_runs():
+        if (run_dir / runs.MODEL).is_file():
+            sources[f"run: {run_dir.name}"] = {"live": False, "path": run_dir / runs.MODEL}
+    return sources
+
+
+_explorers: dict = {}
+
+
+def explorer_for(source: dict) -> "_explorer.Explorer":
+    """An Explorer per model version, kept while it is current (its encodings are reused across reruns)."""
+    if source["live"]:
+        snapshot = source["worker"].snapshot
+        key = ("live", str(source["worker"].run_dir), snapshot["samples_evaluated"])
+        make = lambda: _explorer.Explorer.from_snapshot(snapshot, source["worker"].config["dataset"])
+    else:
+        key = (str(source["path"]), Path(source["path"]).stat().st_mtime)
+        make = lambda: _explorer.Explorer.from_file(source["path"])
+    if key not in _explorers:
+        if len(_explorers) > 8:
+            _explorers.clear()
+        _explorers[key] = make()
+    return _explorers[key]
+
+
+def pad_plane_choices(J: int) -> list[str]:
+    return ["first two principal components"] + [f"z{a + 1}, z{b + 1}" for a in range(J) for b in range(a + 1, J)]
+
+
+def pad_plane(model, choice: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Base point and the two directions the pad moves along: z1, z2 for J = 2; for J > 2 two chosen
+    dimensions or the first two principal components, around the encoding of the first test image."""
+    J = model.latent_dim
+    if J == 1:
+        return np.zeros(1), np.array([[1.0], [0.0]]), "z1"
+    if J == 2:
+        return np.zeros(2), np.eye(2), "z1, z2"
+    base = model.encode([0])[0]
+    if choice == "first two principal components":
+        return base, model.principal_plane(), "the first two principal components around test image 0"
+    a, b = (int(s.strip()[1:]) - 1 for s in choice.split(","))
+    return base, np.eye(J)[[a, b]], f"{choice} around test image 0"
+
+
+def pad_html(model, base, directions) -> str:
+    points = model.test_encodings[:3000] - base  # drawn in the pad's own coordinates
+    plane = points @ np.asarray(directions).T
+    labels = None if model.test_labels is None else model.test_labels[:3000]
+    return model.pad_html(base, directions, plane, labels)
+
+
+def manifold_view(model, grid: int, edge: float):
+    """Fig. 4 as a Plotly image with a transparent point per cell that carries z (hover, click)."""
+    import plotly.express as px
+
+    images, zs = model.manifold(grid, edge)
+    h, w = model.image_shape
+    picture = mosaic(images, grid, 1, pad=0)
+    figure = px.imshow(picture, color_continuous_scale="gray", zmin=0, zmax=255)
+    centres = np.array([((i % grid) * w + w / 2, (i // grid) * h + h / 2) for i in range(grid * grid)])
+    figure.add_scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", marker=dict(size=max(4, 400 // grid), opacity=0),
+                       customdata=zs[:, :2], hovertemplate="z = (%{customdata[0]:.2f}, %{customdata[1]:.2f})<extra></extra>")
+    figure.update_layout(coloraxis_showscale=False, height=620, margin=dict(l=0, r=0, t=0, b=0))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure, picture / 255.0, zs, images
+
+
+def strip(images: np.ndarray, shape) -> np.ndarray:
+    return mosaic(images, len(images), max(1, 96 // shape[0]))
+
+
+def sample_mosaic(model, seed: int) -> np.ndarray:
+    return mosaic(model.samples(64, seed), 8, max(1, 48 // model.image_shape[0]))
+
+
+def reconstruction_mosaic(model, count: int = 12) -> np.ndarray:
+    originals, reconstructions = model.reconstructions(np.arange(count))
+    return mosaic(np.concatenate([originals, reconstructions]), count, max(1, 72 // model.image_shape[0]))
+
+
+def scatter_view(model, method: str):
+    import plotly.graph_objects as go
+
+    limit = None if method == "pca" else 2000  # t-SNE on 10000 points would take minutes here
+    xy = model.projection(method, limit)
+    labels = model.test_labels[:len(xy)] if model.test_labels is not None else None
+    figure = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers",
+                                    marker=dict(size=4, color=labels, colorscale="Turbo", showscale=labels is not None),
+                                    customdata=np.arange(len(xy)),
+                                    hovertemplate="test image %{customdata}<extra></extra>"))
+    figure.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), dragmode="select")
+    return figure
+
+
+# The estimator variance lab's views.
+from . import variance as _variance  # noqa: E402
+
+
+def variance_sources(live_worker, datasets) -> dict[str, dict]:
+    """Untrained models at initialisation, then what the explorer can show (live run, shipped, saved runs)."""
+    sources = {f"untrained {d} (J = 2)": {"untrained": d} for d in datasets
+               if d == "digits" or not data.availability()[d].startswith("missing")}
+    return explorer_sources(live_worker) | sources
+
+
+def variance_settings(M, R, Ls: str, estimators) -> "_variance.VarianceConfig":
+    try:
+        samples = tuple(int(v) for v in Ls.replace(",", " ").split())
+    except ValueError:
+        raise ValueError(f"the values of L must be whole numbers separated by spaces, got {Ls!r}") from None
+    config = _variance.VarianceConfig(batch_size=int(M), repeats=int(R), samples=samples, estimators=tuple(estimators))
+    config.validate()
+    return config
+
+
+_variance_memo: dict = {}
+
+
+def variance_cached(source: dict, settings, progress=None) -> "_variance.VarianceResult":
+    """The measurement for this model version and these settings, computed once."""
+    if "untrained" in source:
+        key = ("untrained", source["untrained"])
+        make = lambda: _variance.subject(dataset=source["untrained"])
+    else:
+        explorer = explorer_for(source)
+        key = ("model", id(explorer))
+        make = lambda: (explorer.model, data.load(explorer.dataset, download=False))
+    key = key + (repr(settings),)
+    if key not in _variance_memo:
+        model, dataset = make()
+        x = _variance.fixed_minibatch(dataset.train, settings.batch_size, settings.seed)
+        _variance_memo[key] = _variance.measure_variance(model, x, settings, progress)
+    return _variance_memo[key]
+
+
+_QUANTITIES = {"value (lower bound)": "value_variance", "gradient wrt φ (encoder)": "phi_total_variance",
+               "gradient wrt θ (decoder)": "theta_total_variance"}
+
+
+def variance_figure(results: dict, quantity: str):
+    """Log-log variance against L per estimator (and model), with a 1/L reference line."""
+    import plotly.graph_objects as go
+
+    key = _QUANTITIES[quantity]
+    figure = go.Figure()
+    dashes = ["solid", "dash"]
+    first_value = None
+    for n, (name, result) in enumerate(results.items()):
+        for estimator in ["A", "B", "score", "score-baseline", "stl", "iw"]:
+            L, values = result.table(key, estimator)
+            if key == "theta_total_variance" and estimator != "A":
+                continue  # ∇θ is the same for every estimator: one line
+            if values:
+                label = "all estimators" if key == "theta_total_variance" else estimator
+                figure.add_scatter(x=L, y=values, mode="lines+markers", line=dict(dash=dashes[n % 2]),
+                                   name=f"{label} · {name}" if len(results) > 1 else label)
+                first_value = first_value or (L[0], values[0])
+    if first_value:
+        L0, v0 = first_value
+        Ls = sorted({L for r in results.values() for L in r.settings["L"]})
+        figure.add_scatter(x=Ls, y=[v0 * L0 / L for L in Ls], mode="lines", line=dict(color="grey", dash="dot"), name="1/L")
+    figure.update_xaxes(type="log", title="samples per datapoint L")
+    figure.update_yaxes(type="log", title="variance per datapoint (trace for gradients)")
+    figure.update_layout(title=f"Variance of the {quantity}", height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def snr_figure(results: dict):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for n, (name, result) in enumerate(results.items()):
+        for estimator in GRADIENT_ESTIMATOR_NAMES:
+            L, snr = result.table("phi_snr", estimator)
+            if snr:
+                figure.add_scatter(x=L, y=snr, mode="lines+markers", line=dict(dash=["solid", "dash"][n % 2]),
+                                   name=f"{estimator} · {name}" if len(results) > 1 else estimator)
+    figure.update_xaxes(type="log", title="samples per datapoint L")
+    figure.update_yaxes(type="log", title="mean |E g| / std g")
+    figure.update_layout(title="Signal-to-noise ratio of the gradient wrt φ", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+GRADIENT_ESTIMATOR_NAMES = _variance.GRADIENT_ESTIMATORS
+
+
+def variance_table(results: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"model": name, **row} for name, result in results.items() for row in result.rows])
+
+
+def variance_summary(results: dict) -> str:
+    """A few sentences read off the measurements: B against A, and the score function against both."""
+    lines = []
+    for name, result in results.items():
+        rows = {(r["estimator"], r["L"]): r for r in result.rows}
+        for L in result.settings["L"][:1] + result.settings["L"][-1:]:
+            a, b, score = rows.get(("A", L)), rows.get(("B", L)), rows.get(("score", L))
+            parts = []
+            if a and b:
+                parts.append(f"B/A variance: value {b['value_variance'] / a['value_variance']:.3g}, "
+                             f"∇φ {b['phi_total_variance'] / a['phi_total_variance']:.3g}")
+            if a and score:
+                parts.append(f"score/A ∇φ variance {score['phi_total_variance'] / a['phi_total_variance']:.3g}")
+            if parts:
+                lines.append(f"- **{name}**, L = {L}: " + "; ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""The latent explorer's engine, the browser decoder's parity with it, and the shipped models."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from safetensors import safe_open
+
+from conftest import REPO
+from vae_core import runs
+from vae_core.explorer import Explorer, shipped_models
+from vae_core.models import VAE, ModelConfig
+
+
+def random_explorer(likelihood, dataset, shape, J=2, seed=0):
+    model = VAE(ModelConfig(shape[0] * shape[1], J, 30, likelihood, shape))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3, generator=g)
+    return Explorer(model, dataset)
+
+
+def numpy_decoder_mean(explorer, z):
+    """Appendix C by hand: tanh hidden layer, sigmoid of the (first D) outputs."""
+    dec = {k: v.numpy() for k, v in explorer.model.decoder.state_dict().items()}
+    h = np.tanh(z @ dec["to_hidden.weight"].T + dec["to_hidden.bias"])
+    out = h @ dec["to_x_params.weight"].T + dec["to_x_params.bias"]
+    return 1 / (1 + np.exp(-out[:, :explorer.model.config.data_dim]))
+
+
+def test_manifold_grid_is_the_inverse_normal_cdf_of_a_linear_grid():
+    e = random_explorer("gaussian", "frey", (28, 20))
+    images, z = e.manifold(grid=7, edge=0.05)
+    expected = scipy.stats.norm.ppf(np.linspace(0.05, 0.95, 7))
+    assert images.shape == (49, 28, 20) and z.shape == (49, 2)
+    np.testing.assert_allclose(z[:7, 0], expected, atol=1e-6)  # first row: z1 left to right
+    np.testing.assert_allclose(z[::7, 1], expected[::-1], atol=1e-6)  # first column: z2 top to bottom
+    np.testing.assert_allclose(images.reshape(49, -1), numpy_decoder_mean(e, z), atol=1e-5)
+
+
+def test_manifold_for_larger_j_moves_two_dims_around_a_base():
+    e = random_explorer("bernoulli", "digits", (8, 8), J=4)
+    base = np.array([0.5, -0.5, 1.0, 2.0], dtype=np.float32)
+    z = e.manifold_latents(grid=3, dims=(1, 3), base=base)
+    assert np.allclose(z[:, 0], 0.5) and np.allclose(z[:, 2], 1.0)
+    assert len(np.unique(z[:, 1])) == 3 and len(np.unique(z[:, 3])) == 3
+
+
+def test_interpolation_ends_at_the_two_encodings(data_dir):
+    e = random_explorer("bernoulli", "digits", (8, 8))
+    path = e.interpolation(3, 9, steps=5)
+    ends = e.decode(e.encode([3, 9]))
+    np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-6)
+    originals, reconstructions = e.reconstructions([3, 9])
+    np.testing.assert_allclose(reconstructions, ends, atol=1e-6)
+    assert originals.shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("likelihood, dataset, shape", [("gaussian", "frey", (28, 20)), ("bernoulli", "mnist", (28, 28))])
+def test_browser_decode_matches_vae_core_within_1e_4(likelihood, dataset, shape, tmp_path, data_dir, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    from test_browser import CHROMIUM, chromium_args
+    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
+    e = random_explorer(likelihood, dataset, shape, J=3)
+    z = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32) * 2
+    page_file = tmp_path / "pad.html"
+    page_file.write_text(e.pad_html(np.zeros(3), np.eye(3)[:2], np.zeros((1, 2)), None))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        browser_images = np.array(page.evaluate("zs => zs.map(z => Array.from(window.vaePad.decode(z)))", z.tolist()))
+        browser.close()
+    server = e.decode(z).reshape(20, -1)
+    assert np.abs(browser_images - server).max() < 1e-4
+    assert server.std() > 0.05  # the images differ: the comparison has teeth
+
+
+@pytest.mark.parametrize("name, dataset, pixels", [("frey-J2", "frey", 560), ("mnist-J2", "mnist", 784)])
+def test_shipped_models_are_trained_to_1e7_with_a_model_card(name, dataset, pixels):
+    path = shipped_models()[name]
+    with safe_open(str(path), framework="pt") as f:
+        metadata = {k: json.loads(v) for k, v in f.metadata().items()}
+    assert metadata["dataset"] == dataset and metadata["samples_evaluated"] >= 10**7
+    assert metadata["model_config"]["latent_dim"] == 2 and metadata["model_config"]["data_dim"] == pixels
+    card = path.with_suffix(".md").read_text()
+    assert "python -m vae_core train" in card and f"{metadata['test_lower_bound']:.2f}" in card
+    assert path.stat().st_size < 4_000_000
+
+
+def test_shipped_frey_model_scores_as_its_card_says(data_dir, monkeypatch):
+    from vae_core.training import dataset_lower_bound
+    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
+    path = shipped_models()["frey-J2"]
+    model, metadata = runs.load_model(path)
+    e = Explorer(model, "frey")
+    bound = dataset_lower_bound(model, torch.tensor(e._test.test), torch.Generator().manual_seed(0))[0]
+    assert bound == pytest.approx(metadata["test_lower_bound"], abs=3.0)  # fresh noise, same model

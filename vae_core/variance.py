@@ -1,0 +1,275 @@
+"""How the variance of the SGVB estimators falls with the number of samples L, measured.
+
+For a model snapshot and a fixed minibatch of M datapoints, R independent replicates of each estimator
+are drawn at each L, each replicate with fresh noise ε of shape (L, M, J), shared by the estimators so
+that their comparison is sharp. Per estimator and L this reports the lower-bound estimate's mean and
+variance (per datapoint, nats²) and, for the gradient with respect to the encoder parameters φ and the
+decoder parameters θ: the total variance (trace of the covariance), the norm of the mean gradient and
+the mean per-parameter signal-to-noise ratio |E g| / std g. All figures are per datapoint, i.e. of the
+objective (1/M) Σ_i L̃(θ, φ; x_i) (eq. 8 divided by N).
+
+Estimators of ∇φ: SGVB A (eq. 6) and B (eq. 7), both pathwise through z = μ + σ ⊙ ε (eq. 4); the
+score-function (REINFORCE) estimator E_q[f(z) ∇φ log q_φ(z|x)], f = log p(x, z) - log q(z|x), with and
+without a baseline (f at z = μ, which does not depend on ε and so keeps it unbiased); and "sticking the
+landing" (Roeder et al. 2017), the pathwise gradient of eq. 6 without the score term ∇φ log q. ∇θ is the
+same function of the noise for all five (z does not depend on θ), so it is measured once per L.
+The importance-weighted bound with K = L is reported for the value.
+
+Per-replicate gradients are computed with `torch.func.vmap(grad(...))` over chunks of replicates, so the
+R x len(L) backward passes become a few batched ones; `vectorised=False` runs them one by one instead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from .estimators import estimator_a, estimator_b, importance_weighted_bound, reparameterize
+from .models import VAE, DiagonalGaussian
+
+GRADIENT_ESTIMATORS = ("A", "B", "score", "score-baseline", "stl")
+
+
+@dataclass
+class VarianceConfig:
+    batch_size: int = 10  # M
+    repeats: int = 100  # R
+    samples: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)  # the values of L
+    estimators: tuple[str, ...] = GRADIENT_ESTIMATORS
+    seed: int = 0
+    max_elements: int = 2**23  # decoder outputs per chunk of replicates (R_chunk x L x M x D)
+
+    def validate(self) -> None:
+        problems = []
+        for name in ("batch_size", "repeats"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < (2 if name == "repeats" else 1):
+                problems.append(f"{name} must be a whole number of at least {2 if name == 'repeats' else 1}, "
+                                f"got {getattr(self, name)!r}")
+        if not self.samples or any(not isinstance(L, int) or L < 1 for L in self.samples):
+            problems.append(f"every L must be a whole number of at least 1, got {list(self.samples)!r}")
+        unknown = [e for e in self.estimators if e not in GRADIENT_ESTIMATORS]
+        if unknown or not self.estimators:
+            problems.append(f"estimators must be among {', '.join(GRADIENT_ESTIMATORS)}, got {list(self.estimators)!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+class _LinearisedDecoder:
+    """Stands in for p_θ(x|z) at the sampled z0: the same log-density and the same gradient in z there.
+
+    A gradient with respect to φ sees the decoder only through log p_θ(x|z) and ∂/∂z of it at the
+    sampled z, so with these two computed once (one decoder pass for all estimators) every estimator's
+    φ-gradient below costs an encoder pass. Exact, not an approximation: first order is all a gradient uses.
+    """
+
+    def __init__(self, log_px: torch.Tensor, grad_z: torch.Tensor, z0: torch.Tensor):  # (L, M), (L, M, J), (L, M, J)
+        self.log_px, self.grad_z, self.z0 = log_px, grad_z, z0
+
+    def __call__(self, z: torch.Tensor) -> "_LinearisedDecoder":
+        self.z = z
+        return self
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_px + ((self.z - self.z0) * self.grad_z).sum(-1)  # (L, M)
+
+
+class _View:
+    """The model with its decoder replaced: what the estimator functions need (encoder, decoder, prior)."""
+
+    def __init__(self, vae: VAE, decoder):
+        self.encoder, self.decoder, self.prior = vae.encoder, decoder, vae.prior
+
+
+class _Objectives(nn.Module):
+    """Scalar objectives whose gradients are the estimators: per-datapoint means over the minibatch."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, estimator: str, x: torch.Tensor, eps: torch.Tensor, decoded: tuple | None = None,
+                baseline: torch.Tensor | None = None) -> torch.Tensor:  # eps: (L, M, J)
+        """`decoded` = (log p(x|z0), ∂/∂z log p(x|z0), z0) swaps in the linearised decoder; `baseline` (M,) is
+        f at z = μ for the score function's baseline (computed by the caller when the decoder is swapped)."""
+        vae = self.vae if decoded is None else _View(self.vae, _LinearisedDecoder(*decoded))
+        L = eps.shape[0]
+        if estimator == "A":
+            return estimator_a(vae, x, L, eps=eps).mean()  # eq. 6
+        if estimator == "B":
+            return estimator_b(vae, x, L, eps=eps).mean()  # eq. 7
+        posterior = vae.encoder(x)  # (M, J)
+        z = reparameterize(posterior, eps)  # (L, M, J), eq. 4
+        if estimator == "stl":  # eq. 6 with log q evaluated at stopped φ: the score term ∇φ log q is dropped
+            frozen = DiagonalGaussian(posterior.mean.detach(), posterior.logvar.detach())
+            return (vae.decoder(z).log_prob(x) + vae.prior(z).log_prob(z) - frozen.log_prob(z)).mean()
+        z = z.detach()  # score function: no path through z
+        log_joint = vae.decoder(z).log_prob(x) + vae.prior(z).log_prob(z)  # (L, M)
+        f = (log_joint - posterior.log_prob(z)).detach()
+        if estimator == "score-baseline":
+            f = f - (_baseline(self.vae, x) if baseline is None else baseline)
+        # ∇φ: f ∇φ log q(z|x) (REINFORCE); ∇θ: ∇θ log p_θ(x|z), as for every other estimator.
+        return (f * posterior.log_prob(z) + log_joint).mean()
+
+
+class _Moments:
+    """Running sums of a gradient block over replicates, in float64."""
+
+    def __init__(self):
+        self.n, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, g: torch.Tensor) -> None:  # g: (R_chunk, P)
+        g = g.double()
+        self.n += g.shape[0]
+        self.total = self.total + g.sum(0)
+        self.squares = self.squares + g.square().sum(0)
+
+    def mean_and_variance(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / self.n
+        return mean, ((self.squares - self.n * mean.square()) / (self.n - 1)).clamp_min(0)
+
+    def summary(self) -> dict[str, float]:
+        mean, var = self.mean_and_variance()
+        moving = var > 0
+        snr = (mean.abs()[moving] / var[moving].sqrt()).mean().item() if moving.any() else math.nan
+        return {"total_variance": var.sum().item(), "mean_norm": mean.norm().item(), "snr": snr}
+
+
+@dataclass
+class VarianceResult:
+    rows: list[dict] = field(default_factory=list)  # one per (estimator, L)
+    settings: dict = field(default_factory=dict)
+    # (estimator, L, "phi" | "theta") -> per-parameter mean and variance of the gradient, numpy
+    moments: dict = field(default_factory=dict, repr=False)
+
+    def table(self, key: str, estimator: str) -> tuple[list[int], list[float]]:
+        rows = [r for r in self.rows if r["estimator"] == estimator and r.get(key) is not None]
+        return [r["L"] for r in rows], [r[key] for r in rows]
+
+
+def _baseline(vae: VAE, x: torch.Tensor) -> torch.Tensor:
+    """f = log p(x, z) - log q(z|x) at z = μ: a baseline that does not depend on ε, (M,)."""
+    with torch.no_grad():
+        posterior = vae.encoder(x)
+        mean = posterior.mean
+        return vae.decoder(mean).log_prob(x) + vae.prior(mean).log_prob(mean) - posterior.log_prob(mean)
+
+
+def _value_stats(values: torch.Tensor) -> dict[str, float]:
+    """values: (R, M) per-datapoint estimates -> mean, per-datapoint variance, variance of the minibatch mean."""
+    values = values.double()
+    return {"value_mean": values.mean().item(), "value_variance": values.var(0).mean().item(),
+            "minibatch_value_variance": values.mean(1).var().item()}
+
+
+def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = VarianceConfig(),
+                     progress: Callable[[float], None] | None = None, vectorised: bool = True) -> VarianceResult:
+    """Measures every figure of the module docstring for `model` on the minibatch `x` (M, D)."""
+    config.validate()
+    model = model.eval()
+    objectives = _Objectives(model)
+    params = {k: v.detach() for k, v in objectives.named_parameters()}
+    phi = {k: v for k, v in params.items() if k.startswith("vae.encoder.")}
+    theta = {k: v for k, v in params.items() if k.startswith("vae.decoder.")}
+    J, D = model.config.latent_dim, model.config.data_dim
+    out_dim = D * (2 if model.config.likelihood == "gaussian" else 1)
+    generator = torch.Generator().manual_seed(config.seed)
+    result = VarianceResult(settings={"M": len(x), "R": config.repeats, "L": list(config.samples),
+                                      "estimators": list(config.estimators), "seed": config.seed})
+    units = len(config.samples) * (len(config.estimators) + 2)
+    done = 0
+
+    baseline = _baseline(model, x)
+
+    def decoder_pass(th: dict, z: torch.Tensor):
+        """Mean of log p_θ(x|z) over the (L, M) samples, for ∇θ and ∂/∂z; the values ride along."""
+        log_px = functional_call(objectives.vae.decoder, {k[len("vae.decoder."):]: v for k, v in th.items()}, (z,)).log_prob(x)
+        return log_px.mean(), log_px.detach()
+
+    def phi_objective(estimator):
+        return lambda w, e, log_px, grad_z, z0: functional_call(
+            objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
+
+    for L in config.samples:
+        eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
+        chunk = max(1, config.max_elements // (L * len(x) * out_dim))
+        moments = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
+        values = {"A": [], "B": [], "iw": []}  # (R_chunk, M) per chunk
+        for start in range(0, config.repeats, chunk):
+            e_chunk = eps[start:start + chunk]  # (R_chunk, L, M, J)
+            with torch.no_grad():
+                z0 = reparameterize(model.encoder(x), e_chunk)  # (R_chunk, L, M, J), eq. 4
+            if vectorised:
+                (g_theta, g_z), log_px = vmap(grad(decoder_pass, argnums=(0, 1), has_aux=True), in_dims=(None, 0))(theta, z0)
+                grad_z = g_z * (L * len(x))  # ∂ log p(x|z)/∂z per sample: undo the mean's 1/(L M)
+                moments["theta"].add(torch.cat([g.reshape(g.shape[0], -1) for g in g_theta.values()], 1))
+                for estimator in config.estimators:
+                    g_phi = vmap(grad(phi_objective(estimator)), in_dims=(None, 0, 0, 0, 0))(phi, e_chunk, log_px, grad_z, z0)
+                    moments[estimator].add(torch.cat([g.reshape(g.shape[0], -1) for g in g_phi.values()], 1))
+                view = lambda r: _View(model, _LinearisedDecoder(log_px[r], grad_z[r], z0[r]))
+            else:  # the naive loop: the real decoder, one backward pass per replicate and estimator
+                for e in e_chunk:
+                    moments["theta"].add(_naive_gradient(objectives, "B", theta, phi, x, e))
+                    for estimator in config.estimators:
+                        moments[estimator].add(_naive_gradient(objectives, estimator, phi, theta, x, e))
+                view = lambda r: model
+            with torch.no_grad():
+                for r, e in enumerate(e_chunk):
+                    values["A"].append(estimator_a(view(r), x, L, eps=e))  # (M,)
+                    values["B"].append(estimator_b(view(r), x, L, eps=e))
+                    values["iw"].append(importance_weighted_bound(view(r), x, L, eps=e, max_elements=2**62))  # K = L
+        for name, m in moments.items():
+            result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
+                t.numpy() for t in m.mean_and_variance())
+        theta_stats = {f"theta_{k}": v for k, v in moments["theta"].summary().items()}
+        for estimator in config.estimators:
+            row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in moments[estimator].summary().items()},
+                   **theta_stats}
+            if estimator in ("A", "B"):
+                row |= _value_stats(torch.stack(values[estimator]))
+            result.rows.append(row)
+        result.rows.append({"estimator": "iw", "L": L, **_value_stats(torch.stack(values["iw"]))})
+        done += len(config.estimators) + 2
+        if progress:
+            progress(done / units)
+    return result
+
+
+def _naive_gradient(objectives, estimator, wrt, fixed, x, eps) -> torch.Tensor:
+    w = {k: v.clone().requires_grad_() for k, v in wrt.items()}
+    value = functional_call(objectives, (w, fixed), (estimator, x, eps))
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value, list(w.values()))])[None]  # (1, P)
+
+
+def fixed_minibatch(train: np.ndarray, M: int, seed: int = 0) -> torch.Tensor:
+    """M training points chosen once by `seed`: the same minibatch for every estimator and snapshot."""
+    index = np.random.default_rng(seed).choice(len(train), size=M, replace=False)
+    return torch.tensor(train[np.sort(index)])
+
+
+def subject(source: str | None = None, dataset: str | None = None, latent_dim: int = 2, hidden_dim: int | None = None,
+            seed: int = 0, data_dir: str | None = None):
+    """The model to measure and its dataset: a run folder or .safetensors file, or (source None) an untrained
+    model of the paper's shape for `dataset`, initialised from N(0, 0.01²) with `seed`."""
+    from pathlib import Path
+
+    from . import data, runs
+    from .models import ModelConfig
+
+    if source is not None:
+        path = Path(source)
+        path = path / runs.MODEL if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{source} is neither a run folder holding {runs.MODEL} nor a model file")
+        model, metadata = runs.load_model(path)
+        return model, data.load(metadata["dataset"], data_dir, download=False)
+    if dataset is None:
+        raise ValueError("give a run folder or model file, or --untrained with --dataset")
+    loaded = data.load(dataset, data_dir, download=False)
+    config = ModelConfig(loaded.data_dim, latent_dim, hidden_dim or loaded.default_hidden, loaded.likelihood,
+                         loaded.image_shape)
+    return VAE(config, generator=torch.Generator().manual_seed(seed)), loaded
