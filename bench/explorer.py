@@ -31,7 +31,7 @@ def median_ms(f, repeats: int) -> float:
 def page_rerun_ms() -> float:
     from streamlit.testing.v1 import AppTest
     os.chdir(REPO)
-    at = AppTest.from_file("dashboard.py", default_timeout=120)
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/latent_explorer.py").run()
     at.selectbox[0].set_value("shipped: mnist-J2").run()
@@ -55,7 +55,7 @@ def drag_frame_rate() -> tuple[float, float]:
                 "--disable-component-update", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
             page.goto(f"http://127.0.0.1:{port}/latent_explorer")
-            page.get_by_label("Model").click()
+            page.get_by_role("combobox", name="Model").click()
             page.get_by_role("option", name="shipped: mnist-J2").click()
             page.wait_for_timeout(3000)
             frame = page.locator("iframe").first.content_frame

@@ -30,6 +30,9 @@ def main() -> None:
     for name in ("frey-J2", "mnist-J2"):
         model, dataset = subject(str(shipped_models()[name]))
         x = fixed_minibatch(dataset.train, config.batch_size)
+        warm_up = VarianceConfig(repeats=2, samples=(1,))  # one-time costs (torch.func's lazy imports) apart
+        measure_variance(model, x, warm_up)
+        measure_variance(model, x, warm_up, vectorised=False)
         fast = timed(lambda: measure_variance(model, x, config))
         line = f"{name}: vectorised {fast:.1f} s"
         if not args.skip_naive:

@@ -1,5 +1,4 @@
 import numpy as np
-import plotly.express as px
 import streamlit as st
 
 from vae_core import explorer as ex

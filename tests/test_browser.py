@@ -53,64 +53,69 @@ def chart_points(page) -> int:
     return page.evaluate(POINTS)
 
 
-def test_train_watch_the_chart_grow_reload_reattach_and_stop(server):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture
+def page(server):
+    """A Chromium page on the app; screenshots go to test-output/."""
+    from playwright.sync_api import sync_playwright
 
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(server + "/train")
-        expect(page.get_by_text("Start training")).to_be_visible(timeout=30_000)
-        page.get_by_label("Training samples to evaluate").fill("1e8")
-        page.get_by_label("Step size ('auto' tries 0.01, 0.02, 0.1)").fill("0.02")
-        page.get_by_role("button", name="Start training").click()
-        page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=60_000)
-        page.wait_for_function(f"() => ({POINTS})() > 0", timeout=60_000)
-        first = chart_points(page)
-        page.wait_for_function(f"() => ({POINTS})() > {first}", timeout=30_000)  # the chart gains points
-        assert chart_points(page) > first > 0
-
-        page.get_by_role("link", name="Runs").click()  # another page while it trains
-        expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=30_000)
-        page.reload()  # a browser refresh: a new session, the run goes on in its worker
-        page.goto(server + "/train")
-        reattach = page.get_by_role("button", name="Re-attach to")
-        expect(reattach).to_be_visible(timeout=30_000)
-        reattach.click()
-        page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=30_000)
-        page.get_by_role("button", name="Stop").click()
-        expect(page.get_by_text("stopped:")).to_be_visible(timeout=20_000)
-        page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
+        page.app_url = server
+        yield page
         browser.close()
+
+
+def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
+    from playwright.sync_api import expect
+
+    server = page.app_url
+    page.goto(server + "/train")
+    expect(page.get_by_text("Start training")).to_be_visible(timeout=30_000)
+    page.get_by_label("Training samples to evaluate").fill("1e8")
+    page.get_by_label("Step size ('auto' tries 0.01, 0.02, 0.1)").fill("0.02")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=60_000)
+    page.wait_for_function(f"() => ({POINTS})() > 0", timeout=60_000)
+    first = chart_points(page)
+    page.wait_for_function(f"() => ({POINTS})() > {first}", timeout=30_000)  # the chart gains points
+    assert chart_points(page) > first > 0
+
+    page.get_by_role("link", name="Runs").click()  # another page while it trains
+    expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=30_000)
+    page.reload()  # a browser refresh: a new session, the run goes on in its worker
+    page.goto(server + "/train")
+    reattach = page.get_by_role("button", name="Re-attach to")
+    expect(reattach).to_be_visible(timeout=30_000)
+    reattach.click()
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=30_000)
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()  # not the header's
+    expect(page.get_by_text("stopped:")).to_be_visible(timeout=20_000)
+    page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
     assert (OUTPUT / "train-page.png").stat().st_size > 10_000
 
 
-def test_morph_pad_follows_the_pointer_while_dragging(server):
-    from playwright.sync_api import expect, sync_playwright
+def test_morph_pad_follows_the_pointer_while_dragging(page):
+    from playwright.sync_api import expect
 
-    OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(server + "/latent_explorer")
-        frame_element = page.locator("iframe").first
-        expect(frame_element).to_be_visible(timeout=60_000)
-        frame = frame_element.content_frame
-        expect(frame.locator("#pad")).to_be_visible(timeout=30_000)
-        before = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
-        box = frame_element.bounding_box()
-        pad = frame.locator("#pad").bounding_box()
-        x0, y0 = pad["x"] + 40, pad["y"] + 40
-        page.mouse.move(x0, y0)
-        page.mouse.down()
-        for i in range(60):  # a drag across the pad, one pointer event per step
-            page.mouse.move(x0 + 3.5 * i, y0 + 3.5 * i)
-        seen_while_dragging = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
-        fps = frame.locator("body").evaluate("() => window.vaePad.fps")
-        page.mouse.up()
-        page.screenshot(path=str(OUTPUT / "latent-explorer.png"), full_page=True)
-        browser.close()
+    page.goto(page.app_url + "/latent_explorer")
+    frame_element = page.locator("iframe").first
+    expect(frame_element).to_be_visible(timeout=60_000)
+    frame = frame_element.content_frame
+    expect(frame.locator("#pad")).to_be_visible(timeout=30_000)
+    before = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
+    box = frame_element.bounding_box()
+    pad = frame.locator("#pad").bounding_box()
+    x0, y0 = pad["x"] + 40, pad["y"] + 40
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(60):  # a drag across the pad, one pointer event per step
+        page.mouse.move(x0 + 3.5 * i, y0 + 3.5 * i)
+    seen_while_dragging = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
+    fps = frame.locator("body").evaluate("() => window.vaePad.fps")
+    page.mouse.up()
+    page.screenshot(path=str(OUTPUT / "latent-explorer.png"), full_page=True)
     assert box is not None and fps > 0
     change = max(abs(a - b) for a, b in zip(before, seen_while_dragging))
     assert change > 0.1  # the face changed while the button was still down

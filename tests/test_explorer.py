@@ -1,6 +1,5 @@
 """The latent explorer's engine, the browser decoder's parity with it, and the shipped models."""
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -8,7 +7,6 @@ import scipy.stats
 import torch
 from safetensors import safe_open
 
-from conftest import REPO
 from vae_core import runs
 from vae_core.explorer import Explorer, shipped_models
 from vae_core.models import VAE, ModelConfig

@@ -1,6 +1,5 @@
 """Algorithm 1 on real data and on digits: learning, reproducibility, checkpoints, control from threads."""
 import json
-import math
 import threading
 import time
 

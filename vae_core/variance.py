@@ -33,6 +33,9 @@ from .estimators import estimator_a, estimator_b, importance_weighted_bound, rep
 from .models import VAE, DiagonalGaussian
 
 GRADIENT_ESTIMATORS = ("A", "B", "score", "score-baseline", "stl")
+# Value estimates per datapoint; "iw" is the importance-weighted bound with K = L (one chunk of K samples).
+VALUE_ESTIMATORS = {"A": estimator_a, "B": estimator_b,
+                    "iw": lambda model, x, L, eps: importance_weighted_bound(model, x, L, eps=eps, max_elements=2**62)}
 
 
 @dataclass
@@ -42,7 +45,7 @@ class VarianceConfig:
     samples: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)  # the values of L
     estimators: tuple[str, ...] = GRADIENT_ESTIMATORS
     seed: int = 0
-    max_elements: int = 2**23  # decoder outputs per chunk of replicates (R_chunk x L x M x D)
+    max_elements: int = 2**23  # decoder outputs per chunk of replicates (R_chunk x L x M x D); larger is slower here
 
     def validate(self) -> None:
         problems = []
@@ -117,20 +120,33 @@ class _Objectives(nn.Module):
 
 
 class _Moments:
-    """Running sums of a gradient block over replicates, in float64."""
+    """Mean and variance over replicates of a block of gradient tensors. Each chunk is reduced in place in
+    float32 (the per-replicate gradients are large, and fresh allocations of that size cost page faults),
+    and chunks are merged in float64 with Chan, Golub & LeVeque's pairwise update."""
 
     def __init__(self):
-        self.n, self.total, self.squares = 0, 0.0, 0.0
+        self.n, self.mean, self.m2 = 0, None, None  # m2: sum of squared deviations from the mean
 
-    def add(self, g: torch.Tensor) -> None:  # g: (R_chunk, P)
-        g = g.double()
-        self.n += g.shape[0]
-        self.total = self.total + g.sum(0)
-        self.squares = self.squares + g.square().sum(0)
+    def add(self, grads: list[torch.Tensor]) -> None:  # each (R_chunk, *parameter shape), consumed
+        n_b = grads[0].shape[0]
+        means, m2s = [], []
+        for g in grads:
+            g = g.reshape(n_b, -1)
+            mean = g.mean(0)
+            means.append(mean)
+            m2s.append(g.sub_(mean).square_().sum(0))
+        mean_b, m2_b = torch.cat(means).double(), torch.cat(m2s).double()
+        if self.n == 0:
+            self.n, self.mean, self.m2 = n_b, mean_b, m2_b
+            return
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta.square() * (self.n * n_b / n)
+        self.n = n
 
     def mean_and_variance(self) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.total / self.n
-        return mean, ((self.squares - self.n * mean.square()) / (self.n - 1)).clamp_min(0)
+        return self.mean, self.m2 / (self.n - 1)
 
     def summary(self) -> dict[str, float]:
         mean, var = self.mean_and_variance()
@@ -198,7 +214,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         moments = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
-        values = {"A": [], "B": [], "iw": []}  # (R_chunk, M) per chunk
+        values = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
         for start in range(0, config.repeats, chunk):
             e_chunk = eps[start:start + chunk]  # (R_chunk, L, M, J)
             with torch.no_grad():
@@ -206,22 +222,22 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
             if vectorised:
                 (g_theta, g_z), log_px = vmap(grad(decoder_pass, argnums=(0, 1), has_aux=True), in_dims=(None, 0))(theta, z0)
                 grad_z = g_z * (L * len(x))  # ∂ log p(x|z)/∂z per sample: undo the mean's 1/(L M)
-                moments["theta"].add(torch.cat([g.reshape(g.shape[0], -1) for g in g_theta.values()], 1))
+                moments["theta"].add(list(g_theta.values()))
                 for estimator in config.estimators:
                     g_phi = vmap(grad(phi_objective(estimator)), in_dims=(None, 0, 0, 0, 0))(phi, e_chunk, log_px, grad_z, z0)
-                    moments[estimator].add(torch.cat([g.reshape(g.shape[0], -1) for g in g_phi.values()], 1))
-                view = lambda r: _View(model, _LinearisedDecoder(log_px[r], grad_z[r], z0[r]))
+                    moments[estimator].add(list(g_phi.values()))
+                with torch.no_grad():
+                    for name, f in VALUE_ESTIMATORS.items():
+                        per_replicate = lambda lp, gz, z, e: f(_View(model, _LinearisedDecoder(lp, gz, z)), x, L, eps=e)
+                        values[name].extend(vmap(per_replicate)(log_px, grad_z, z0, e_chunk))  # (R_chunk, M)
             else:  # the naive loop: the real decoder, one backward pass per replicate and estimator
                 for e in e_chunk:
                     moments["theta"].add(_naive_gradient(objectives, "B", theta, phi, x, e))
                     for estimator in config.estimators:
                         moments[estimator].add(_naive_gradient(objectives, estimator, phi, theta, x, e))
-                view = lambda r: model
-            with torch.no_grad():
-                for r, e in enumerate(e_chunk):
-                    values["A"].append(estimator_a(view(r), x, L, eps=e))  # (M,)
-                    values["B"].append(estimator_b(view(r), x, L, eps=e))
-                    values["iw"].append(importance_weighted_bound(view(r), x, L, eps=e, max_elements=2**62))  # K = L
+                    with torch.no_grad():
+                        for name, f in VALUE_ESTIMATORS.items():
+                            values[name].append(f(model, x, L, eps=e))  # (M,)
         for name, m in moments.items():
             result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
                 t.numpy() for t in m.mean_and_variance())
@@ -239,10 +255,10 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
     return result
 
 
-def _naive_gradient(objectives, estimator, wrt, fixed, x, eps) -> torch.Tensor:
+def _naive_gradient(objectives, estimator, wrt, fixed, x, eps) -> list[torch.Tensor]:
     w = {k: v.clone().requires_grad_() for k, v in wrt.items()}
     value = functional_call(objectives, (w, fixed), (estimator, x, eps))
-    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value, list(w.values()))])[None]  # (1, P)
+    return [g[None] for g in torch.autograd.grad(value, list(w.values()))]  # each (1, *shape)
 
 
 def fixed_minibatch(train: np.ndarray, M: int, seed: int = 0) -> torch.Tensor:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import data, runs
-from .models import VAE, ModelConfig
+from . import explorer as _explorer
+from . import variance as _variance
 from .training import TrainConfig, parse_sample_count
 
 
@@ -44,12 +44,6 @@ def train_config(dataset: str, latent_dim, hidden_dim, estimator: str, samples_p
                      f"(or set VAE_DATA_DIR to a folder holding {dataset}/), or pick `digits`, which needs no download.")
 
 
-def _model(state: dict, model_config: dict) -> VAE:
-    model = VAE(ModelConfig.from_dict(model_config))
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
-    return model.eval()
-
-
 def mosaic(images: np.ndarray, columns: int, scale: int = 1, pad: int = 1) -> np.ndarray:
     """Images (N, h, w) in [0, 1] tiled into one uint8 picture, each pixel drawn as scale x scale."""
     n, h, w = images.shape
@@ -62,18 +56,13 @@ def mosaic(images: np.ndarray, columns: int, scale: int = 1, pad: int = 1) -> np
     return (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
 
 
-@torch.no_grad()
 def gallery(snapshot: dict, dataset: str, count: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
     """From a parameter snapshot: test images over their reconstructions, and samples from the prior."""
-    model = _model(snapshot["state"], snapshot["model_config"])
-    shape = model.config.image_shape
-    test = torch.tensor(data.load(dataset, download=False).test[:count])
-    reconstructions = model.decoder(model.encoder(test).mean).mean  # decoder mean at the encoder mean
-    z = torch.randn(count, model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
-    samples = model.decoder(z).mean
-    scale = max(1, 96 // shape[0])
-    pairs = torch.cat([test, reconstructions]).reshape(-1, *shape).numpy()
-    return {"reconstructions": mosaic(pairs, count, scale), "samples": mosaic(samples.reshape(-1, *shape).numpy(), count, scale)}
+    model = _explorer.Explorer.from_snapshot(snapshot, dataset)
+    originals, reconstructions = model.reconstructions(np.arange(count))
+    scale = max(1, 96 // model.image_shape[0])
+    return {"reconstructions": mosaic(np.concatenate([originals, reconstructions]), count, scale),
+            "samples": mosaic(model.samples(count, seed), count, scale)}
 
 
 def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> pd.DataFrame:
@@ -140,8 +129,6 @@ def gallery_cached(snapshot: dict, dataset: str) -> dict[str, np.ndarray]:
 
 
 # The latent explorer's views.
-from . import explorer as _explorer  # noqa: E402
-
 
 def explorer_sources(live_worker=None) -> dict[str, dict]:
     """Models the explorer can show: the run training in this session, shipped models, saved runs."""
@@ -246,8 +233,6 @@ def scatter_view(model, method: str):
 
 
 # The estimator variance lab's views.
-from . import variance as _variance  # noqa: E402
-
 
 def variance_sources(live_worker, datasets) -> dict[str, dict]:
     """Untrained models at initialisation, then what the explorer can show (live run, shipped, saved runs)."""
