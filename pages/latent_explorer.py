@@ -12,6 +12,10 @@ if not sources:
     st.stop()
 name = st.selectbox("Model", list(sources), help="a shipped pretrained model, a saved run, or the run training now")
 follow = sources[name]["live"] and st.toggle("Follow the training live", value=True)
+if sources[name]["live"]:  # frozen: keep the snapshot seen when the toggle went off
+    if follow or "frozen" not in st.session_state:
+        st.session_state["frozen"] = sources[name]["worker"].snapshot
+    sources[name] = views.frozen_source(sources[name], None if follow else st.session_state["frozen"])
 
 
 @st.fragment(run_every=2.0 if follow else None)
@@ -24,8 +28,11 @@ def explore():
         ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"])
     J = model.latent_dim
     with pad:
-        base, directions, dims_text = views.pad_plane(model, st.selectbox(
-            "Pad moves", views.pad_plane_choices(J), key="plane") if J > 2 else "z1, z2")
+        if J > 2:
+            left, right = st.columns(2)
+            plane = left.selectbox("Pad moves", views.pad_plane_choices(J), key="plane")
+            around = right.number_input("around the encoding of test image", 0, model.test_size - 1, 0)
+        base, directions, dims_text = views.pad_plane(model, plane if J > 2 else "", around if J > 2 else 0)
         st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move.")
         st.iframe(views.pad_html(model, base, directions), height=330)
     with manifold:

@@ -146,3 +146,33 @@ def test_estimator_variance_page_rejects_bad_l(app):
     next(w for w in app.text_input if w.label == "Values of L").set_value("1 two")
     app.button[0].click().run()
     assert not app.exception and "whole numbers" in app.error[0].value
+
+
+def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze(app):
+    app.switch_page("pages/train.py").run()
+    app.selectbox[0].set_value("digits")
+    next(w for w in app.text_input if w.label.startswith("Training samples")).set_value("1e8")
+    next(w for w in app.text_input if w.label.startswith("Step size")).set_value("0.02")
+    app.button[0].click().run()
+    from vae_core.workers import pool
+    worker = pool().get(app.session_state["run_dir"])
+    try:
+        deadline = time.monotonic() + 60
+        while worker.snapshot is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            worker.poll()
+        app.switch_page("pages/latent_explorer.py").run()
+        assert not app.exception
+        assert app.selectbox[0].value.startswith("this session's run")
+        first = app.session_state["frozen"]["samples_evaluated"]
+        app.toggle[0].set_value(False).run()  # freeze
+        frozen = app.session_state["frozen"]["samples_evaluated"]
+        deadline = time.monotonic() + 30
+        while worker.snapshot["samples_evaluated"] == frozen and time.monotonic() < deadline:
+            time.sleep(0.2)
+            worker.poll()
+        app.run()
+        assert app.session_state["frozen"]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
+        assert frozen >= first and "<canvas id=\"pad\"" in app.get("iframe")[0].proto.srcdoc
+    finally:
+        worker.stop()

@@ -143,13 +143,18 @@ def explorer_sources(live_worker=None) -> dict[str, dict]:
     return sources
 
 
+def frozen_source(source: dict, snapshot: dict | None) -> dict:
+    """A live source pinned to `snapshot` (None: follow the worker's latest)."""
+    return source if snapshot is None else {**source, "snapshot": snapshot}
+
+
 _explorers: dict = {}
 
 
 def explorer_for(source: dict) -> "_explorer.Explorer":
     """An Explorer per model version, kept while it is current (its encodings are reused across reruns)."""
     if source["live"]:
-        snapshot = source["worker"].snapshot
+        snapshot = source.get("snapshot") or source["worker"].snapshot
         key = ("live", str(source["worker"].run_dir), snapshot["samples_evaluated"])
         make = lambda: _explorer.Explorer.from_snapshot(snapshot, source["worker"].config["dataset"])
     else:
@@ -166,19 +171,19 @@ def pad_plane_choices(J: int) -> list[str]:
     return ["first two principal components"] + [f"z{a + 1}, z{b + 1}" for a in range(J) for b in range(a + 1, J)]
 
 
-def pad_plane(model, choice: str) -> tuple[np.ndarray, np.ndarray, str]:
+def pad_plane(model, choice: str, around: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """Base point and the two directions the pad moves along: z1, z2 for J = 2; for J > 2 two chosen
-    dimensions or the first two principal components, around the encoding of the first test image."""
+    dimensions or the first two principal components, around the encoding of test image `around`."""
     J = model.latent_dim
     if J == 1:
         return np.zeros(1), np.array([[1.0], [0.0]]), "z1"
     if J == 2:
         return np.zeros(2), np.eye(2), "z1, z2"
-    base = model.encode([0])[0]
+    base = model.encode([around])[0]
     if choice == "first two principal components":
-        return base, model.principal_plane(), "the first two principal components around test image 0"
+        return base, model.principal_plane(), f"the first two principal components around test image {around}"
     a, b = (int(s.strip()[1:]) - 1 for s in choice.split(","))
-    return base, np.eye(J)[[a, b]], f"{choice} around test image 0"
+    return base, np.eye(J)[[a, b]], f"{choice} around test image {around}"
 
 
 def pad_html(model, base, directions) -> str:
