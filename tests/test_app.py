@@ -29,6 +29,15 @@ def array_length(field) -> int:
     return len(field)
 
 
+def start_digits_run(app, samples: str) -> None:
+    """Starts a digits run from the Train page's form, as a user would."""
+    app.switch_page("pages/train.py").run()
+    app.selectbox[0].set_value("digits")
+    next(w for w in app.text_input if w.label.startswith("Training samples")).set_value(samples)
+    next(w for w in app.text_input if w.label.startswith("Step size")).set_value("0.02")
+    app.button[0].click().run()
+
+
 def texts(at) -> str:
     return "\n".join(e.value for kind in ("markdown", "info", "error", "caption", "subheader", "title")
                      for e in getattr(at, kind))
@@ -57,11 +66,7 @@ def test_train_form_rejects_bad_input_with_a_message(app, field, value, words):
 
 
 def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
-    app.switch_page("pages/train.py").run()
-    app.selectbox[0].set_value("digits")
-    next(w for w in app.text_input if w.label.startswith("Training samples")).set_value("30000")
-    next(w for w in app.text_input if w.label.startswith("Step size")).set_value("0.02")
-    app.button[0].click().run()
+    start_digits_run(app, "30000")
     assert not app.exception and not app.error
     deadline = time.monotonic() + 90
     while "finished" not in app.get("progress")[0].proto.text and time.monotonic() < deadline:
@@ -149,11 +154,7 @@ def test_estimator_variance_page_rejects_bad_l(app):
 
 
 def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze(app):
-    app.switch_page("pages/train.py").run()
-    app.selectbox[0].set_value("digits")
-    next(w for w in app.text_input if w.label.startswith("Training samples")).set_value("1e8")
-    next(w for w in app.text_input if w.label.startswith("Step size")).set_value("0.02")
-    app.button[0].click().run()
+    start_digits_run(app, "1e8")
     from vae_core.workers import pool
     worker = pool().get(app.session_state["run_dir"])
     try:
