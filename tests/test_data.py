@@ -75,6 +75,7 @@ def test_missing_while_offline_says_where_to_put_files(isolated):
     message = str(e.value)
     assert "frey_rawface.mat" in message and str(data.cache_dir() / "frey") in message
     assert "VAE_DATA_DIR" in message and "digits" in message
+    assert not data.available("frey") and data.available("digits")
     assert not list((data.cache_dir() / "frey").glob("*.part"))  # no half-written download left behind
 
 

@@ -130,3 +130,14 @@ def test_bad_settings_are_named():
         VarianceConfig(samples=(0, 2)).validate()
     with pytest.raises(ValueError, match="estimators must be among"):
         VarianceConfig(estimators=("C",)).validate()
+
+
+def test_theta_chart_draws_one_line_whichever_estimators_are_chosen():
+    from vae_core import views
+    model = VAE(ModelConfig(12, 2, 8, "bernoulli", (3, 4)), generator=torch.Generator().manual_seed(0))
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(3))
+    result = measure_variance(model, x, VarianceConfig(batch_size=4, repeats=4, samples=(1, 2), estimators=("B", "stl")))
+    names = [t.name for t in views.variance_figure({"m": result}, "gradient wrt θ (decoder)").data]
+    assert names == ["all estimators", "1/L"]
+    names = [t.name for t in views.variance_figure({"m": result}, "gradient wrt φ (encoder)").data]
+    assert names == ["B", "stl", "1/L"]

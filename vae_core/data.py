@@ -227,6 +227,15 @@ def load(name: str, data_dir: str | os.PathLike | None = None, download: bool = 
     return _load_cached(name, tuple(sorted(paths.items())))
 
 
+def available(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the dataset's files are on this machine (nothing is downloaded)."""
+    try:
+        locate(name, data_dir, download=False)
+        return True
+    except DataError:
+        return False
+
+
 def availability(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """For each dataset, where its files are, or what is missing, without downloading anything."""
     status = {}

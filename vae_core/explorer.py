@@ -124,7 +124,7 @@ class Explorer:
         """2-D coordinates of the test encodings: z itself for J = 2, else PCA or t-SNE (on the first `limit`)."""
         z = self.test_encodings[:limit]
         if self.latent_dim <= 2:
-            return np.column_stack([z, np.zeros(len(z))])[:, :2] if self.latent_dim == 1 else z
+            return np.column_stack([z, np.zeros(len(z))]) if self.latent_dim == 1 else z  # J = 1 on a line
         if method == "pca":
             from sklearn.decomposition import PCA
             return PCA(n_components=2).fit_transform(z)

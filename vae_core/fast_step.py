@@ -7,16 +7,13 @@ kernel. `tests/test_fast_step.py` checks every gradient here against autograd of
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import VAE
-
-_LOG_2PI = math.log(2 * math.pi)
+from .models import _LOG_2PI, VAE
 
 
 class FlatParameters:

@@ -18,10 +18,9 @@ def dataset_table(data_dir: str | None = None) -> pd.DataFrame:
     """One row per dataset: whether it is on this machine, where, or how to get it."""
     rows = []
     for name, where in data.availability(data_dir).items():
-        missing = where.startswith("missing")
-        rows.append({"dataset": name, "available": not missing,
-                     "where": (f"missing: run `python -m vae_core data --dataset {name}` or set VAE_DATA_DIR"
-                               if missing else where)})
+        found = data.available(name, data_dir)
+        rows.append({"dataset": name, "available": found,
+                     "where": where if found else f"missing: run `python -m vae_core data --dataset {name}` or set VAE_DATA_DIR"})
     return pd.DataFrame(rows)
 
 
@@ -38,7 +37,7 @@ def train_config(dataset: str, latent_dim, hidden_dim, estimator: str, samples_p
                          estimator=estimator, samples_per_point=int(samples_per_point), batch_size=int(batch_size),
                          optimizer=optimizer, lr=lr_value, samples=parse_sample_count(samples), seed=int(seed))
     config.validate()
-    if not data.availability()[dataset].startswith("missing"):
+    if data.available(dataset):
         return config
     raise ValueError(f"the {dataset} data is not on this machine. Run `python -m vae_core data --dataset {dataset}` "
                      f"(or set VAE_DATA_DIR to a folder holding {dataset}/), or pick `digits`, which needs no download.")
@@ -242,7 +241,7 @@ def scatter_view(model, method: str):
 def variance_sources(live_worker, datasets) -> dict[str, dict]:
     """Untrained models at initialisation, then what the explorer can show (live run, shipped, saved runs)."""
     sources = {f"untrained {d} (J = 2)": {"untrained": d} for d in datasets
-               if d == "digits" or not data.availability()[d].startswith("missing")}
+               if data.available(d)}
     return explorer_sources(live_worker) | sources
 
 
@@ -266,7 +265,7 @@ def variance_cached(source: dict, settings, progress=None) -> "_variance.Varianc
         make = lambda: _variance.subject(dataset=source["untrained"])
     else:
         explorer = explorer_for(source)
-        key = ("model", id(explorer))
+        key = ("model", explorer)  # the object itself: an id could be reused once the explorer cache clears
         make = lambda: (explorer.model, data.load(explorer.dataset, download=False))
     key = key + (repr(settings),)
     if key not in _variance_memo:
@@ -289,15 +288,15 @@ def variance_figure(results: dict, quantity: str):
     dashes = ["solid", "dash"]
     first_value = None
     for n, (name, result) in enumerate(results.items()):
-        for estimator in ["A", "B", "score", "score-baseline", "stl", "iw"]:
+        for estimator in (*_variance.GRADIENT_ESTIMATORS, "iw"):
             L, values = result.table(key, estimator)
-            if key == "theta_total_variance" and estimator != "A":
-                continue  # ∇θ is the same for every estimator: one line
             if values:
                 label = "all estimators" if key == "theta_total_variance" else estimator
                 figure.add_scatter(x=L, y=values, mode="lines+markers", line=dict(dash=dashes[n % 2]),
                                    name=f"{label} · {name}" if len(results) > 1 else label)
                 first_value = first_value or (L[0], values[0])
+                if key == "theta_total_variance":
+                    break  # ∇θ is the same for every estimator: one line per model
     if first_value:
         L0, v0 = first_value
         Ls = sorted({L for r in results.values() for L in r.settings["L"]})
@@ -313,7 +312,7 @@ def snr_figure(results: dict):
 
     figure = go.Figure()
     for n, (name, result) in enumerate(results.items()):
-        for estimator in GRADIENT_ESTIMATOR_NAMES:
+        for estimator in _variance.GRADIENT_ESTIMATORS:
             L, snr = result.table("phi_snr", estimator)
             if snr:
                 figure.add_scatter(x=L, y=snr, mode="lines+markers", line=dict(dash=["solid", "dash"][n % 2]),
@@ -322,9 +321,6 @@ def snr_figure(results: dict):
     figure.update_yaxes(type="log", title="mean |E g| / std g")
     figure.update_layout(title="Signal-to-noise ratio of the gradient wrt φ", height=380, margin=dict(l=10, r=10, t=40, b=10))
     return figure
-
-
-GRADIENT_ESTIMATOR_NAMES = _variance.GRADIENT_ESTIMATORS
 
 
 def variance_table(results: dict) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from . import runs
 from .training import TrainConfig
 
 SNAPSHOT_SECONDS = 2.0
+ACTIVE_STATES = ("starting", "choosing step size", "running", "paused")  # still training
 ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
 
 
@@ -93,7 +94,7 @@ class TrainingWorker:
                     if payload["kind"] in ("minibatch", "evaluation"):
                         if payload["kind"] == "minibatch" or "test_lower_bound" in payload:
                             self.rows.append(payload)
-                        if self.state in ("starting", "choosing step size"):
+                        if self.state in ACTIVE_STATES[:2]:
                             self.state = "running"  # paused and resumed come from the trainer's own events
                     elif payload["kind"] == "trial":
                         self.state, self.message = "choosing step size", payload.get("message", "")
@@ -105,15 +106,15 @@ class TrainingWorker:
                     self.snapshot = payload
                 elif kind == "error":
                     self.state, self.message = "failed", payload
-                elif kind == "exit" and self.state not in ("finished", "stopped", "failed"):
+                elif kind == "exit" and self.state in ACTIVE_STATES:
                     self.state = "stopped"
-            if not self.process.is_alive() and self.state in ("starting", "running", "paused", "choosing step size"):
+            if not self.process.is_alive() and self.state in ACTIVE_STATES:
                 if self._events.empty():
                     self.state, self.message = "failed", f"the training process ended unexpectedly (exit code {self.process.exitcode})"
 
     @property
     def active(self) -> bool:
-        return self.state in ("starting", "running", "paused", "choosing step size")
+        return self.state in ACTIVE_STATES
 
     def pause(self) -> None:
         self._pause.set()
