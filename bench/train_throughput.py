@@ -4,7 +4,8 @@
 (b) a reference loop written the way pytorch/examples writes a VAE: a DataLoader over a TensorDataset,
     separate mean and log-variance layers, autograd, `torch.optim.Adagrad` with its defaults, and a
     Python loop over the L samples;
-(c) the GEMM roofline: the eleven matrix multiplications of the same step alone, at the same shapes.
+(c) the GEMM roofline: the eleven matrix multiplications of the same step alone, at the same shapes, each
+    with the faster of the two CPU GEMM kernels at hand (MKL's torch.mm, oneDNN's linear).
 
 Timings are interleaved in blocks and the median block is reported, so that drift in the machine's
 speed touches all three alike. Run: `python bench/train_throughput.py` (add `--quick` for a smoke run).
@@ -82,18 +83,33 @@ def vae_core_steps(X, H, J, L, gaussian, M=100):
 
 
 def gemm_steps(D, H, J, L, gaussian, M=100):
+    """The step's eleven products alone, each with whichever CPU GEMM kernel is faster at its shape:
+    MKL's `torch.mm` or oneDNN's linear (what `vae_core` uses for products with a weight matrix)."""
     out_dim = 2 * D if gaussian else D
     r = lambda *s: torch.randn(*s)
     x, W1, Wz, Wd1, Wd2 = r(M, D), r(H, D), r(2 * J, H), r(H, J), r(out_dim, H)
     h, zp, z, g, d_out, d_g = r(M, H), r(M, 2 * J), r(L * M, J), r(L * M, H), r(L * M, out_dim), r(L * M, H)
     products = [(x, W1.t()), (h, Wz.t()), (z, Wd1.t()), (g, Wd2.t()),  # forward
                 (d_out.t(), g), (d_out, Wd2), (d_g.t(), z), (d_g, Wd1), (zp.t(), h), (zp, Wz), (h.t(), x)]  # backward
-    outs = [torch.empty(a.shape[0], b.shape[1]) for a, b in products]
+    kernels = []
+    for a, b in products:
+        out = torch.empty(a.shape[0], b.shape[1])
+        mkl = lambda a=a, b=b, out=out: torch.mm(a, b, out=out)
+        onednn = lambda a=a, wt=b.t(): torch.ops.mkldnn._linear_pointwise(a, wt, None, "none", [], "")
+        kernels.append(min((mkl, onednn), key=lambda f: min(_seconds(f) for _ in range(5))))
 
     def step():
-        for (a, b), out in zip(products, outs):
-            torch.mm(a, b, out=out)
+        for kernel in kernels:
+            kernel()
     return step
+
+
+def _seconds(f, repeats=20):
+    f()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        f()
+    return time.perf_counter() - start
 
 
 def _scratch():
