@@ -48,6 +48,31 @@ def test_same_seed_same_run_and_other_seed_other_run(tmp_path):
     assert not torch.equal(a.params.flat, c.params.flat)
 
 
+@pytest.mark.parametrize("likelihood, D, H, J, L", [("bernoulli", 784, 500, 20, 1), ("gaussian", 560, 200, 2, 1),
+                                                    ("bernoulli", 784, 500, 20, 10)])
+def test_thread_count_leaves_the_run_unchanged(tmp_path, likelihood, D, H, J, L):
+    """The dashboard's worker trains on one core fewer while its page redraws, so a run must not depend on the
+    number of threads: the paper's shapes, with 1 and 2 threads, give the same parameters to the bit."""
+    X = np.random.default_rng(0).random((1000, D), dtype=np.float32)
+    dataset = data.Dataset("digits", X, X[:100], None, None, (1, D), likelihood, H)
+    finals = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            trainer = Trainer(TrainConfig(dataset="digits", latent_dim=J, samples_per_point=L, samples=10**6, lr=0.02),
+                              tmp_path / str(n), dataset=dataset)
+            for _ in range(30):
+                trainer.train_step()
+            finals.append(trainer.params.flat.detach().clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert not torch.equal(finals[0], Trainer(TrainConfig(dataset="digits", latent_dim=J, samples_per_point=L,
+                                                          samples=10**6, lr=0.02), tmp_path / "0",
+                                              dataset=dataset).params.flat)  # training moved the parameters
+    assert torch.equal(finals[0], finals[1])
+
+
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
 def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, optimizer):
     whole = Trainer(digits_config(optimizer=optimizer, binarize=True), tmp_path / "whole")

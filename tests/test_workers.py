@@ -5,7 +5,7 @@ import pytest
 
 from vae_core import runs
 from vae_core.training import TrainConfig
-from vae_core.workers import PoolFull, WorkerPool
+from vae_core.workers import PoolFull, WorkerPool, training_threads
 
 
 def wait_until(condition, worker, seconds=60):
@@ -55,3 +55,21 @@ def test_a_failing_run_reports_its_message(tmp_path, monkeypatch):
                         runs_dir=tmp_path)
     assert wait_until(lambda: worker.state == "failed", worker)
     assert "DataError" in worker.message and "digits" in worker.message
+
+
+def test_worker_leaves_a_core_to_the_page_only_while_the_page_redraws(tmp_path):
+    pool = WorkerPool(max_workers=1)
+    worker = pool.start(TrainConfig(dataset="digits", samples=10**9, lr=0.02), owner="alice", runs_dir=tmp_path)
+
+    def watched():  # what the Train page's live view does twice a second
+        worker.touch("alice")
+        return worker.threads == training_threads(True) and len(worker.rows) > 0
+    try:
+        assert wait_until(watched, worker)
+        assert wait_until(lambda: worker.threads == training_threads(False), worker, seconds=10)  # page left
+        held = len(worker.rows)
+        assert wait_until(watched, worker, seconds=10)  # page back
+        assert len(worker.rows) > held  # and training went on throughout
+    finally:
+        worker.stop()
+    assert wait_until(lambda: not worker.active, worker)

@@ -21,20 +21,36 @@ from .training import TrainConfig
 SNAPSHOT_SECONDS = 2.0
 ACTIVE_STATES = ("starting", "choosing step size", "running", "paused")  # still training
 ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
+WATCHED_SECONDS = 1.5  # the Train page's live view touches its run every 0.5 s while it is open
+
+
+def training_threads(watched: bool) -> int:
+    """Every core while no page redraws the run live; one fewer while the Train page does.
+
+    When the app and the browser redraw, a worker whose OpenMP threads fill every core stalls at each
+    parallel region whenever one of them is descheduled: on 2 cores a 2-thread worker then trains slower
+    than a 1-thread one (bench/dashboard_throughput.py, docs/PERFORMANCE.md). Unwatched, nothing competes.
+    The thread count does not change the arithmetic's results on the pinned CPU build (tested).
+    """
+    cores = os.cpu_count() or 2
+    return max(1, cores - 1) if watched else cores
 
 
 class PoolFull(RuntimeError):
     """As many runs are training as the pool allows."""
 
 
-def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, events, pause, stop) -> None:
+def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, events, pause, stop, seen) -> None:
     import torch
 
     from .training import Trainer
 
-    # Leave one core to the app and the browser: when they redraw, a worker whose OpenMP threads fill
-    # every core stalls at each parallel region (measured in bench/dashboard_throughput.py).
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    def set_threads():  # `seen`: when the Train page last redrew this run (a system-wide monotonic time)
+        threads = training_threads(time.monotonic() - seen.value < WATCHED_SECONDS)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)  # from this thread: OpenMP's setting is per calling thread
+            events.put(("threads", threads))
+    set_threads()
     try:
         if config is None:
             trainer = Trainer.resume_from(run_dir, samples=resume_samples)
@@ -48,6 +64,7 @@ def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, 
         threading.Thread(target=watch, daemon=True).start()
         last_snapshot = 0.0
         for event in trainer.events():
+            set_threads()
             events.put(("event", event.to_row()))
             now = time.monotonic()
             if event.kind in ("evaluation", "finished", "stopped") or now - last_snapshot > SNAPSHOT_SECONDS:
@@ -70,16 +87,18 @@ class TrainingWorker:
         self.run_dir = Path(run_dir)
         self.config = config
         self.owner = owner
-        self.last_seen = time.monotonic()
+        self.threads: int | None = None  # the worker's training threads, as it last reported them
         self.rows: list[dict] = runs.read_metrics(self.run_dir / runs.METRICS) if resume else []
         self.snapshot: dict | None = None
         self.state = "starting"
         self.message = ""
         self._events = ctx.Queue()
         self._pause, self._stop = ctx.Event(), ctx.Event()
+        self._seen = ctx.Value("d", time.monotonic(), lock=False)  # one float, written only by this process
         self._lock = threading.Lock()
         self.process = ctx.Process(target=_worker_main, daemon=True, args=(
-            None if resume else config, str(self.run_dir), resume_samples, self._events, self._pause, self._stop))
+            None if resume else config, str(self.run_dir), resume_samples, self._events, self._pause, self._stop,
+            self._seen))
         self.process.start()
 
     def poll(self) -> None:
@@ -104,6 +123,8 @@ class TrainingWorker:
                         self.state, self.message = payload["kind"], payload.get("message", "")
                 elif kind == "snapshot":
                     self.snapshot = payload
+                elif kind == "threads":
+                    self.threads = payload
                 elif kind == "error":
                     self.state, self.message = "failed", payload
                 elif kind == "exit" and self.state in ACTIVE_STATES:
@@ -126,13 +147,13 @@ class TrainingWorker:
         self._stop.set()
 
     def touch(self, owner: str) -> None:
-        """The owning session shows it is still there (the Train page does this on each refresh)."""
+        """The owning session shows it is still there (the Train page does this on each live redraw)."""
         if owner == self.owner:
-            self.last_seen = time.monotonic()
+            self._seen.value = time.monotonic()
 
     @property
     def orphaned(self) -> bool:
-        return time.monotonic() - self.last_seen > ORPHAN_SECONDS
+        return time.monotonic() - self._seen.value > ORPHAN_SECONDS
 
 
 class WorkerPool:
