@@ -1,6 +1,5 @@
 """Every page through streamlit's AppTest, asserting on what each shows."""
 import base64
-import os
 import json
 import time
 
@@ -192,13 +191,14 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     from types import SimpleNamespace
 
     from vae_core import views
+    from vae_core.workers import training_threads
     rows = [{"kind": "minibatch", "samples_evaluated": 4000, "samples_per_second": 2000.0},
             {"kind": "evaluation", "samples_evaluated": 5000, "samples_per_second": 2500.0,
              "train_lower_bound": -120.5, "test_lower_bound": -119.25}]
     running = SimpleNamespace(rows=rows, config={"samples": 10000}, state="running", active=True, threads=1)
     shown = views.progress(running)
     assert shown["fraction"] == 0.5
-    assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {os.cpu_count()} "
+    assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {training_threads(False)} "
                              "cores, train -120.50 / test -119.25 nats")
     finished = SimpleNamespace(**{**vars(running), "state": "finished", "active": False})
     assert "cores" not in views.progress(finished)["text"]

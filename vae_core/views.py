@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from . import data, runs
 from . import explorer as _explorer
 from . import variance as _variance
 from .training import TrainConfig, parse_sample_count
+from .workers import training_threads
 
 
 def dataset_table(data_dir: str | None = None) -> pd.DataFrame:
@@ -110,8 +110,8 @@ def progress(worker) -> dict:
     text = f"{worker.state}: {done:,} / {total:,} samples"
     if rate:
         text += f", {rate:,.0f} samples/s, {max(0.0, (total - done) / rate):,.0f} s left"
-    if worker.active and worker.threads:  # one core is left to this page while it redraws (workers.training_threads)
-        text += f", on {worker.threads} of {os.cpu_count()} cores"
+    if worker.active and worker.threads:  # one core is left to this page while it redraws
+        text += f", on {worker.threads} of {training_threads(watched=False)} cores"
     evaluations = [r for r in rows if "test_lower_bound" in r]
     if evaluations:
         text += f", train {evaluations[-1]['train_lower_bound']:.2f} / test {evaluations[-1]['test_lower_bound']:.2f} nats"
