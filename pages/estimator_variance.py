@@ -1,5 +1,7 @@
 import streamlit as st
 
+import pages  # noqa: F401  (first: see pages/__init__.py)
+
 from vae_core import DATASETS, views
 from vae_core.variance import GRADIENT_ESTIMATORS
 from vae_core.workers import pool

@@ -1,5 +1,7 @@
 import streamlit as st
 
+import pages  # noqa: F401  (first: see pages/__init__.py)
+
 from vae_core import views
 
 st.title("Auto-Encoding Variational Bayes, live")

@@ -1,6 +1,8 @@
 import numpy as np
 import streamlit as st
 
+import pages  # noqa: F401  (first: see pages/__init__.py)
+
 from vae_core import explorer as ex
 from vae_core import views
 from vae_core.workers import pool

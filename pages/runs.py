@@ -2,6 +2,8 @@ import uuid
 
 import streamlit as st
 
+import pages  # noqa: F401  (first: see pages/__init__.py)
+
 from vae_core import plots, views
 from vae_core.workers import PoolFull, pool
 

@@ -49,6 +49,14 @@ def chromium_args() -> list[str]:
             "--disable-component-update", "--disable-sync"]
 
 
+def expect_app_navigation(page):
+    """The sidebar lists dashboard.py's pages by title, not Streamlit's file-name list of pages/."""
+    from playwright.sync_api import expect
+    nav = page.get_by_test_id("stSidebarNav")
+    expect(nav).to_contain_text("Latent explorer")
+    expect(nav).not_to_contain_text("dashboard")
+
+
 def chart_points(page) -> int:
     return page.evaluate(POINTS)
 
@@ -73,6 +81,7 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     server = page.app_url
     page.goto(server + "/train")
     expect(page.get_by_text("Start training")).to_be_visible(timeout=30_000)
+    expect_app_navigation(page)  # even though /train was the server's first request
     page.get_by_label("Training samples to evaluate").fill("1e8")
     page.get_by_label("Step size ('auto' tries 0.01, 0.02, 0.1)").fill("0.02")
     page.get_by_role("button", name="Start training").click()
@@ -92,6 +101,7 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     page.wait_for_function("() => document.querySelector('.js-plotly-plot')", timeout=30_000)
     page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()  # not the header's
     expect(page.get_by_text("stopped:")).to_be_visible(timeout=20_000)
+    expect_app_navigation(page)
     page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
     assert (OUTPUT / "train-page.png").stat().st_size > 10_000
 
