@@ -200,5 +200,6 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     assert shown["fraction"] == 0.5
     assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {training_threads(False)} "
                              "cores, train -120.50 / test -119.25 nats")
-    finished = SimpleNamespace(**{**vars(running), "state": "finished", "active": False})
-    assert "cores" not in views.progress(finished)["text"]
+    stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
+    assert views.progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 2,500 samples/s, "
+                                               "train -120.50 / test -119.25 nats")  # no time left, no cores

@@ -109,7 +109,9 @@ def progress(worker) -> dict:
     rate = last.get("samples_per_second", 0.0)
     text = f"{worker.state}: {done:,} / {total:,} samples"
     if rate:
-        text += f", {rate:,.0f} samples/s, {max(0.0, (total - done) / rate):,.0f} s left"
+        text += f", {rate:,.0f} samples/s"
+    if rate and worker.active:  # a stopped or finished run has no time left
+        text += f", {max(0.0, (total - done) / rate):,.0f} s left"
     if worker.active and worker.threads:  # one core is left to this page while it redraws
         text += f", on {worker.threads} of {training_threads(watched=False)} cores"
     evaluations = [r for r in rows if "test_lower_bound" in r]
