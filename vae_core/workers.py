@@ -113,7 +113,7 @@ class TrainingWorker:
                     if payload["kind"] in ("minibatch", "evaluation"):
                         if payload["kind"] == "minibatch" or "test_lower_bound" in payload:
                             self.rows.append(payload)
-                        if self.state in ACTIVE_STATES[:2]:
+                        if self.state in ("starting", "choosing step size"):
                             self.state = "running"  # paused and resumed come from the trainer's own events
                     elif payload["kind"] == "trial":
                         self.state, self.message = "choosing step size", payload.get("message", "")
