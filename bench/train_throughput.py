@@ -84,7 +84,7 @@ def vae_core_steps(X, H, J, L, gaussian, M=100):
 
 def gemm_steps(D, H, J, L, gaussian, M=100):
     """The step's eleven products alone, each with whichever CPU GEMM kernel is faster at its shape:
-    MKL's `torch.mm` (what `vae_core`'s step uses) or oneDNN's linear (faster at some shapes on AMD CPUs)."""
+    MKL's `torch.mm` or oneDNN's linear (`vae_core`'s step uses oneDNN for its hidden and output layers)."""
     out_dim = 2 * D if gaussian else D
     r = lambda *s: torch.randn(*s)
     x, W1, Wz, Wd1, Wd2 = r(M, D), r(H, D), r(2 * J, H), r(H, J), r(out_dim, H)
