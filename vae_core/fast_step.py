@@ -74,7 +74,7 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
     per_sample = 1.0 / (L * M)  # each of the L·M terms carries weight 1/(L M)
     # Forward pass.
     h = _linear(x, encoder.to_hidden.weight, encoder.to_hidden.bias, "tanh")  # (M, H)
-    z_params = torch.addmm(encoder.to_z_params.bias, h, encoder.to_z_params.weight.t())  # (M, 2J); too small for oneDNN's call cost
+    z_params = torch.addmm(encoder.to_z_params.bias, h, encoder.to_z_params.weight.t())  # (M, 2J); too small for oneDNN
     z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
     z_std = torch.exp(0.5 * z_logvar)  # (M, J)
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # eq. 4: z = μ + σ ⊙ ε, (L·M, J)
@@ -121,7 +121,7 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
     torch.mm(d_z_params.t(), h, out=grads[2])
     torch.sum(d_z_params, 0, out=grads[3])
     d_h = torch.mm(d_z_params, encoder.to_z_params.weight)  # (M, H)
-    torch.ops.aten.tanh_backward.grad_input(d_h, h, grad_input=d_h)
+    torch.ops.aten.tanh_backward.grad_input(d_h, h, grad_input=d_h)  # tanh' = 1 - tanh²
     torch.mm(d_h.t(), x, out=grads[0])
     torch.sum(d_h, 0, out=grads[1])
 
