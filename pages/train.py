@@ -2,7 +2,7 @@ import uuid
 
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
+from pages import live_chart  # first: see pages/__init__.py
 
 from vae_core import DATASETS, plots, views
 from vae_core.training import TrainConfig
@@ -77,8 +77,10 @@ def live_view():
         (st.error if worker.state == "failed" else st.caption)(worker.message)
     if worker.rows:
         left, right = st.columns(2)
-        left.plotly_chart(plots.learning_curves({"run": worker.rows}, log_x, smoothing), key="curves")
-        right.plotly_chart(plots.bound_terms(worker.rows, log_x, smoothing), key="terms")
+        with left:
+            live_chart(figure=plots.learning_curves({"run": worker.rows}, log_x, smoothing).to_json(), key="curves")
+        with right:
+            live_chart(figure=plots.bound_terms(worker.rows, log_x, smoothing).to_json(), key="terms")
     if was_active and not worker.active:
         st.rerun()  # the whole page, so the buttons and the gallery follow the new state
 

@@ -74,11 +74,28 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
         app.run()
     bar = app.get("progress")[0].proto.text
     assert "finished: 30,000 / 30,000 samples" in bar and "test" in bar
-    assert len(app.get("plotly_chart")) == 2
+    charts = [json.loads(json.loads(c.proto.json_args)["figure"]) for c in app.get("component_instance")]
+    assert [c["layout"]["title"]["text"] for c in charts] == ["Lower bound (ELBO)", "Where the bound comes from"]
+    test_curve = next(t for t in charts[0]["data"] if t["name"] == "test")
+    assert test_curve["x"][-1] == 30_000 and len(test_curve["y"]) == len(test_curve["x"]) > 1
     assert len(app.get("image")) == 2
     run_dir = app.session_state["run_dir"]
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
 
+
+
+def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatch, tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    from vae_core import views
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = views.live_chart_dir()
+    assert folder.parent.parent == tmp_path / "vae_core"
+    assert (folder / "index.html").read_bytes() == (REPO / "assets" / "live_chart.html").read_bytes()
+    assert (folder / "plotly.min.js").read_text(encoding="utf-8") == get_plotlyjs()
+    stamp = (folder / "plotly.min.js").stat().st_mtime_ns
+    assert views.live_chart_dir() == folder and (folder / "plotly.min.js").stat().st_mtime_ns == stamp
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
 
 def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     for seed in (0, 1):

@@ -1,12 +1,17 @@
 """What the dashboard's pages show, as numpy arrays, tables and bytes: the pages never touch torch."""
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly
+from plotly.offline import get_plotlyjs
 
 from . import data, runs
 from . import explorer as _explorer
@@ -348,3 +353,21 @@ def variance_summary(results: dict) -> str:
             if parts:
                 lines.append(f"- **{name}**, L = {L}: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+def live_chart_dir() -> Path:
+    """A folder for the Train page's chart component to serve: assets/live_chart.html as index.html beside
+    plotly.js from the installed plotly package (no network). Made once per version of either, in the user's
+    cache, and renamed into place whole so that a half-written folder is never served."""
+    page = (_explorer.ASSETS / "live_chart.html").read_bytes()
+    folder = data.cache_dir() / "live_chart" / hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:16]
+    if not (folder / "index.html").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        (staging / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
+        (staging / "index.html").write_bytes(page)
+        try:
+            staging.rename(folder)
+        except OSError:  # another server process made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
