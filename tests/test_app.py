@@ -96,6 +96,13 @@ def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatc
     stamp = (folder / "plotly.min.js").stat().st_mtime_ns
     assert views.live_chart_dir() == folder and (folder / "plotly.min.js").stat().st_mtime_ns == stamp
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # the cache cannot be made: the temp folder serves
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    fallback = views.live_chart_dir()
+    assert fallback.parent.parent.parent == tmp_path / "tmp" and (fallback / "index.html").is_file()
 
 def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     for seed in (0, 1):

@@ -358,16 +358,26 @@ def variance_summary(results: dict) -> str:
 def live_chart_dir() -> Path:
     """A folder for the Train page's chart component to serve: assets/live_chart.html as index.html beside
     plotly.js from the installed plotly package (no network). Made once per version of either, in the user's
-    cache, and renamed into place whole so that a half-written folder is never served."""
+    cache (or the temp folder where the cache cannot be written), and renamed into place whole so that a
+    half-written folder is never served."""
     page = (_explorer.ASSETS / "live_chart.html").read_bytes()
-    folder = data.cache_dir() / "live_chart" / hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:16]
-    if not (folder / "index.html").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent))
-        (staging / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
-        (staging / "index.html").write_bytes(page)
+    name = hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:16]
+    for root in (data.cache_dir(), Path(tempfile.gettempdir()) / "vae_core"):
+        folder = root / "live_chart" / name
+        if (folder / "index.html").is_file():
+            return folder
         try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        except OSError:
+            continue
+        try:
+            (staging / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
+            (staging / "index.html").write_bytes(page)
             staging.rename(folder)
-        except OSError:  # another server process made it first
+        except OSError:  # another server process made it first, or this folder cannot be written
             shutil.rmtree(staging, ignore_errors=True)
-    return folder
+            if not (folder / "index.html").is_file():
+                continue
+        return folder
+    raise OSError(f"cannot write the live chart's folder in {data.cache_dir()} or the temp folder")
