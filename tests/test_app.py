@@ -83,7 +83,6 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
 
 
-
 def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatch, tmp_path):
     from plotly.offline import get_plotlyjs
 
@@ -103,6 +102,7 @@ def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatc
     (tmp_path / "tmp").mkdir()
     fallback = views.live_chart_dir()
     assert fallback.parent.parent.parent == tmp_path / "tmp" and (fallback / "index.html").is_file()
+
 
 def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     for seed in (0, 1):
