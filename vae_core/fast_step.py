@@ -22,7 +22,7 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ac
     """x Wᵀ + b, then tanh when `activation` is "tanh".
 
     On the CPU in float32 this goes through oneDNN, which applies the tanh inside the GEMM and whose GEMM
-    is faster than MKL's at these shapes; aten's own tanh costs about six times its sigmoid in this torch
+    is faster than MKL's at MNIST's wide shapes; aten's own tanh costs about six times its sigmoid in this torch
     build. Other devices and dtypes (the float64 tests) take addmm. docs/PERFORMANCE.md has the timings.
     """
     if _ONEDNN and x.is_cpu and x.dtype == torch.float32:
