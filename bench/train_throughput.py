@@ -89,18 +89,23 @@ def vae_core_steps(X, H, J, L, gaussian, M=100):
     return step
 
 
-def gemm_steps(D, H, J, L, gaussian, M=100):
-    """The step's eleven products alone, each with whichever CPU GEMM kernel is faster at its shape:
-    MKL's `torch.mm` or oneDNN's linear (`vae_core`'s step uses oneDNN for its hidden and output layers)."""
-    out_dim = 2 * D if gaussian else D
-    r = lambda *s: torch.randn(*s)
-    x, W1, Wz, Wd1, Wd2 = r(M, D), r(H, D), r(2 * J, H), r(H, J), r(out_dim, H)
-    h, zp, z, g, d_out, d_g = r(M, H), r(M, 2 * J), r(L * M, J), r(L * M, H), r(L * M, out_dim), r(L * M, H)
-    products = [(x, W1.t()), (h, Wz.t()), (z, Wd1.t()), (g, Wd2.t()),  # forward
-                (d_out.t(), g), (d_out, Wd2), (d_g.t(), z), (d_g, Wd1), (zp.t(), h), (zp, Wz), (h.t(), x)]  # backward
+def gemm_steps(trainer: Trainer):
+    """The step's eleven products alone, on the trainer's own weights and gradient buffers, each with whichever
+    CPU GEMM kernel is faster at its shape: MKL's `torch.mm` or oneDNN's linear (`vae_core`'s step uses oneDNN
+    for its hidden and output layers). Activations are random tensors of the step's shapes."""
+    encoder, decoder, grads = trainer.model.encoder, trainer.model.decoder, trainer.params.grads
+    W1, Wz, Wd1, Wd2 = (layer.weight.detach() for layer in (encoder.to_hidden, encoder.to_z_params,
+                                                             decoder.to_hidden, decoder.to_x_params))
+    (H, D), J2, out_dim = W1.shape, Wz.shape[0], Wd2.shape[0]
+    LM, M = trainer.config.samples_per_point * trainer.config.batch_size, trainer.config.batch_size
+    r = torch.randn
+    x, h, zp, z, g, d_out, d_g = r(M, D), r(M, H), r(M, J2), r(LM, J2 // 2), r(LM, H), r(LM, out_dim), r(LM, H)
+    products = [(x, W1.t(), None), (h, Wz.t(), None), (z, Wd1.t(), None), (g, Wd2.t(), None),  # forward
+                (d_out.t(), g, grads[6]), (d_out, Wd2, None), (d_g.t(), z, grads[4]), (d_g, Wd1, None),  # backward
+                (zp.t(), h, grads[2]), (zp, Wz, None), (h.t(), x, grads[0])]
     kernels = []
-    for a, b in products:
-        out = torch.empty(a.shape[0], b.shape[1])
+    for a, b, out in products:
+        out = torch.empty(a.shape[0], b.shape[1]) if out is None else out
         mkl = lambda a=a, b=b, out=out: torch.mm(a, b, out=out)
         onednn = lambda a=a, wt=b.t(): torch.ops.mkldnn._linear_pointwise(a, wt, None, "none", [], "")
         kernels.append(min((mkl, onednn), key=lambda f: min(_seconds(f) for _ in range(5))))
@@ -111,13 +116,13 @@ def gemm_steps(D, H, J, L, gaussian, M=100):
     return step
 
 
-def gemm_and_optimizer_steps(X, H, J, L, gaussian, M=100):
-    """(c), then the fused Adagrad step of a trainer at the same shapes: the GEMMs plus the update alone."""
-    gemm, optimizer = gemm_steps(X.shape[1], H, J, L, gaussian, M), _trainer(X, H, J, L, gaussian, M).optimizer
+def gemm_and_optimizer_steps(trainer: Trainer):
+    """(c), then the trainer's fused Adagrad step over the same parameters: the GEMMs plus the update alone."""
+    gemm = gemm_steps(trainer)
 
     def step():
         gemm()
-        optimizer.step()
+        trainer.optimizer.step()
     return step
 
 
@@ -163,7 +168,8 @@ def main() -> None:
     for name, D, H, J, L, gaussian in configs:
         X = torch.rand(6000, D)
         t = interleaved({"vae_core": vae_core_steps(X, H, J, L, gaussian), "reference": reference_steps(X, H, J, L, gaussian),
-                         "gemm": gemm_steps(D, H, J, L, gaussian), "gemm+opt": gemm_and_optimizer_steps(X, H, J, L, gaussian)},
+                         "gemm": gemm_steps(_trainer(X, H, J, L, gaussian)),
+                         "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian))},
                         blocks, per_block)
         print(f"{name:<20} {L:>3} {t['vae_core'] * 1e3:>12.3f} {t['reference'] * 1e3:>13.3f} {t['gemm'] * 1e3:>8.3f} "
               f"{t['gemm+opt'] * 1e3:>12.3f} {t['reference'] / t['vae_core']:>12.2f}x {t['gemm'] / t['vae_core']:>16.0%} "
