@@ -4,13 +4,15 @@
 (b) a reference loop written the way pytorch/examples writes a VAE: a DataLoader over a TensorDataset,
     separate mean and log-variance layers, autograd, `torch.optim.Adagrad` with its defaults, and a
     Python loop over the L samples;
-(c) the GEMM roofline: the eleven matrix multiplications of the same step alone, at the same shapes, each
-    with the faster of the two CPU GEMM kernels at hand (MKL's torch.mm, oneDNN's linear);
+(c) the GEMM roofline: the eleven matrix multiplications of the same step alone, at the same shapes, on a
+    trainer's own weights and gradient buffers, each with the faster of the two CPU GEMM kernels at hand
+    (MKL's torch.mm, oneDNN's linear);
 (d) the ceiling of any step that still updates its parameters: (c) followed by the trainer's own optimizer
     step, with nothing else. Its share of (c) bounds what fusing every other operation away could reach.
 
-Timings are interleaved in blocks and the median block is reported, so that drift in the machine's
-speed touches all three alike. Run: `python bench/train_throughput.py` (add `--quick` for a smoke run).
+Timings are interleaved in blocks; times are the median block's, ratios the median of each block's ratio, so
+that drift in the machine's speed between blocks cancels.
+Run: `python bench/train_throughput.py` (add `--quick` for a smoke run).
 """
 from __future__ import annotations
 
@@ -139,8 +141,8 @@ def _scratch():
     return Path(tempfile.mkdtemp(prefix="bench-"))
 
 
-def interleaved(steps: dict, blocks: int, per_block: int) -> dict[str, float]:
-    """Median seconds per step of each callable, timed in alternating blocks after a warm-up."""
+def interleaved(steps: dict, blocks: int, per_block: int) -> dict[str, list[float]]:
+    """Seconds per step of each callable in each block, timed in alternating blocks after a warm-up."""
     for step in steps.values():
         for _ in range(per_block):
             step()
@@ -151,7 +153,12 @@ def interleaved(steps: dict, blocks: int, per_block: int) -> dict[str, float]:
             for _ in range(per_block):
                 step()
             times[name].append((time.perf_counter() - start) / per_block)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over blocks of each block's ratio: the machine's drift between blocks cancels within each pair."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
 def main() -> None:
@@ -162,7 +169,8 @@ def main() -> None:
     torch.manual_seed(0)
     configs = [("MNIST 784-500-20", 784, 500, 20, 1, False), ("MNIST 784-500-20", 784, 500, 20, 10, False),
                ("Frey 560-200-2", 560, 200, 2, 1, True)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M = 100, Adagrad; median of {blocks} blocks of {per_block} steps")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M = 100, Adagrad; {blocks} interleaved blocks of "
+          f"{per_block} steps: median times, and ratios as the median of each block's ratio")
     print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'reference ms':>13} {'GEMM ms':>8} {'GEMM+opt ms':>12} "
           f"{'vs reference':>13} {'of GEMM roofline':>17} {'ceiling':>8}")
     for name, D, H, J, L, gaussian in configs:
@@ -171,9 +179,10 @@ def main() -> None:
                          "gemm": gemm_steps(_trainer(X, H, J, L, gaussian)),
                          "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian))},
                         blocks, per_block)
-        print(f"{name:<20} {L:>3} {t['vae_core'] * 1e3:>12.3f} {t['reference'] * 1e3:>13.3f} {t['gemm'] * 1e3:>8.3f} "
-              f"{t['gemm+opt'] * 1e3:>12.3f} {t['reference'] / t['vae_core']:>12.2f}x {t['gemm'] / t['vae_core']:>16.0%} "
-              f"{t['gemm'] / t['gemm+opt']:>7.0%}")
+        ms = {contender: statistics.median(seconds) * 1e3 for contender, seconds in t.items()}
+        print(f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['reference']:>13.3f} {ms['gemm']:>8.3f} {ms['gemm+opt']:>12.3f} "
+              f"{paired_ratio(t['reference'], t['vae_core']):>12.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
+              f"{paired_ratio(t['gemm'], t['gemm+opt']):>7.0%}")
     print("ceiling: the roofline's share of GEMM+opt, (c) / (d), the most any step that updates its parameters could reach")
 
 
