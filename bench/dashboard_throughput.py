@@ -30,21 +30,6 @@ from vae_core import runs  # noqa: E402
 SAMPLES = "5e5"
 
 
-def cli_rate(runs_dir: Path, load: float = 0.0) -> float:
-    """The CLI's samples/s, with a busy loop taking `load` of one core (10 ms busy in each 10 / load ms) beside it."""
-    burner = subprocess.Popen([sys.executable, "-c", BURNER, str(load)]) if load > 0 else None
-    try:
-        out = subprocess.run([sys.executable, "-m", "vae_core", "train", "--dataset", "frey", "--latent-dim", "2",
-                          "--samples", SAMPLES, "--lr", "0.02", "--run-dir", str(runs_dir / f"cli-{time.time_ns()}"),
-                          "--json"], cwd=REPO, capture_output=True, text=True)
-    finally:
-        if burner is not None:
-            burner.kill()
-    if out.returncode != 0:
-        raise SystemExit(f"the CLI failed (is VAE_DATA_DIR set?):\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_second"]
-
-
 BURNER = """
 import sys, time
 period = 0.01 / min(float(sys.argv[1]), 1.0)
@@ -54,6 +39,21 @@ while True:
         pass
     time.sleep(max(0.0, period - (time.perf_counter() - start)))
 """
+
+
+def cli_rate(runs_dir: Path, load: float = 0.0) -> float:
+    """The CLI's samples/s, with a busy loop taking `load` of one core (10 ms busy in each 10 / load ms) beside it."""
+    burner = subprocess.Popen([sys.executable, "-c", BURNER, str(load)]) if load > 0 else None
+    try:
+        out = subprocess.run([sys.executable, "-m", "vae_core", "train", "--dataset", "frey", "--latent-dim", "2",
+                              "--samples", SAMPLES, "--lr", "0.02", "--run-dir", str(runs_dir / f"cli-{time.time_ns()}"),
+                              "--json"], cwd=REPO, capture_output=True, text=True)
+    finally:
+        if burner is not None:
+            burner.kill()
+    if out.returncode != 0:
+        raise SystemExit(f"the CLI failed (is VAE_DATA_DIR set?):\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_second"]
 
 
 def display_cpu_seconds(server_pid: int) -> float:

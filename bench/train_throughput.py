@@ -98,10 +98,10 @@ def gemm_steps(trainer: Trainer):
     encoder, decoder, grads = trainer.model.encoder, trainer.model.decoder, trainer.params.grads
     W1, Wz, Wd1, Wd2 = (layer.weight.detach() for layer in (encoder.to_hidden, encoder.to_z_params,
                                                              decoder.to_hidden, decoder.to_x_params))
-    (H, D), J2, out_dim = W1.shape, Wz.shape[0], Wd2.shape[0]
+    (H, D), J, out_dim = W1.shape, Wz.shape[0] // 2, Wd2.shape[0]
     LM, M = trainer.config.samples_per_point * trainer.config.batch_size, trainer.config.batch_size
     r = torch.randn
-    x, h, zp, z, g, d_out, d_g = r(M, D), r(M, H), r(M, J2), r(LM, J2 // 2), r(LM, H), r(LM, out_dim), r(LM, H)
+    x, h, zp, z, g, d_out, d_g = r(M, D), r(M, H), r(M, 2 * J), r(LM, J), r(LM, H), r(LM, out_dim), r(LM, H)
     products = [(x, W1.t(), None), (h, Wz.t(), None), (z, Wd1.t(), None), (g, Wd2.t(), None),  # forward
                 (d_out.t(), g, grads[6]), (d_out, Wd2, None), (d_g.t(), z, grads[4]), (d_g, Wd1, None),  # backward
                 (zp.t(), h, grads[2]), (zp, Wz, None), (h.t(), x, grads[0])]

@@ -83,7 +83,7 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
 
     # ∂(-log p_θ(x|z)) / ∂(decoder output), scaled by 1/(L M). x broadcasts over the L samples: no (L·M, D) copy.
     if model.config.likelihood == "bernoulli":
-        d_out = torch.sigmoid(out).view(L, M, D).sub_(x).mul_(per_sample).view(L * M, D)  # logits - x, (L·M, D)
+        d_out = torch.sigmoid(out).view(L, M, D).sub_(x).mul_(per_sample).view(L * M, D)  # sigmoid(logits) - x, (L·M, D)
     else:
         mean_logits, x_logvar = out[:, :D], out[:, D:]
         x_mean = torch.sigmoid(mean_logits)
