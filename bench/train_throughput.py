@@ -7,8 +7,8 @@
 (c) the GEMM roofline: the eleven matrix multiplications of the same step alone, at the same shapes, on a
     trainer's own weights and gradient buffers, each with the faster of the two CPU GEMM kernels at hand
     (MKL's torch.mm, oneDNN's linear);
-(d) the ceiling of any step that still updates its parameters: (c) followed by the trainer's own optimizer
-    step, with nothing else. Its share of (c) bounds what fusing every other operation away could reach.
+(d) the ceiling of a step that updates its parameters after its GEMMs: (c) followed by the trainer's own
+    optimizer step, with nothing else. Its share of (c) bounds what fusing every other operation away could reach.
 
 Timings are interleaved in blocks; times are the median block's, ratios the median of each block's ratio, so
 that drift in the machine's speed between blocks cancels.
@@ -183,7 +183,8 @@ def main() -> None:
         print(f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['reference']:>13.3f} {ms['gemm']:>8.3f} {ms['gemm+opt']:>12.3f} "
               f"{paired_ratio(t['reference'], t['vae_core']):>12.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
               f"{paired_ratio(t['gemm'], t['gemm+opt']):>7.0%}")
-    print("ceiling: the roofline's share of GEMM+opt, (c) / (d), the most any step that updates its parameters could reach")
+    print("ceiling: the roofline's share of GEMM+opt, (c) / (d), the most a step that updates its parameters after its "
+          "GEMMs could reach")
 
 
 if __name__ == "__main__":
