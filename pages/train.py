@@ -53,7 +53,6 @@ if worker is None:
     reattach()
     st.stop()
 
-worker.poll()
 st.subheader(f"Run {worker.run_dir.name}")
 pause, resume, stop = st.columns(3)
 if pause.button("Pause", disabled=worker.state != "running", width="stretch"):
@@ -69,7 +68,6 @@ smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6)
 @st.fragment(run_every=0.5 if worker.active else None)
 def live_view():
     was_active = worker.active
-    worker.poll()
     worker.touch(owner)
     progress = views.progress(worker)
     st.progress(progress["fraction"], text=progress["text"])

@@ -185,7 +185,6 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
         deadline = time.monotonic() + 60
         while worker.snapshot is None and time.monotonic() < deadline:
             time.sleep(0.2)
-            worker.poll()
         app.switch_page("pages/latent_explorer.py").run()
         assert not app.exception
         assert app.selectbox[0].value.startswith("this session's run")
@@ -195,7 +194,6 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
         deadline = time.monotonic() + 30
         while worker.snapshot["samples_evaluated"] == frozen and time.monotonic() < deadline:
             time.sleep(0.2)
-            worker.poll()
         app.run()
         assert app.session_state["frozen"]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
         assert frozen >= first and "<canvas id=\"pad\"" in app.get("iframe")[0].proto.srcdoc

@@ -8,10 +8,9 @@ from vae_core.training import TrainConfig
 from vae_core.workers import PoolFull, WorkerPool, training_threads
 
 
-def wait_until(condition, worker, seconds=60):
+def wait_until(condition, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        worker.poll()
         if condition():
             return True
         time.sleep(0.1)
@@ -25,27 +24,26 @@ def test_pool_bounds_trainings_and_keeps_sessions_apart(tmp_path):
     try:
         with pytest.raises(PoolFull, match="the most this machine allows at once \\(1\\)"):
             pool.start(config, owner="bob", runs_dir=tmp_path)
-        assert wait_until(lambda: first.state == "running" and first.rows, first)
+        assert wait_until(lambda: first.state == "running" and first.rows)
         first.touch("alice")
         with pytest.raises(PermissionError, match="belongs to another open session"):
             pool.attach(first, "bob")  # alice's page is still open
         first.pause()
-        assert wait_until(lambda: first.state == "paused", first)
+        assert wait_until(lambda: first.state == "paused")
         held = first.rows[-1]["samples_evaluated"]
         time.sleep(0.5)
-        first.poll()
         assert first.rows[-1]["samples_evaluated"] == held
         first.resume()
-        assert wait_until(lambda: first.rows[-1]["samples_evaluated"] > held, first)
+        assert wait_until(lambda: first.rows[-1]["samples_evaluated"] > held)
     finally:
         asked = time.monotonic()
         first.stop()
-    assert wait_until(lambda: first.state == "stopped", first, seconds=10)
+    assert wait_until(lambda: first.state == "stopped", seconds=10)
     assert time.monotonic() - asked < 3  # the process's start-up is long gone; stopping is quick
     assert runs.read_json(first.run_dir / runs.STATUS)["state"] == "stopped"
     second = pool.start(config, owner="bob", runs_dir=tmp_path)  # the slot is free again
     second.stop()
-    assert wait_until(lambda: not second.active, second)
+    assert wait_until(lambda: not second.active)
 
 
 def test_a_failing_run_reports_its_message(tmp_path, monkeypatch):
@@ -53,7 +51,7 @@ def test_a_failing_run_reports_its_message(tmp_path, monkeypatch):
     pool = WorkerPool(max_workers=1)
     worker = pool.start(TrainConfig(dataset="mnist", samples=1000, data_dir=str(tmp_path / "nothing")), "alice",
                         runs_dir=tmp_path)
-    assert wait_until(lambda: worker.state == "failed", worker)
+    assert wait_until(lambda: worker.state == "failed")
     assert "DataError" in worker.message and "digits" in worker.message
 
 
@@ -65,11 +63,35 @@ def test_worker_leaves_a_core_to_the_page_only_while_the_page_redraws(tmp_path):
         worker.touch("alice")
         return worker.threads == training_threads(True) and len(worker.rows) > 0
     try:
-        assert wait_until(watched, worker)
-        assert wait_until(lambda: worker.threads == training_threads(False), worker, seconds=10)  # page left
+        assert wait_until(watched)
+        assert wait_until(lambda: worker.threads == training_threads(False), seconds=10)  # page left
         held = len(worker.rows)
-        assert wait_until(watched, worker, seconds=10)  # page back
+        assert wait_until(watched, seconds=10)  # page back
         assert len(worker.rows) > held  # and training went on throughout
     finally:
         worker.stop()
-    assert wait_until(lambda: not worker.active, worker)
+    assert wait_until(lambda: not worker.active)
+
+
+def test_a_run_nobody_watches_is_followed_to_its_end(tmp_path):
+    """No page reads the run, yet its rows, last snapshot and state keep up, and its slot frees when it ends."""
+    pool = WorkerPool(max_workers=1)
+    worker = pool.start(TrainConfig(dataset="digits", samples=20_000, lr=0.02), owner="alice", runs_dir=tmp_path)
+    assert wait_until(lambda: runs.read_json(worker.run_dir / runs.STATUS).get("state") == "finished"
+                      if (worker.run_dir / runs.STATUS).is_file() else False)
+    assert wait_until(lambda: worker.state == "finished", seconds=5)
+    assert worker.rows[-1]["samples_evaluated"] == worker.snapshot["samples_evaluated"] == 20_000
+    assert worker.rows == [r for r in runs.read_metrics(worker.run_dir / runs.METRICS)
+                           if r["kind"] == "minibatch" or "test_lower_bound" in r]
+    second = pool.start(TrainConfig(dataset="digits", samples=20_000, lr=0.02), owner="bob", runs_dir=tmp_path)
+    second.stop()
+    assert wait_until(lambda: not second.active)
+
+
+def test_a_run_whose_process_dies_is_reported_failed(tmp_path):
+    pool = WorkerPool(max_workers=1)
+    worker = pool.start(TrainConfig(dataset="digits", samples=10**9, lr=0.02), owner="alice", runs_dir=tmp_path)
+    assert wait_until(lambda: worker.state == "running")
+    worker.process.kill()
+    assert wait_until(lambda: worker.state == "failed", seconds=10)
+    assert "ended unexpectedly" in worker.message and not pool.active_workers()

@@ -2,7 +2,8 @@
 
 Each run trains in its own process, so the app's rendering never competes with it for the GIL and a
 crash in training cannot take the app down. The process reports its events and, every couple of
-seconds, a snapshot of the parameters (numpy arrays) through a queue; `TrainingWorker.poll()` drains it.
+seconds, a snapshot of the parameters (numpy arrays) through a queue, which a thread of the app takes in
+as they come, whether or not a page is watching.
 A process-wide `WorkerPool` bounds how many runs train at once and outlives browser sessions, so a
 session that reloads can re-attach to the run it started.
 """
@@ -95,43 +96,55 @@ class TrainingWorker:
         self._events = ctx.Queue()
         self._pause, self._stop = ctx.Event(), ctx.Event()
         self._seen = ctx.Value("d", time.monotonic(), lock=False)  # one float, written only by this process
-        self._lock = threading.Lock()
         self.process = ctx.Process(target=_worker_main, daemon=True, args=(
             None if resume else config, str(self.run_dir), resume_samples, self._events, self._pause, self._stop,
             self._seen))
         self.process.start()
+        threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
-    def poll(self) -> None:
-        """Takes in what the process has reported since the last call."""
-        with self._lock:
-            while True:
-                try:
-                    kind, payload = self._events.get_nowait()
-                except queue.Empty:
-                    break
-                if kind == "event":
-                    if payload["kind"] in ("minibatch", "evaluation"):
-                        if payload["kind"] == "minibatch" or "test_lower_bound" in payload:
-                            self.rows.append(payload)
-                        if self.state in ("starting", "choosing step size"):
-                            self.state = "running"  # paused and resumed come from the trainer's own events
-                    elif payload["kind"] == "trial":
-                        self.state, self.message = "choosing step size", payload.get("message", "")
-                    elif payload["kind"] in ("paused", "resumed"):
-                        self.state = "paused" if payload["kind"] == "paused" else "running"
-                    else:  # finished, stopped, failed
-                        self.state, self.message = payload["kind"], payload.get("message", "")
-                elif kind == "snapshot":
-                    self.snapshot = payload
-                elif kind == "threads":
-                    self.threads = payload
-                elif kind == "error":
-                    self.state, self.message = "failed", payload
-                elif kind == "exit" and self.state in ACTIVE_STATES:
-                    self.state = "stopped"
-            if not self.process.is_alive() and self.state in ACTIVE_STATES:
-                if self._events.empty():
-                    self.state, self.message = "failed", f"the training process ended unexpectedly (exit code {self.process.exitcode})"
+    def _follow(self) -> None:
+        """Takes in the process's reports as they come, until it exits. Left in the queue, they would pile up
+        in the process while no page reads them (a parameter snapshot every two seconds, megabytes each for
+        MNIST), and the run's state would lag behind it, so the pool would count a finished run as training."""
+        while True:
+            try:
+                kind, payload = self._events.get(timeout=0.5)
+            except queue.Empty:
+                if self.process.is_alive():
+                    continue
+                break  # gone without saying so: its last reports, if any, were all sent before it ended
+            self._take(kind, payload)
+            if kind == "exit":
+                return
+        while True:
+            try:
+                self._take(*self._events.get_nowait())
+            except queue.Empty:
+                break
+        if self.state in ACTIVE_STATES:
+            self.state, self.message = "failed", f"the training process ended unexpectedly (exit code {self.process.exitcode})"
+
+    def _take(self, kind: str, payload) -> None:
+        if kind == "event":
+            if payload["kind"] in ("minibatch", "evaluation"):
+                if payload["kind"] == "minibatch" or "test_lower_bound" in payload:
+                    self.rows.append(payload)
+                if self.state in ("starting", "choosing step size"):
+                    self.state = "running"  # paused and resumed come from the trainer's own events
+            elif payload["kind"] == "trial":
+                self.state, self.message = "choosing step size", payload.get("message", "")
+            elif payload["kind"] in ("paused", "resumed"):
+                self.state = "paused" if payload["kind"] == "paused" else "running"
+            else:  # finished, stopped, failed
+                self.state, self.message = payload["kind"], payload.get("message", "")
+        elif kind == "snapshot":
+            self.snapshot = payload
+        elif kind == "threads":
+            self.threads = payload
+        elif kind == "error":
+            self.state, self.message = "failed", payload
+        elif kind == "exit" and self.state in ACTIVE_STATES:
+            self.state = "stopped"
 
     @property
     def active(self) -> bool:
@@ -198,8 +211,6 @@ class WorkerPool:
         return self.workers.get(str(Path(run_dir)))
 
     def active_workers(self) -> list[TrainingWorker]:
-        for w in self.workers.values():
-            w.poll()
         return [w for w in self.workers.values() if w.active]
 
     def attach(self, worker: TrainingWorker, owner: str) -> None:
