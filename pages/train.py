@@ -6,7 +6,7 @@ from pages import live_chart  # first: see pages/__init__.py
 
 from vae_core import DATASETS, plots, views
 from vae_core.training import TrainConfig
-from vae_core.workers import PoolFull, pool
+from vae_core.workers import ACTIVE_STATES, PoolFull, pool
 
 st.title("Train")
 owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
@@ -54,20 +54,20 @@ if worker is None:
     st.stop()
 
 st.subheader(f"Run {worker.run_dir.name}")
+drawn_state = worker.state  # what this run of the page draws; the run's own thread updates worker.state
 pause, resume, stop = st.columns(3)
-if pause.button("Pause", disabled=worker.state != "running", width="stretch"):
+if pause.button("Pause", disabled=drawn_state != "running", width="stretch"):
     worker.pause()
-if resume.button("Resume", disabled=worker.state != "paused", width="stretch"):
+if resume.button("Resume", disabled=drawn_state != "paused", width="stretch"):
     worker.resume()
-if stop.button("Stop", disabled=not worker.active, width="stretch"):
+if stop.button("Stop", disabled=drawn_state not in ACTIVE_STATES, width="stretch"):
     worker.stop()
 log_x = st.toggle("Log-scale x axis", value=True)
 smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6)
 
 
-@st.fragment(run_every=0.5 if worker.active else None)
+@st.fragment(run_every=0.5 if drawn_state in ACTIVE_STATES else None)
 def live_view():
-    was_active = worker.active
     worker.touch(owner)
     progress = views.progress(worker)
     st.progress(progress["fraction"], text=progress["text"])
@@ -79,11 +79,11 @@ def live_view():
             live_chart(figure=plots.learning_curves({"run": worker.rows}, log_x, smoothing).to_json(), key="curves")
         with right:
             live_chart(figure=plots.bound_terms(worker.rows, log_x, smoothing).to_json(), key="terms")
-    if was_active and not worker.active:
+    if worker.state != drawn_state:
         st.rerun()  # the whole page, so the buttons and the gallery follow the new state
 
 
-@st.fragment(run_every=2.0 if worker.active else None)  # parameter snapshots arrive every two seconds
+@st.fragment(run_every=2.0 if drawn_state in ACTIVE_STATES else None)  # parameter snapshots arrive every two seconds
 def gallery():
     if worker.snapshot is not None:
         images = views.gallery_cached(worker.snapshot, worker.config["dataset"])

@@ -115,7 +115,13 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     expect(reattach).to_be_visible(timeout=30_000)
     reattach.click()
     assert chart_points(chart_frame(page)) > 0  # the re-attached run's curves, drawn again
-    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()  # not the header's
+    main = page.get_by_test_id("stMainBlockContainer")  # not the header's buttons
+    main.get_by_role("button", name="Pause").click()
+    expect(main.get_by_role("button", name="Resume")).to_be_enabled(timeout=10_000)  # the page follows the run
+    expect(main.get_by_role("button", name="Pause")).to_be_disabled()
+    main.get_by_role("button", name="Resume").click()
+    expect(main.get_by_role("button", name="Pause")).to_be_enabled(timeout=10_000)
+    main.get_by_role("button", name="Stop").click()
     expect(page.get_by_text("stopped:")).to_be_visible(timeout=20_000)
     expect_app_navigation(page)
     page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
