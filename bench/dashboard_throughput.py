@@ -1,20 +1,26 @@
 """Training throughput in the dashboard's worker against the CLI, side by side in one run.
 
-The same configuration (Frey Face, J = 2, M = 100, L = 1, Adagrad, lr 0.02, 5e5 samples) is trained
-in turn (a) by `python -m vae_core train`, (b) from the Train page of `streamlit run dashboard.py` open in
-headless Chromium, whose live view redraws its charts twice a second throughout, and (c) from the Train
-page, which is then left for the Home page while the run trains, and (d) by the CLI again beside a synthetic
-load that takes as much CPU as the browser and the app took during (b), in 10 ms bursts. Each run reports its
-own samples per second (training time, evaluations excluded); the ratios b / a, c / a and d / a of each round
-and their medians are printed. d / a shows what the CLI itself keeps when the live view's CPU is taken from
-it: a bound on what any worker could reach while the page redraws on this machine.
-Run: `python bench/dashboard_throughput.py [--rounds N]` with VAE_DATA_DIR set.
+The same configuration (Frey Face, J = 2, M = 100, L = 1, Adagrad, lr 0.02, 5e5 samples) is trained, in each
+round, (a) by `python -m vae_core train`, (b) from the Train page of `streamlit run dashboard.py` open in
+headless Chromium, whose live view redraws its charts twice a second throughout, and (c) from the Train page,
+which is then left for the Home page while the run trains. Each run reports its own samples per second
+(training time, evaluations excluded); b / a and c / a of each round and their medians are printed, with the CPU
+that the browser and the app server took during (b), by process.
+
+Then, to show what any training process could keep beside such a page on this machine, the same steps run in
+this process (the CLI's own Trainer) in paired blocks, against all cores with nothing beside them: (d) beside a
+busy loop taking as much CPU as the browser and the app took during (b); (e) beside lighter busy loops
+(`--lighter-loads`, shares of a core), what a cheaper live view could at best leave; (f) beside the two live
+charts alone, the chart component's page redrawing (b)'s figures twice a second in a bare page, with no Streamlit
+around them, whose own CPU is printed too. Each with all threads and with one fewer, as the watched worker uses.
+Run: `python bench/dashboard_throughput.py [--rounds N] [--blocks N] [--lighter-loads 0.1,0.2]` with VAE_DATA_DIR set.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -25,9 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from vae_core import runs  # noqa: E402
+from vae_core import plots, runs, views  # noqa: E402
 
 SAMPLES = "5e5"
+DISPLAY_PARTS = ("renderer", "app server", "other browser")
 
 
 BURNER = """
@@ -41,29 +48,125 @@ while True:
 """
 
 
-def cli_rate(runs_dir: Path, load: float = 0.0) -> float:
-    """The CLI's samples/s, with a busy loop taking `load` of one core (10 ms busy in each 10 / load ms) beside it."""
-    burner = subprocess.Popen([sys.executable, "-c", BURNER, str(load)]) if load > 0 else None
-    try:
-        out = subprocess.run([sys.executable, "-m", "vae_core", "train", "--dataset", "frey", "--latent-dim", "2",
-                              "--samples", SAMPLES, "--lr", "0.02", "--run-dir", str(runs_dir / f"cli-{time.time_ns()}"),
-                              "--json"], cwd=REPO, capture_output=True, text=True, check=False)
-    finally:
-        if burner is not None:
-            burner.kill()
+def cli_rate(runs_dir: Path) -> float:
+    """The CLI's samples/s."""
+    out = subprocess.run([sys.executable, "-m", "vae_core", "train", "--dataset", "frey", "--latent-dim", "2",
+                          "--samples", SAMPLES, "--lr", "0.02", "--run-dir", str(runs_dir / f"cli-{time.time_ns()}"),
+                          "--json"], cwd=REPO, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"the CLI failed (is VAE_DATA_DIR set?):\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_second"]
 
 
-def display_cpu_seconds(server_pid: int) -> float:
-    """CPU seconds used so far by this script's descendants (browser, app server) but not the app's training workers."""
+class BusyLoop:
+    """A process that keeps `share` of one core busy in 10 ms bursts while on, and is stopped while off."""
+
+    def __init__(self, share: float):
+        self.share = share
+        self.process = subprocess.Popen([sys.executable, "-c", BURNER, str(share)])
+        self.off()
+
+    def on(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def off(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def close(self) -> None:
+        self.process.kill()
+
+
+class ChartsPage:
+    """(f): the Train page's two live charts with nothing else. The chart component's own page (live_chart_dir)
+    in two iframes of a bare local page, whose timer sends them, twice a second, the figures the Train page sent
+    as `rows` arrived (log x, smoothing 0.6: the page's defaults). It redraws only while on; Chromium's CPU
+    meanwhile is summed in `cpu_seconds` over `seconds`."""
+
+    def __init__(self, browser, rows: list[dict], server_pid: int, ticks: int = 60):
+        figures = []
+        for k in range(ticks):
+            arrived = rows[:max(2, len(rows) * (k + 1) // ticks)]
+            figures.append([plots.learning_curves({"run": arrived}, True, 0.6).to_json(),
+                            plots.bound_terms(arrived, True, 0.6).to_json()])
+        frame = (views.live_chart_dir() / "index.html").as_uri()
+        self.host = Path(tempfile.mkdtemp(prefix="charts-")) / "charts.html"
+        self.host.write_text(
+            "<!doctype html><body style='margin:0;display:flex'>"
+            + f"<iframe src='{frame}' style='flex:1;height:420px;border:0'></iframe>" * 2
+            + f"<script>const FIGURES = {json.dumps(figures)}; let tick = 0; setInterval(() => {{"
+            "const pair = FIGURES[tick++ % FIGURES.length]; document.querySelectorAll('iframe').forEach((frame, i) =>"
+            " frame.contentWindow.postMessage({type: 'streamlit:render', args: {figure: pair[i]}}, '*')); }, 500);"
+            "</script></body>", encoding="utf-8")
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        self.server_pid, self.cpu_seconds, self.seconds = server_pid, 0.0, 0.0
+
+    def _browser_cpu(self) -> float:
+        used = display_cpu_seconds(self.server_pid)
+        return used["renderer"] + used["other browser"]
+
+    def on(self) -> None:
+        self.page.goto(self.host.as_uri())
+        self.page.wait_for_timeout(1_500)  # loaded and drawing
+        self._since = (time.monotonic(), self._browser_cpu())
+
+    def off(self) -> None:
+        self.cpu_seconds += self._browser_cpu() - self._since[1]
+        self.seconds += time.monotonic() - self._since[0]
+        self.page.goto("about:blank")
+
+    def close(self) -> None:
+        self.page.close()
+
+
+def steps_beside_loads(conditions: dict[str, tuple[int, BusyLoop | ChartsPage | None]], runs_dir: Path,
+                       blocks: int = 10, seconds: float = 1.5) -> dict[str, float]:
+    """(d) to (f): this configuration's training steps, run here by the CLI's own Trainer, under each condition
+    (threads, load beside them or None), against all cores with nothing beside them. Each block runs every
+    condition for `seconds` between two reference stretches; a condition's ratio is the median over blocks of
+    its samples/s over the mean of the two references around it, so the machine's drift cancels. Loads are
+    switched on and off outside the timed stretches."""
+    import torch
+
+    from vae_core.training import Trainer, TrainConfig
+    trainer = Trainer(TrainConfig(dataset="frey", latent_dim=2, lr=0.02, samples=10**12), run_dir=runs_dir / "steps")
+    cores = torch.get_num_threads()
+
+    def rate(threads: int, load) -> float:
+        torch.set_num_threads(threads)
+        if load is not None:
+            load.on()
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:  # the trainer's own logging cadence, as in the CLI
+            trainer.train_step(with_values=trainer.step % trainer.log_every == 0)
+            steps += 1
+        elapsed = time.perf_counter() - start
+        if load is not None:
+            load.off()
+        return steps * trainer.config.batch_size / elapsed
+    rate(cores, None)  # warm-up
+    ratios = {name: [] for name in conditions}
+    reference = rate(cores, None)
+    for _ in range(blocks):
+        rates = {name: rate(*condition) for name, condition in conditions.items()}
+        after = rate(cores, None)
+        for name, value in rates.items():
+            ratios[name].append(value / ((reference + after) / 2))
+        reference = after
+    torch.set_num_threads(cores)
+    return {name: statistics.median(values) for name, values in ratios.items()}
+
+
+def display_cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by this script's descendants (browser, app server) but not the app's training
+    workers, split into the app server, Chromium's page renderers, and its other processes (GPU, network)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    parents, used = {}, {}
+    parents, used, renderers = {}, {}, set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if b"--type=renderer" in (entry / "cmdline").read_bytes():
+                    renderers.add(int(entry.name))
             except OSError:  # gone meanwhile
                 continue
             parents[int(entry.name)] = int(fields[1])
@@ -73,12 +176,15 @@ def display_cpu_seconds(server_pid: int) -> float:
         while pid in parents and pid != ancestor:
             pid = parents[pid]
         return pid == ancestor
-    return sum(seconds for pid, seconds in used.items() if pid != os.getpid() and descends(pid, os.getpid())
-               and (pid == server_pid or not descends(pid, server_pid)))
+    split = dict.fromkeys(DISPLAY_PARTS, 0.0)
+    for pid, seconds in used.items():
+        if pid != os.getpid() and descends(pid, os.getpid()) and (pid == server_pid or not descends(pid, server_pid)):
+            split["app server" if pid == server_pid else "renderer" if pid in renderers else "other browser"] += seconds
+    return split
 
 
-def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int) -> tuple[float, float]:
-    """The run's samples/s and the cores that the browser and the app server used meanwhile."""
+def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int) -> tuple[float, dict[str, float], Path]:
+    """The run's samples/s, the cores that the browser and the app server used meanwhile by part, its folder."""
     before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
     page.goto(url + "/train")
     page.get_by_role("button", name="Start training").wait_for(timeout=30_000)
@@ -87,7 +193,13 @@ def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int)
     page.get_by_label("Training samples to evaluate").fill(SAMPLES)
     page.get_by_label("Step size ('auto' tries 0.01, 0.02, 0.1)").fill("0.02")
     page.get_by_role("button", name="Start training").click()
-    page.get_by_role("button", name="Pause").wait_for(timeout=30_000)  # the run's controls: it has started
+    try:
+        page.get_by_role("button", name="Pause").wait_for(timeout=30_000)  # the run's controls: it has started
+    except Exception as e:  # say what the page showed instead
+        shot = Path(tempfile.mkdtemp(prefix="dash-bench-")) / "train-page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise SystemExit(f"the run did not start ({type(e).__name__}); the Train page showed:\n"
+                         f"{page.locator('section.main, [data-testid=stMain]').first.inner_text()[:2000]}\nscreenshot: {shot}")
     (run_dir,) = [p for p in runs_dir.iterdir() if p not in before]
     if leave:
         page.get_by_role("link", name="Home").click()  # same session; Home does not redraw on a timer
@@ -96,7 +208,9 @@ def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int)
     while time.monotonic() < start + 300:
         status = runs.read_json(run_dir / runs.STATUS) if (run_dir / runs.STATUS).is_file() else {}
         if status.get("state") == "finished":
-            return status["samples_per_second"], (display_cpu_seconds(server_pid) - cpu) / (time.monotonic() - start)
+            end, seconds = display_cpu_seconds(server_pid), time.monotonic() - start
+            return (status["samples_per_second"], {part: (end[part] - cpu[part]) / seconds for part in DISPLAY_PARTS},
+                    run_dir)
         time.sleep(0.5)
     raise TimeoutError(f"{run_dir} did not finish")
 
@@ -104,7 +218,10 @@ def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lighter-loads", default="0.1,0.2", help="shares of a core for (e), comma-separated")
+    parser.add_argument("--blocks", type=int, default=10, help="paired blocks for (d) to (f)")
     args = parser.parse_args()
+    lighter = [float(share) for share in args.lighter_loads.split(",") if share]
     from playwright.sync_api import sync_playwright
 
     runs_dir = Path(tempfile.mkdtemp(prefix="dash-bench-"))
@@ -116,7 +233,7 @@ def main() -> None:
                                "--server.address", "127.0.0.1"], cwd=REPO, env={**os.environ, "VAE_RUNS_DIR": str(app_runs)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(5)
-    cli, dashboard, left, loaded, display = [], [], [], [], []
+    cli, dashboard, left, display = [], [], [], []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
@@ -125,25 +242,46 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             for _ in range(args.rounds):
                 cli.append(cli_rate(runs_dir))
-                rate, cores = dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, False, server.pid)
+                rate, parts, run_dir = dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, False, server.pid)
                 dashboard.append(rate)
-                display.append(cores)
+                display.append(sum(parts.values()))
                 left.append(dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, True, server.pid)[0])
-                loaded.append(cli_rate(runs_dir, load=cores))
+                split = ", ".join(f"{part} {share:.0%}" for part, share in parts.items())
                 print(f"round: CLI {cli[-1]:,.0f}, dashboard watched {dashboard[-1]:,.0f} ({dashboard[-1] / cli[-1]:.0%}; "
-                      f"browser and app used {cores:.0%} of a core), dashboard left for Home {left[-1]:,.0f} "
-                      f"({left[-1] / cli[-1]:.0%}), CLI beside a {cores:.0%} load {loaded[-1]:,.0f} ({loaded[-1] / cli[-1]:.0%}) "
-                      "samples/s", flush=True)
+                      f"browser and app used {display[-1]:.0%} of a core: {split}), dashboard left for Home "
+                      f"{left[-1]:,.0f} ({left[-1] / cli[-1]:.0%}) samples/s", flush=True)
+            page.close()
+            # The machine's speed drifts from minute to minute, so each round's ratio is taken on its own first.
+            watched = statistics.median(b / a for a, b in zip(cli, dashboard))
+            unwatched = statistics.median(c / a for a, c in zip(cli, left))
+            print(f"median over {args.rounds} rounds of each round's ratio to the CLI: dashboard worker {watched:.0%} "
+                  f"with the Train page redrawing, {unwatched:.0%} once the page is left for Home", flush=True)
+
+            import torch
+            cores, fewer = torch.get_num_threads(), max(1, torch.get_num_threads() - 1)
+            live_view = BusyLoop(statistics.median(display))
+            charts = ChartsPage(browser, runs.read_metrics(run_dir / runs.METRICS), server.pid)
+            busy_loops = [BusyLoop(share) for share in lighter]
+            try:
+                conditions = {f"{fewer} thread(s), nothing beside": (fewer, None),
+                              f"(d) {cores} threads beside a busy loop of the live view's {live_view.share:.0%} of a core":
+                                  (cores, live_view),
+                              f"(d) {fewer} thread(s) beside it": (fewer, live_view),
+                              f"(f) {cores} threads beside the two charts alone": (cores, charts),
+                              f"(f) {fewer} thread(s) beside them": (fewer, charts)}
+                conditions.update({f"(e) {cores} threads beside {loop.share:.0%} of a core": (cores, loop)
+                                   for loop in busy_loops})
+                paired = steps_beside_loads(conditions, runs_dir, args.blocks)
+            finally:
+                for load in (live_view, charts, *busy_loops):
+                    load.close()
             browser.close()
     finally:
         server.terminate()
-    # The machine's speed drifts from minute to minute, so each round's ratio is taken on its own first.
-    watched = statistics.median(b / a for a, b in zip(cli, dashboard))
-    unwatched = statistics.median(c / a for a, c in zip(cli, left))
-    bound = statistics.median(d / a for a, d in zip(cli, loaded))
-    print(f"median over {args.rounds} rounds of each round's ratio to the CLI: dashboard worker {watched:.0%} with the "
-          f"Train page redrawing, {unwatched:.0%} once the page is left for Home; the CLI itself beside a load as "
-          f"large as the live view's ({statistics.median(display):.0%} of a core): {bound:.0%}")
+    print(f"training steps here against {cores} threads with nothing beside them, median of {args.blocks} paired "
+          f"blocks (the two charts alone took {charts.cpu_seconds / charts.seconds:.0%} of a core):\n"
+          + "\n".join(f"  {name}: {ratio:.0%}" for name, ratio in paired.items()))
+
 
 if __name__ == "__main__":
     main()
