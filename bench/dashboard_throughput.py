@@ -183,7 +183,8 @@ def display_cpu_seconds(server_pid: int) -> dict[str, float]:
     return split
 
 
-def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int) -> tuple[float, dict[str, float], Path]:
+def dashboard_rate(page, url: str, runs_dir: Path, leave: bool,
+                   server_pid: int) -> tuple[float, dict[str, float], Path]:
     """The run's samples/s, the cores that the browser and the app server used meanwhile by part, its folder."""
     before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
     page.goto(url + "/train")
@@ -198,8 +199,9 @@ def dashboard_rate(page, url: str, runs_dir: Path, leave: bool, server_pid: int)
     except Exception as e:  # say what the page showed instead
         shot = Path(tempfile.mkdtemp(prefix="dash-bench-")) / "train-page.png"
         page.screenshot(path=str(shot), full_page=True)
-        raise SystemExit(f"the run did not start ({type(e).__name__}); the Train page showed:\n"
-                         f"{page.locator('section.main, [data-testid=stMain]').first.inner_text()[:2000]}\nscreenshot: {shot}")
+        shown = page.locator("[data-testid=stMain]").first.inner_text()[:2000]
+        raise SystemExit(f"the run did not start ({type(e).__name__}); the Train page showed:\n{shown}\n"
+                         f"screenshot: {shot}")
     (run_dir,) = [p for p in runs_dir.iterdir() if p not in before]
     if leave:
         page.get_by_role("link", name="Home").click()  # same session; Home does not redraw on a timer
@@ -263,8 +265,9 @@ def main() -> None:
             charts = ChartsPage(browser, runs.read_metrics(run_dir / runs.METRICS), server.pid)
             busy_loops = [BusyLoop(share) for share in lighter]
             try:
+                live_view_share = f"{live_view.share:.0%} of a core"
                 conditions = {f"{fewer} thread(s), nothing beside": (fewer, None),
-                              f"(d) {cores} threads beside a busy loop of the live view's {live_view.share:.0%} of a core":
+                              f"(d) {cores} threads beside a busy loop of the live view's {live_view_share}":
                                   (cores, live_view),
                               f"(d) {fewer} thread(s) beside it": (fewer, live_view),
                               f"(f) {cores} threads beside the two charts alone": (cores, charts),

@@ -54,7 +54,7 @@ if worker is None:
     st.stop()
 
 st.subheader(f"Run {worker.run_dir.name}")
-drawn_state = worker.state  # what this run of the page draws; the run's own thread updates worker.state
+drawn_state = worker.state  # what this run of the page draws; an app thread following the run updates it
 pause, resume, stop = st.columns(3)
 if pause.button("Pause", disabled=drawn_state != "running", width="stretch"):
     worker.pause()

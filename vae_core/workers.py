@@ -122,7 +122,8 @@ class TrainingWorker:
             except queue.Empty:
                 break
         if self.state in ACTIVE_STATES:
-            self.state, self.message = "failed", f"the training process ended unexpectedly (exit code {self.process.exitcode})"
+            self.state = "failed"
+            self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
 
     def _take(self, kind: str, payload) -> None:
         if kind == "event":
