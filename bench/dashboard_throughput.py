@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from vae_core import plots, runs, views  # noqa: E402
 
+from train_throughput import logged_steps  # noqa: E402  (bench/ is this script's folder, first on sys.path)
+
 SAMPLES = "5e5"
 DISPLAY_PARTS = ("renderer", "app server", "other browser")
 
@@ -129,15 +131,15 @@ def steps_beside_loads(conditions: dict[str, tuple[int, BusyLoop | ChartsPage | 
 
     from vae_core.training import Trainer, TrainConfig
     trainer = Trainer(TrainConfig(dataset="frey", latent_dim=2, lr=0.02, samples=10**12), run_dir=runs_dir / "steps")
-    cores = torch.get_num_threads()
+    step, cores = logged_steps(trainer), torch.get_num_threads()
 
     def rate(threads: int, load) -> float:
         torch.set_num_threads(threads)
         if load is not None:
             load.on()
         steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:  # the trainer's own logging cadence, as in the CLI
-            trainer.train_step(with_values=trainer.step % trainer.log_every == 0)
+        while time.perf_counter() - start < seconds:
+            step()
             steps += 1
         elapsed = time.perf_counter() - start
         if load is not None:

@@ -83,12 +83,15 @@ def _trainer(X, H, J, L, gaussian, M=100) -> Trainer:
                                samples=10**6, lr=0.01, device="cpu"), run_dir=_scratch(), dataset=dataset)
 
 
-def vae_core_steps(X, H, J, L, gaussian, M=100):
-    trainer = _trainer(X, H, J, L, gaussian, M)
-
-    def step():  # with the trainer's own logging cadence for a 10^6 budget
+def logged_steps(trainer: Trainer):
+    """One training step per call, with the trainer's own logging cadence (the bound's value on logging steps)."""
+    def step():
         trainer.train_step(with_values=trainer.step % trainer.log_every == 0)
     return step
+
+
+def vae_core_steps(X, H, J, L, gaussian, M=100):
+    return logged_steps(_trainer(X, H, J, L, gaussian, M))  # the cadence of a 10^6 budget
 
 
 def gemm_steps(trainer: Trainer):

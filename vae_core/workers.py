@@ -110,17 +110,12 @@ class TrainingWorker:
             try:
                 kind, payload = self._events.get(timeout=0.5)
             except queue.Empty:
-                if self.process.is_alive():
+                if self.process.is_alive() or not self._events.empty():
                     continue
-                break  # gone without saying so: its last reports, if any, were all sent before it ended
+                break  # gone without saying so, and everything it sent before it ended has been taken in
             self._take(kind, payload)
             if kind == "exit":
                 return
-        while True:
-            try:
-                self._take(*self._events.get_nowait())
-            except queue.Empty:
-                break
         if self.state in ACTIVE_STATES:
             self.state = "failed"
             self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
