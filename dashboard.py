@@ -1,11 +1,14 @@
 """vae-dashboard: `streamlit run dashboard.py`. Routes to the pages in pages/."""
 import streamlit as st
 
-st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon=":material/blur_on:", layout="wide")
-st.navigation([
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/latent_explorer.py", title="Latent explorer", icon=":material/scatter_plot:"),
-    st.Page("pages/estimator_variance.py", title="Estimator variance", icon=":material/query_stats:"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
-]).run()
+# Streamlit runs this file as __main__, so each training process, which multiprocessing starts by "spawn",
+# would import it again (as __mp_main__) and run the app there too: the guard keeps it to the server.
+if __name__ == "__main__":
+    st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon=":material/blur_on:", layout="wide")
+    st.navigation([
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/latent_explorer.py", title="Latent explorer", icon=":material/scatter_plot:"),
+        st.Page("pages/estimator_variance.py", title="Estimator variance", icon=":material/query_stats:"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    ]).run()

@@ -25,9 +25,10 @@ def server(tmp_path, data_dir):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "VAE_RUNS_DIR": str(tmp_path / "runs"), "VAE_DATA_DIR": str(data_dir)}
+    log = tmp_path / "server.log"  # the server's output and its training processes'
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
                                 "--server.address", "127.0.0.1", "--server.headless", "true"],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -35,7 +36,7 @@ def server(tmp_path, data_dir):
             break
         except OSError:
             time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", log
     process.terminate()
     process.wait(timeout=10)
 
@@ -87,7 +88,7 @@ def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.app_url = server
+        page.app_url, page.app_log = server
         yield page
         browser.close()
 
@@ -126,6 +127,10 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     expect_app_navigation(page)
     page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
     assert (OUTPUT / "train-page.png").stat().st_size > 10_000
+    # Nothing went wrong out of sight: no traceback, and no training process ran the app's script again
+    # (Streamlit's bare-mode warnings are what that looked like).
+    log = page.app_log.read_text()
+    assert "Traceback" not in log and "ScriptRunContext" not in log, log
 
 
 def test_morph_pad_follows_the_pointer_while_dragging(page):
