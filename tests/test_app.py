@@ -225,3 +225,16 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
     assert views.progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 2,500 samples/s, "
                                                "train -120.50 / test -119.25 nats")  # no time left, no cores
+
+
+def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
+    """10,000 minibatch rows become at most 300 points a curve, with the first decades of the log axis still drawn."""
+    from vae_core import plots
+    rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "lower_bound": -1000 / (i + 1),
+             "reconstruction": -900 / (i + 1), "kl": 100 / (i + 1)} for i in range(10_000)]
+    for figure in (plots.learning_curves({"run": rows}), plots.bound_terms(rows)):
+        for trace in figure.data:
+            x = np.asarray(trace.x)
+            assert len(x) <= 300 and x[0] == 100 and x[-1] == 1_000_000
+            per_decade = np.histogram(np.log10(x), bins=[2, 3, 4, 5, 6.01])[0]
+            assert per_decade.min() >= 9, per_decade  # evenly spaced alone: 1, 3, 27 and 269

@@ -16,10 +16,13 @@ def smooth(values: list[float], strength: float) -> np.ndarray:
 
 
 def _thin(x: list, y, points: int = 300) -> dict[str, np.ndarray]:
-    """At most `points` evenly spaced points, always keeping the last: the browser redraws these twice a second."""
+    """At most `points` points, keeping the first and the last: the browser redraws these twice a second.
+    Half are evenly spaced and half geometrically, so that the curve keeps its shape on a linear and on a log x
+    axis alike (evenly spaced alone would draw the first decades of a log axis from two or three points)."""
     x, y = np.asarray(x), np.asarray(y)
     if len(x) > points:
-        keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+        spread = np.concatenate([np.linspace(0, len(x) - 1, points // 2), np.geomspace(1, len(x), points // 2) - 1])
+        keep = np.unique(spread.round().astype(int))
         x, y = x[keep], y[keep]
     return {"x": x, "y": y}
 
