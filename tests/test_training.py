@@ -141,9 +141,11 @@ def test_auto_step_size_picks_the_best_trial(tmp_path):
     trainer = Trainer(digits_config(lr="auto", samples=2_000), tmp_path / "run")
     trials = []
     trainer.run(lambda e: trials.append(e) if e.kind == "trial" else None)
-    assert [e.lr for e in trials] == list(STEP_SIZE_CANDIDATES)
-    best = max(trials, key=lambda e: e.lower_bound)
+    *candidates, choice = trials
+    assert [e.lr for e in candidates] == list(STEP_SIZE_CANDIDATES)
+    best = max(candidates, key=lambda e: e.lower_bound)
     assert trainer.lr == best.lr
+    assert choice.lr == best.lr and choice.message.startswith(f"step size {best.lr} chosen")
     assert json.loads((tmp_path / "run" / runs.CONFIG).read_text())["lr"] == best.lr
     assert trainer.optimizer.param_groups[0]["lr"] == best.lr
 

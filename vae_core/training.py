@@ -85,7 +85,8 @@ class TrainConfig:
 @dataclass
 class TrainEvent:
     """One report from the trainer. Lower bounds are per datapoint, in nats, with the ELBO's sign."""
-    kind: str  # trial, minibatch, evaluation, paused, resumed, finished, stopped, failed
+    # trial (one per step size tried, then the choice), minibatch, evaluation, paused, resumed, finished, stopped, failed
+    kind: str
     samples_evaluated: int
     total_samples: int
     seconds: float  # training time so far, pauses and evaluations excluded
@@ -264,6 +265,8 @@ class Trainer:
             self.trial_scores[str(lr)] = score
             yield self._event("trial", lower_bound=score, lr=lr, message=f"step size {lr}: mean bound {score:.2f}")
         self.lr = max(STEP_SIZE_CANDIDATES, key=lambda lr: self.trial_scores[str(lr)])
+        tried = ", ".join(f"{lr}: {score:.2f}" for lr, score in self.trial_scores.items())
+        yield self._event("trial", lr=self.lr, message=f"step size {self.lr} chosen (mean bound per step size: {tried})")
         self._fresh_state(self.lr)
 
     # Checkpoints.
