@@ -86,7 +86,7 @@ def _trainer(X, H, J, L, gaussian, M=100) -> Trainer:
 def logged_steps(trainer: Trainer):
     """One training step per call, with the trainer's own logging cadence (the bound's value on logging steps)."""
     def step():
-        trainer.train_step(with_values=trainer.step % trainer.log_every == 0)
+        trainer.train_step(with_values=trainer.logs_bound(trainer.step))
     return step
 
 

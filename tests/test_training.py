@@ -166,3 +166,11 @@ def test_weight_decay_is_the_parameter_prior_per_datapoint(tmp_path):
 def test_bad_config_is_named(change, words):
     with pytest.raises(ValueError, match=words):
         digits_config(**change).validate()
+
+
+def test_minibatch_bounds_are_logged_densely_enough_for_every_decade_of_the_log_axis(tmp_path):
+    trainer = Trainer(digits_config(samples=1_000_000), tmp_path / "run")  # 10,000 steps
+    x = np.array([(step + 1) * 100 for step in range(trainer.total_steps) if trainer.logs_bound(step)])
+    per_decade = np.histogram(np.log10(x), bins=[2, 3, 4, 5, 6.01])[0]
+    assert per_decade.min() >= 9, per_decade  # every 10th step alone: 1, 9, 90, 900
+    assert len(x) <= 1100  # still about a thousand rows a run

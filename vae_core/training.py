@@ -219,6 +219,11 @@ class Trainer:
         up to 10^6 samples, and never more than 20 steps apart."""
         return max(1, min(self.total_steps // 1000, 20))
 
+    def logs_bound(self, step: int) -> bool:
+        """Whether a step logs its minibatch bound: every step of the first 10 * log_every, which span the
+        first decades of the paper's log x axis, then every log_every-th."""
+        return step < 10 * self.log_every or step % self.log_every == 0
+
     @property
     def total_steps(self) -> int:
         return math.ceil(self.config.samples / self.config.batch_size)
@@ -333,7 +338,7 @@ class Trainer:
                 self._write_status("running")
                 yield self._event("resumed")
             started = time.perf_counter()
-            values = self.train_step(with_values=self.step % self.log_every == 0)
+            values = self.train_step(with_values=self.logs_bound(self.step))
             self.seconds += time.perf_counter() - started
             if values is not None:
                 if not math.isfinite(values.lower_bound):
