@@ -238,3 +238,16 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
             assert len(x) <= 300 and x[0] == 100 and x[-1] == 1_000_000
             per_decade = np.histogram(np.log10(x), bins=[2, 3, 4, 5, 6.01])[0]
             assert per_decade.min() >= 9, per_decade  # evenly spaced alone: 1, 3, 27 and 269
+
+
+def test_bound_terms_chart_gives_the_small_kl_an_axis_of_its_own():
+    from vae_core import plots
+    rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "reconstruction": -1000.0 + i, "kl": 10.0 + i / 100}
+            for i in range(50)]
+    figure = plots.bound_terms(rows)
+    axes = {trace.name: trace.yaxis for trace in figure.data}
+    assert axes == {"reconstruction  E[log p(x|z)] raw": "y", "reconstruction  E[log p(x|z)]": "y",
+                    "KL(q(z|x) || p(z)), right axis raw": "y2", "KL(q(z|x) || p(z)), right axis": "y2"}
+    assert figure.layout.yaxis2.overlaying == "y" and figure.layout.yaxis2.side == "right"
+    kl = next(t for t in figure.data if t.name.startswith("KL") and not t.name.endswith("raw"))
+    assert min(kl.y) >= 10.0  # the smoothed KL itself, not the reconstruction term
