@@ -147,8 +147,10 @@ def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app):
     app.multiselect[0].set_value(["shipped: mnist-J2", "shipped: frey-J2"]).run()
     captions = [i.proto.imgs[0].caption for i in app.get("image")]
     assert any("mnist-J2 (J = 2)" in c for c in captions) and any("frey-J2 (J = 2)" in c for c in captions)
-    scatter = json.loads(app.get("plotly_chart")[1].proto.spec)["data"][0]
+    spec = json.loads(app.get("plotly_chart")[1].proto.spec)
+    scatter = spec["data"][0]
     assert scatter["type"] == "scattergl" and array_length(scatter["x"]) == 10000  # the whole test set
+    assert spec["layout"]["xaxis"]["title"]["text"] == "z1, mean of q(z|x)"
     assert array_length(scatter["marker"]["color"]) == 10000  # coloured by label
 
 
