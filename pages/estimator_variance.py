@@ -29,6 +29,7 @@ if go:
         for name in chosen:
             bar = st.progress(0.0, text=f"measuring {name}")
             views.variance_cached(sources[name], settings, lambda f, bar=bar, name=name: bar.progress(f, text=f"measuring {name}"))
+            bar.progress(1.0, text=f"measured {name}")
         st.session_state["variance"] = (chosen, settings)
     except (ValueError, FileNotFoundError) as e:
         st.error(f"Cannot compute: {e}")
