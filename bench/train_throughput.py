@@ -84,9 +84,12 @@ def _trainer(X, H, J, L, gaussian, M=100) -> Trainer:
 
 
 def logged_steps(trainer: Trainer):
-    """One training step per call, with the trainer's own logging cadence (the bound's value on logging steps)."""
+    """One training step per call, with the trainer's own logging cadence (the bound's value on logging steps),
+    from past the first steps, which all log their bound: the steady cadence of a long run."""
     def step():
         trainer.train_step(with_values=trainer.logs_bound(trainer.step))
+    while trainer.logs_bound(trainer.step):
+        step()
     return step
 
 
