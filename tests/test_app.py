@@ -55,6 +55,7 @@ def test_home_lists_datasets_and_pages(app):
     ("Latent dimensions J", 0, "latent_dim must be a whole number of at least 1"),
     ("Training samples to evaluate", "-5", "number of samples must be a whole number"),
     ("Step size ('auto' tries 0.01, 0.02, 0.1)", "fast", "step size must be a positive number or 'auto'"),
+    ("Minibatch M", 5000, "at most the 1600 training datapoints of frey"),
 ])
 def test_train_form_rejects_bad_input_with_a_message(app, field, value, words):
     app.switch_page("pages/train.py").run()

@@ -162,6 +162,7 @@ def test_weight_decay_is_the_parameter_prior_per_datapoint(tmp_path):
     ({"estimator": "C"}, "estimator must be 'A' or 'B'"),
     ({"lr": -1.0}, "lr must be a positive number"),
     ({"dataset": "cifar"}, "dataset must be one of"),
+    ({"batch_size": 1501}, "batch_size M must be at most the 1500 training datapoints of digits"),
 ])
 def test_bad_config_is_named(change, words):
     with pytest.raises(ValueError, match=words):

@@ -50,6 +50,7 @@ SOURCES: dict[str, tuple[DataFile, ...]] = {
     "digits": (),  # bundled with scikit-learn
 }
 DATASETS = tuple(SOURCES)
+TRAIN_SIZES = {"mnist": 60000, "frey": 1600, "digits": 1500}  # datapoints in each training set (N)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _seeded_split(n: int, n_train: int) -> tuple[np.ndarray, np.ndarray]:
 def _load_mnist(paths: dict[str, Path]) -> Dataset:
     spec = {s.name: s for s in SOURCES["mnist"]}
     parts = {}
-    for split, count in (("train", 60000), ("t10k", 10000)):
+    for split, count in (("train", TRAIN_SIZES["mnist"]), ("t10k", 10000)):
         images = _idx(paths[f"{split}-images-idx3-ubyte.gz"], spec[f"{split}-images-idx3-ubyte.gz"], 2051, count, (28, 28))
         labels = _idx(paths[f"{split}-labels-idx1-ubyte.gz"], spec[f"{split}-labels-idx1-ubyte.gz"], 2049, count, ())
         parts[split] = (images.reshape(count, -1).astype(np.float32) / 255.0, labels.astype(np.int64))
@@ -198,7 +199,7 @@ def _load_frey(paths: dict[str, Path]) -> Dataset:
     if faces.shape != (560, 1965):
         raise DataError(f"{path}: `ff` has shape {faces.shape}, expected (560, 1965).")
     images = faces.T.astype(np.float32) / 256.0  # (1965, 560), rows of 28x20 upright faces; the paper's /256
-    train, test = _seeded_split(len(images), 1600)
+    train, test = _seeded_split(len(images), TRAIN_SIZES["frey"])
     return Dataset("frey", images[train], images[test], None, None, (28, 20), "gaussian", 200)
 
 
@@ -207,7 +208,7 @@ def _load_digits() -> Dataset:
 
     bunch = load_digits()
     images = bunch.data.astype(np.float32) / 16.0
-    train, test = _seeded_split(len(images), 1500)
+    train, test = _seeded_split(len(images), TRAIN_SIZES["digits"])
     labels = bunch.target.astype(np.int64)
     return Dataset("digits", images[train], images[test], labels[train], labels[test], (8, 8), "bernoulli", 200)
 

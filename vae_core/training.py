@@ -58,6 +58,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.batch_size > data_module.TRAIN_SIZES.get(self.dataset, self.batch_size):  # M distinct rows a step
+            problems.append(f"batch_size M must be at most the {data_module.TRAIN_SIZES[self.dataset]} training "
+                            f"datapoints of {self.dataset}, got {self.batch_size}")
         if self.hidden_dim is not None and (not isinstance(self.hidden_dim, int) or self.hidden_dim < 1):
             problems.append(f"hidden_dim must be a whole number of at least 1, got {self.hidden_dim!r}")
         if self.estimator not in ESTIMATORS:
