@@ -245,7 +245,8 @@ def scatter_view(model, method: str):
     if model.latent_dim <= 2:
         axes = ("z1, mean of q(z|x)", "z2" if model.latent_dim == 2 else "")
     else:
-        axes = tuple(f"{'principal component' if method == 'pca' else 't-SNE'} {i} of the means of q(z|x)" for i in (1, 2))
+        name = "principal component" if method == "pca" else "t-SNE"
+        axes = (f"{name} 1 of the means of q(z|x)", f"{name} 2")
     figure.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), dragmode="select",
                          xaxis_title=axes[0], yaxis_title=axes[1])
     return figure
