@@ -88,8 +88,8 @@ class ChartsPage:
         figures = []
         for k in range(ticks):
             arrived = rows[:max(2, len(rows) * (k + 1) // ticks)]
-            figures.append([plots.learning_curves({"run": arrived}, True, 0.6).to_json(),
-                            plots.bound_terms(arrived, True, 0.6).to_json()])
+            figures.append([plots.to_json(plots.learning_curves({"run": arrived}, True, 0.6)),
+                            plots.to_json(plots.bound_terms(arrived, True, 0.6))])
         frame = (views.live_chart_dir() / "index.html").as_uri()
         self.host = Path(tempfile.mkdtemp(prefix="charts-")) / "charts.html"
         self.host.write_text(

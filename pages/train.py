@@ -74,11 +74,13 @@ def live_view():
     if worker.message:
         (st.error if worker.state == "failed" else st.caption)(worker.message)
     if worker.rows:
+        curves = plots.learning_curves({"run": worker.rows}, log_x, smoothing)
+        terms = plots.bound_terms(worker.rows, log_x, smoothing)
         left, right = st.columns(2)
         with left:
-            live_chart(figure=plots.learning_curves({"run": worker.rows}, log_x, smoothing).to_json(), key="curves")
+            live_chart(figure=plots.to_json(curves), key="curves")
         with right:
-            live_chart(figure=plots.bound_terms(worker.rows, log_x, smoothing).to_json(), key="terms")
+            live_chart(figure=plots.to_json(terms), key="terms")
     if worker.state != drawn_state:
         st.rerun()  # the whole page, so the buttons and the gallery follow the new state
 

@@ -232,11 +232,13 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
 
 def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
     """10,000 minibatch rows become at most 300 points a curve, with the first decades of the log axis still drawn."""
+    import plotly.graph_objects as go
+
     from vae_core import plots
     rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "lower_bound": -1000 / (i + 1),
              "reconstruction": -900 / (i + 1), "kl": 100 / (i + 1)} for i in range(10_000)]
     for figure in (plots.learning_curves({"run": rows}), plots.bound_terms(rows)):
-        for trace in figure.data:
+        for trace in go.Figure(figure).data:  # plotly checks the plain dict against its schema
             x = np.asarray(trace.x)
             assert len(x) <= 300 and x[0] == 100 and x[-1] == 1_000_000
             per_decade = np.histogram(np.log10(x), bins=[2, 3, 4, 5, 6.01])[0]
@@ -244,13 +246,25 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
 
 
 def test_bound_terms_chart_gives_the_small_kl_an_axis_of_its_own():
+    import plotly.graph_objects as go
+
     from vae_core import plots
     rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "reconstruction": -1000.0 + i, "kl": 10.0 + i / 100}
             for i in range(50)]
-    figure = plots.bound_terms(rows)
+    figure = go.Figure(plots.bound_terms(rows))  # plotly checks the plain dict against its schema
     axes = {trace.name: trace.yaxis for trace in figure.data}
     assert axes == {"reconstruction  E[log p(x|z)] raw": "y", "reconstruction  E[log p(x|z)]": "y",
                     "KL(q(z|x) || p(z)), right axis raw": "y2", "KL(q(z|x) || p(z)), right axis": "y2"}
     assert figure.layout.yaxis2.overlaying == "y" and figure.layout.yaxis2.side == "right"
     kl = next(t for t in figure.data if t.name.startswith("KL") and not t.name.endswith("raw"))
     assert min(kl.y) >= 10.0  # the smoothed KL itself, not the reconstruction term
+
+
+def test_live_chart_json_has_no_nan_for_the_browser_to_choke_on():
+    """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null)."""
+    from vae_core import plots
+    rows = [{"kind": "evaluation", "samples_evaluated": 100 * (i + 1), "train_lower_bound": value,
+             "test_lower_bound": -100.0} for i, value in enumerate([-120.0, float("nan"), float("-inf"), -110.0])]
+    text = plots.to_json(plots.learning_curves({"run": rows}))
+    figure = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the chart's JSON"))
+    assert figure["data"][0]["name"] == "train" and figure["data"][0]["y"] == [-120.0, None, None, -110.0]
