@@ -47,6 +47,7 @@ def _figure(traces: list[dict], title: str, log_x: bool, **layout) -> dict:
 
 
 def to_json(figure: dict) -> str:
+    """The figure as the Train page's chart component takes it (assets/live_chart.html parses it)."""
     return json.dumps(figure)
 
 
