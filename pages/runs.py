@@ -28,11 +28,15 @@ left.download_button("Metrics (CSV)", views.metrics_csv(rows), file_name=f"{run}
 model = views.model_file(paths[run])
 if model is not None:
     middle.download_button("Model (safetensors)", model, file_name=f"{run}.safetensors")
-state = table.set_index("run").loc[run, "state"]
-if state in ("stopped", "interrupted", "failed") and right.button("Resume training"):
-    try:
-        worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex))
-        st.session_state["run_dir"] = str(worker.run_dir)
-        st.switch_page("pages/train.py")
-    except (PoolFull, FileNotFoundError) as e:
-        st.error(f"Cannot resume: {e}")
+chosen_run = table.set_index("run").loc[run]
+if chosen_run["state"] in ("stopped", "interrupted", "failed", "finished"):  # from its last checkpoint
+    further = chosen_run["budget"] * (10 if chosen_run["state"] == "finished" else 1)
+    budget = right.text_input("Continue to (training samples)", value=str(further))
+    if right.button("Continue training"):
+        try:
+            worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex),
+                                   views.continue_budget(budget, int(chosen_run["samples"])))
+            st.session_state["run_dir"] = str(worker.run_dir)
+            st.switch_page("pages/train.py")
+        except (ValueError, PoolFull, FileNotFoundError) as e:
+            st.error(f"Cannot continue: {e}")

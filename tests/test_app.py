@@ -119,6 +119,29 @@ def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     assert labels == ["Metrics (CSV)", "Model (safetensors)"]
 
 
+def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
+    from vae_core.workers import pool
+    Trainer(TrainConfig(dataset="digits", samples=3000, lr=0.02), runs_dir=tmp_path / "runs").run()
+    app.switch_page("pages/runs.py").run()
+    budget = next(w for w in app.text_input if w.label == "Continue to (training samples)")
+    assert budget.value == "30000"  # a finished run: ten times its budget
+    budget.set_value("2000")
+    next(b for b in app.button if b.label == "Continue training").click().run()
+    assert "already evaluated 3,000 samples" in app.error[0].value
+    next(w for w in app.text_input if w.label == "Continue to (training samples)").set_value("6000")
+    next(b for b in app.button if b.label == "Continue training").click().run()
+    assert not app.exception
+    worker = pool().get(app.session_state["run_dir"])
+    assert worker.config["samples"] == 6000
+    deadline = time.monotonic() + 60
+    while worker.active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker.state == "finished" and worker.rows[-1]["samples_evaluated"] == 6000
+    assert app.get("progress")[0].proto.text.startswith("starting: 3,000 / 6,000 samples")  # on the Train page
+    evaluations = [r for r in runs.read_metrics(worker.run_dir / runs.METRICS) if "test_lower_bound" in r]
+    assert evaluations[-1]["samples_evaluated"] == 6000 and evaluations[0]["samples_evaluated"] < 3000
+
+
 def test_runs_page_with_no_runs_says_how_to_make_one(app):
     app.switch_page("pages/runs.py").run()
     assert "No runs yet" in app.info[0].value

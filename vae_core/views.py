@@ -91,6 +91,15 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
     return pd.DataFrame(rows)
 
 
+def continue_budget(text: str, done: int) -> int:
+    """The budget to continue a saved run to, from the Runs page's field; ValueError unless it is above what the
+    run's checkpoint has already evaluated."""
+    budget = parse_sample_count(text)
+    if budget <= done:
+        raise ValueError(f"the run has already evaluated {done:,} samples; give a larger budget than that")
+    return budget
+
+
 def run_metrics(run_dir: str | Path) -> list[dict]:
     return runs.read_metrics(Path(run_dir) / runs.METRICS)
 

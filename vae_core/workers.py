@@ -199,6 +199,7 @@ class WorkerPool:
                 raise PoolFull(f"{run_dir.name} is already training")
             self._admit()
             config = runs.read_json(run_dir / runs.CONFIG)["train_config"]
+            config = {**config, "samples": samples or config["samples"]}  # the budget the progress bar counts to
             worker = TrainingWorker(run_dir, config, owner, resume_samples=samples, resume=True)
             self.workers[str(run_dir)] = worker
             return worker
