@@ -41,7 +41,7 @@ class PoolFull(RuntimeError):
     """As many runs are training as the pool allows."""
 
 
-def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, events, pause, stop, seen) -> None:
+def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop, seen) -> None:
     import torch
 
     from .training import Trainer
@@ -53,8 +53,8 @@ def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, 
             events.put(("threads", threads))
     set_threads()
     try:
-        if config is None:
-            trainer = Trainer.resume_from(run_dir, samples=resume_samples)
+        if resume:
+            trainer = Trainer.resume_from(run_dir, samples=config["samples"])
         else:
             trainer = Trainer(TrainConfig.from_dict(config), run_dir)
 
@@ -83,7 +83,8 @@ def _worker_main(config: dict | None, run_dir: str, resume_samples: int | None, 
 class TrainingWorker:
     """One run training in a child process, seen from the app."""
 
-    def __init__(self, run_dir: Path, config: dict, owner: str, resume_samples: int | None = None, resume: bool = False):
+    def __init__(self, run_dir: Path, config: dict, owner: str, resume: bool = False):
+        """`config` is the run's TrainConfig as a dict; with `resume`, its budget is the one to continue to."""
         ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or locks
         self.run_dir = Path(run_dir)
         self.config = config
@@ -97,8 +98,7 @@ class TrainingWorker:
         self._pause, self._stop = ctx.Event(), ctx.Event()
         self._seen = ctx.Value("d", time.monotonic(), lock=False)  # one float, written only by this process
         self.process = ctx.Process(target=_worker_main, daemon=True, args=(
-            None if resume else config, str(self.run_dir), resume_samples, self._events, self._pause, self._stop,
-            self._seen))
+            config, str(self.run_dir), resume, self._events, self._pause, self._stop, self._seen))
         self.process.start()
         threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
@@ -199,8 +199,8 @@ class WorkerPool:
                 raise PoolFull(f"{run_dir.name} is already training")
             self._admit()
             config = runs.read_json(run_dir / runs.CONFIG)["train_config"]
-            config = {**config, "samples": samples or config["samples"]}  # the budget the progress bar counts to
-            worker = TrainingWorker(run_dir, config, owner, resume_samples=samples, resume=True)
+            config = {**config, "samples": samples or config["samples"]}  # the budget to continue to
+            worker = TrainingWorker(run_dir, config, owner, resume=True)
             self.workers[str(run_dir)] = worker
             return worker
 
