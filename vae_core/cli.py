@@ -1,4 +1,4 @@
-"""`python -m vae_core {train,evaluate,data}`: the engine from the command line.
+"""`python -m vae_core {train,evaluate,variance,data}`: the engine from the command line.
 
 Progress goes to stderr; with `--json` the last line of stdout is one JSON object.
 """
