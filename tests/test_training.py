@@ -175,3 +175,11 @@ def test_minibatch_bounds_are_logged_densely_enough_for_every_decade_of_the_log_
     per_decade = np.histogram(np.log10(x), bins=[2, 3, 4, 5, 6.01])[0]
     assert per_decade.min() >= 9, per_decade  # every 10th step alone: 1, 9, 90, 900
     assert len(x) <= 1100  # still about a thousand rows a run
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.4, "0 s"), (59.4, "59 s"), (59.6, "1 min 0 s"), (200, "3 min 20 s"),
+                                            (4249, "1 h 10 min"), (90_000, "25 h 0 min"), (-3, "0 s"),
+                                            (float("nan"), "?"), (float("inf"), "?")])
+def test_time_left_reads_in_hours_minutes_and_seconds(seconds, shown):
+    from vae_core.training import format_duration
+    assert format_duration(seconds) == shown

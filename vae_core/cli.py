@@ -16,7 +16,7 @@ import torch
 from . import data as data_module
 from . import runs
 from .estimators import importance_weighted_bound
-from .training import TrainConfig, Trainer, TrainEvent, dataset_lower_bound, parse_sample_count
+from .training import TrainConfig, Trainer, TrainEvent, dataset_lower_bound, format_duration, parse_sample_count
 
 
 def _count(text: str) -> int:
@@ -65,7 +65,7 @@ def _show_training(bar: ProgressBar, event: TrainEvent) -> None:
         print(f"step-size trial: {event.message}", file=sys.stderr)
         return
     remaining = (event.total_samples - event.samples_evaluated) / event.samples_per_second if event.samples_per_second else math.nan
-    text = f"{event.samples_evaluated}/{event.total_samples} samples, {event.samples_per_second:,.0f}/s, ETA {remaining:.0f}s"
+    text = f"{event.samples_evaluated}/{event.total_samples} samples, {event.samples_per_second:,.0f}/s, ETA {format_duration(remaining)}"
     if event.lower_bound is not None:
         text += f", minibatch bound {event.lower_bound:.2f}"
     if event.test_lower_bound is not None:

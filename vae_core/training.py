@@ -117,6 +117,20 @@ def parse_sample_count(text: str | int | float) -> int:
     return int(value)
 
 
+def format_duration(seconds: float) -> str:
+    """A time left as people read it: "42 s", "3 min 20 s", "1 h 11 min"; "?" while it is unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
 def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 

@@ -16,7 +16,7 @@ from plotly.offline import get_plotlyjs
 from . import data, runs
 from . import explorer as _explorer
 from . import variance as _variance
-from .training import TrainConfig, parse_sample_count
+from .training import TrainConfig, format_duration, parse_sample_count
 from .workers import training_threads
 
 
@@ -125,7 +125,7 @@ def progress(worker) -> dict:
     if rate:
         text += f", {rate:,.0f} samples/s"
     if rate and worker.active:  # a stopped or finished run has no time left
-        text += f", {max(0.0, (total - done) / rate):,.0f} s left"
+        text += f", {format_duration((total - done) / rate)} left"
     if worker.active and worker.threads:  # one core is left to this page while it redraws
         text += f", on {worker.threads} of {training_threads(watched=False)} cores"
     evaluations = [r for r in rows if "test_lower_bound" in r]
