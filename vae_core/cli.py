@@ -65,7 +65,8 @@ def _show_training(bar: ProgressBar, event: TrainEvent) -> None:
         print(f"step-size trial: {event.message}", file=sys.stderr)
         return
     remaining = (event.total_samples - event.samples_evaluated) / event.samples_per_second if event.samples_per_second else math.nan
-    text = f"{event.samples_evaluated}/{event.total_samples} samples, {event.samples_per_second:,.0f}/s, ETA {format_duration(remaining)}"
+    text = (f"{event.samples_evaluated}/{event.total_samples} samples, {event.samples_per_second:,.0f}/s, "
+            f"ETA {format_duration(remaining)}")
     if event.lower_bound is not None:
         text += f", minibatch bound {event.lower_bound:.2f}"
     if event.test_lower_bound is not None:
