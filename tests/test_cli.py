@@ -57,3 +57,26 @@ def test_variance_command_on_an_untrained_model(data_dir):
     assert rows[("score", 1)]["phi_total_variance"] > rows[("A", 1)]["phi_total_variance"]
     both = cli("variance", "runs/x", "--untrained", "--dataset", "digits")
     assert both.returncode == 2 and "either a run folder" in both.stderr
+
+
+def test_ctrl_c_stops_after_the_step_and_saves_where_the_run_stands(tmp_path):
+    import signal
+    import time
+
+    from vae_core import runs
+    run_dir = tmp_path / "run"
+    training = subprocess.Popen([sys.executable, "-m", "vae_core", "train", "--dataset", "digits", "--samples", "1e9",
+                                 "--lr", "0.02", "--run-dir", str(run_dir), "--json"], cwd=REPO, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run_dir / runs.CHECKPOINT).is_file() and time.monotonic() < deadline:  # past the first evaluation
+        time.sleep(0.2)
+    time.sleep(1.0)
+    training.send_signal(signal.SIGINT)
+    out, err = training.communicate(timeout=60)
+    assert training.returncode == 130 and "Traceback" not in err, err
+    assert "stopping after this step" in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "stopped" and result["samples_evaluated"] > 0
+    assert runs.checkpoint_samples(run_dir) == result["samples_evaluated"]  # exactly where it stopped
+    assert runs.read_json(run_dir / runs.STATUS)["state"] == "stopped"

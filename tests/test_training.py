@@ -183,3 +183,31 @@ def test_minibatch_bounds_are_logged_densely_enough_for_every_decade_of_the_log_
 def test_time_left_reads_in_hours_minutes_and_seconds(seconds, shown):
     from vae_core.training import format_duration
     assert format_duration(seconds) == shown
+
+
+def test_a_killed_run_resumes_from_its_timed_checkpoint_as_if_never_killed(tmp_path):
+    """Evaluations thin out on a log scale, so checkpoints also come every `checkpoint_seconds` of training: a
+    process killed between evaluations loses at most that much, and its continuation is the uninterrupted run."""
+    whole = Trainer(digits_config(samples=400_000), tmp_path / "whole")
+    whole.run()
+    killed = Trainer(digits_config(samples=400_000, checkpoint_seconds=0.05), tmp_path / "killed")
+    evaluated_at = 0
+    for event in killed.events():  # leaving the loop stands for a kill: no stop, no last checkpoint
+        evaluated_at = event.samples_evaluated if event.kind == "evaluation" else evaluated_at
+        if killed.samples_evaluated >= 300_000:
+            break
+    saved_at = runs.checkpoint_samples(tmp_path / "killed")
+    assert evaluated_at < saved_at <= 300_000  # past the last evaluation (step 2,585 of 4,000)
+    resumed = Trainer.resume_from(tmp_path / "killed")
+    assert resumed.samples_evaluated == saved_at and killed.seconds - resumed.seconds < 0.05 + 0.1
+    assert max(r["samples_evaluated"] for r in resumed.metrics) <= saved_at  # rows after it come again
+    resumed.run()
+    assert torch.equal(resumed.params.flat, whole.params.flat)
+    assert [r["lower_bound"] for r in resumed.metrics if r["kind"] == "minibatch"] == \
+           [r["lower_bound"] for r in whole.metrics if r["kind"] == "minibatch"]
+
+
+def test_continuing_to_a_budget_not_above_the_checkpoint_is_refused(tmp_path):
+    Trainer(digits_config(samples=5_000), tmp_path / "run").run()
+    with pytest.raises(ValueError, match="already evaluated 5,000 samples"):
+        Trainer.resume_from(tmp_path / "run", samples=5_000)

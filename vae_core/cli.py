@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -94,11 +95,20 @@ def cmd_train(args) -> int:
             optimizer=args.optimizer, lr=args.lr, weight_decay=not args.no_weight_decay, binarize=args.binarize,
             seed=args.seed, device=args.device, data_dir=args.data_dir)
         trainer = Trainer(config, run_dir=args.run_dir, progress=bar.download)
+
+    def stop_on_ctrl_c(signum, frame):  # the step in progress ends, then a checkpoint is saved where the run stands
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nstopping after this step (Ctrl-C again quits at once, keeping the last checkpoint)", file=sys.stderr)
+        trainer.stop()
+
+    previous = signal.signal(signal.SIGINT, stop_on_ctrl_c)
     try:
         last = trainer.run(lambda event: _show_training(bar, event))
-    except KeyboardInterrupt:  # Ctrl-C: the last checkpoint stands; say where it is
+    except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint stands; say where it is
         print(f"\ninterrupted; the last checkpoint is in {trainer.run_dir}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if last.kind == "failed":
         print(f"error: {last.message}", file=sys.stderr)
         return 1
@@ -106,7 +116,7 @@ def cmd_train(args) -> int:
            "train_lower_bound": last.train_lower_bound, "test_lower_bound": last.test_lower_bound,
            "samples_per_second": last.samples_per_second, "wall_seconds": time.perf_counter() - started,
            "lr": trainer.lr}, args.json)
-    return 0
+    return 130 if last.kind == "stopped" else 0  # only Ctrl-C stops a CLI run
 
 
 @torch.no_grad()

@@ -73,13 +73,23 @@ def save_model(model: VAE, path: str | os.PathLike, metadata: dict | None = None
     write_atomic(path, model_bytes(model, metadata))
 
 
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and JSON-decoded header metadata of a safetensors file."""
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON-decoded header metadata of a safetensors file, without reading its tensors."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        metadata = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-    return load_safetensors(Path(path).read_bytes()), metadata
+        return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and JSON-decoded header metadata of a safetensors file."""
+    return load_safetensors(Path(path).read_bytes()), read_metadata(path)
+
+
+def checkpoint_samples(run_dir: str | os.PathLike) -> int:
+    """Training samples evaluated at the run's last checkpoint, where a resumed run continues; 0 without one."""
+    path = Path(run_dir) / CHECKPOINT
+    return read_metadata(path)["progress"]["samples_evaluated"] if path.is_file() else 0
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE, dict]:

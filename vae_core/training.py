@@ -2,8 +2,9 @@
 minibatch estimator (eq. 8), and an Adagrad (or Adam) step.
 
 `Trainer.events()` yields progress as `TrainEvent`s; `Trainer.run(callback)` drives it to the end.
-`pause()`, `resume()` and `stop()` may be called from any thread. Every evaluation writes an atomic
-checkpoint to the run directory, from which `Trainer.resume_from(run_dir)` continues exactly.
+`pause()`, `resume()` and `stop()` may be called from any thread. Every evaluation, every stop and every
+`checkpoint_seconds` of training write an atomic checkpoint to the run directory, from which
+`Trainer.resume_from(run_dir)` continues exactly.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class TrainConfig:
     evaluations: int = 20  # full-bound evaluations, log-spaced over the budget
     eval_train_size: int = 10000  # training points in scheduled evaluations; the final one uses all
     trial_steps: int = 30  # per candidate step size when lr="auto"
+    checkpoint_seconds: float = 60.0  # training time between checkpoints besides those at the evaluations
 
     def validate(self) -> None:
         """Raises ValueError saying which setting is wrong and what is allowed."""
@@ -69,6 +71,8 @@ class TrainConfig:
             problems.append(f"optimizer must be 'adagrad' or 'adam', got {self.optimizer!r}")
         if self.lr != "auto" and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             problems.append(f"lr must be a positive number or 'auto', got {self.lr!r}")
+        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds > 0):
+            problems.append(f"checkpoint_seconds must be a positive number, got {self.checkpoint_seconds!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         elif self.device == "cuda" and not torch.cuda.is_available():
@@ -192,6 +196,9 @@ class Trainer:
         trainer = cls(config, run_dir, dataset=dataset, progress=progress)
         trainer.lr, trainer.trial_scores = saved["lr"], saved.get("trial_scores", {})
         trainer._load_checkpoint()
+        if samples is not None and samples <= trainer.samples_evaluated:
+            raise ValueError(f"{run_dir} has already evaluated {trainer.samples_evaluated:,} samples; "
+                             f"give a larger budget than that to continue it")
         return trainer
 
     # Control, from any thread.
@@ -219,7 +226,7 @@ class Trainer:
         self.step = 0
         self._order = torch.randperm(len(self._x_train), generator=self.generator, device=self.device)
         self._position = 0
-        self.seconds = 0.0
+        self.seconds = self._saved_seconds = 0.0  # training time so far, and at the last checkpoint
 
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         weight_decay = 1.0 / len(self._x_train) if self.config.weight_decay else 0.0  # ∇ -log p(θ)/N = θ/N
@@ -292,7 +299,10 @@ class Trainer:
         self._fresh_state(self.lr)
 
     # Checkpoints.
-    def _save_checkpoint(self, train_bound: float, test_bound: float) -> None:
+    def _save_checkpoint(self, bounds: tuple[float, float] | None = None) -> None:
+        """What a resumed run continues from, and the metrics so far; with the (train, test) `bounds` of an
+        evaluation, the model too. Between evaluations model.safetensors stays the last evaluated model, which its
+        metadata describes."""
         opt_state = self.optimizer.state_dict()["state"].get(0, {})
         tensors = {"parameters": self.params.flat.detach().cpu().clone(), "order": self._order.cpu(),
                    "generator": self.generator.get_state().cpu(),
@@ -301,10 +311,12 @@ class Trainer:
                     "samples_evaluated": self.samples_evaluated}
         from safetensors.torch import save
         runs.write_atomic(self.run_dir / runs.CHECKPOINT, save(tensors, metadata={"progress": json.dumps(progress)}))
-        runs.save_model(self.model, self.run_dir / runs.MODEL, {
-            "dataset": self.config.dataset, "samples_evaluated": self.samples_evaluated,
-            "train_lower_bound": train_bound, "test_lower_bound": test_bound})
+        if bounds is not None:
+            runs.save_model(self.model, self.run_dir / runs.MODEL, {
+                "dataset": self.config.dataset, "samples_evaluated": self.samples_evaluated,
+                "train_lower_bound": bounds[0], "test_lower_bound": bounds[1]})
         runs.write_metrics(self.run_dir / runs.METRICS, self.metrics)
+        self._saved_seconds = self.seconds
 
     def _load_checkpoint(self) -> None:
         tensors, metadata = runs.read_safetensors(self.run_dir / runs.CHECKPOINT)
@@ -321,6 +333,7 @@ class Trainer:
         self.generator.set_state(tensors["generator"])
         self._order = tensors["order"].to(self.device)
         self.step, self._position, self.seconds = progress["step"], progress["position"], progress["seconds"]
+        self._saved_seconds = self.seconds
         # Rows logged after the checkpoint are dropped: they will be produced again.
         self.metrics = [r for r in runs.read_metrics(self.run_dir / runs.METRICS)
                         if r["samples_evaluated"] <= self.samples_evaluated]
@@ -370,6 +383,8 @@ class Trainer:
                 yield event
                 if event.kind == "failed":
                     return
+            elif self.seconds - self._saved_seconds >= self.config.checkpoint_seconds:
+                self._save_checkpoint()  # evaluations thin out on a log scale; a killed run loses at most this much
         if self.step < self.total_steps:  # stopped early: keep a checkpoint of exactly where it stopped
             event = self._checkpoint(final=False)
             if event.kind == "failed":
@@ -389,7 +404,7 @@ class Trainer:
             return self._fail(f"the lower bound became {train_bound} (train), {test_bound} (test)")
         self.metrics.append(self._event("evaluation", train_lower_bound=train_bound,
                                         test_lower_bound=test_bound).to_row())
-        self._save_checkpoint(train_bound, test_bound)
+        self._save_checkpoint((train_bound, test_bound))
         return self._event("evaluation", train_lower_bound=train_bound, test_lower_bound=test_bound)
 
     def _fail(self, what: str) -> TrainEvent:

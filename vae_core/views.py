@@ -71,7 +71,8 @@ def gallery(snapshot: dict, dataset: str, count: int = 8, seed: int = 0) -> dict
 
 
 def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> pd.DataFrame:
-    """Every saved run: its settings, state and final numbers. `live` maps run dir -> state for running ones."""
+    """Every saved run: its settings, state, samples evaluated at its last checkpoint and last evaluated bounds.
+    `live` maps run dir -> state for running ones."""
     rows = []
     for run_dir in runs.list_runs(runs_dir):
         saved = runs.read_json(run_dir / runs.CONFIG)
@@ -85,7 +86,7 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
         rows.append({"run": run_dir.name, "state": state, "dataset": config["dataset"], "J": config["latent_dim"],
                      "estimator": config["estimator"], "L": config["samples_per_point"], "M": config["batch_size"],
                      "optimizer": config["optimizer"], "lr": saved.get("lr"),
-                     "samples": last.get("samples_evaluated", 0), "budget": config["samples"],
+                     "samples": runs.checkpoint_samples(run_dir), "budget": config["samples"],
                      "train bound": last.get("train_lower_bound"), "test bound": last.get("test_lower_bound"),
                      "path": str(run_dir)})
     return pd.DataFrame(rows)
