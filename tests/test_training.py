@@ -211,3 +211,20 @@ def test_continuing_to_a_budget_not_above_the_checkpoint_is_refused(tmp_path):
     Trainer(digits_config(samples=5_000), tmp_path / "run").run()
     with pytest.raises(ValueError, match="already evaluated 5,000 samples"):
         Trainer.resume_from(tmp_path / "run", samples=5_000)
+
+
+def test_a_timed_checkpoint_never_saves_non_finite_parameters(tmp_path):
+    trainer = Trainer(digits_config(samples=10**6, checkpoint_seconds=1e-9), tmp_path / "run")  # one after each step
+    step = trainer.train_step
+
+    def poisoned_step(with_values=False):  # a step that logs no bound (the 10th steps do, from step 100 on)
+        values = step(with_values)
+        if trainer.step == 205:
+            trainer.params.flat.data[0] = float("nan")
+        return values
+
+    trainer.train_step = poisoned_step
+    last = trainer.run()
+    assert last.kind == "failed" and "non-finite" in last.message and last.samples_evaluated == 20_500
+    assert runs.checkpoint_samples(tmp_path / "run") == 20_400  # the step before, not the poisoned one
+    assert torch.isfinite(Trainer.resume_from(tmp_path / "run").params.flat).all()

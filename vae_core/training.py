@@ -384,7 +384,12 @@ class Trainer:
                 if event.kind == "failed":
                     return
             elif self.seconds - self._saved_seconds >= self.config.checkpoint_seconds:
-                self._save_checkpoint()  # evaluations thin out on a log scale; a killed run loses at most this much
+                # Evaluations thin out on a log scale; a killed run loses at most this much. Only good states are
+                # kept: a step that logs no bound could have made the parameters non-finite unseen.
+                if not bool(torch.isfinite(self.params.flat).all()):
+                    yield self._fail("the parameters became non-finite")
+                    return
+                self._save_checkpoint()
         if self.step < self.total_steps:  # stopped early: keep a checkpoint of exactly where it stopped
             event = self._checkpoint(final=False)
             if event.kind == "failed":
