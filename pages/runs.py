@@ -35,7 +35,7 @@ if chosen_run["state"] in ("stopped", "interrupted", "failed", "finished"):  # f
     if right.button("Continue training"):
         try:
             worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex),
-                                   views.continue_budget(budget, int(chosen_run["samples"])))
+                                   views.continue_budget(budget, paths[run]))
             st.session_state["run_dir"] = str(worker.run_dir)
             st.switch_page("pages/train.py")
         except (ValueError, PoolFull, FileNotFoundError) as e:

@@ -121,6 +121,16 @@ def parse_sample_count(text: str | int | float) -> int:
     return int(value)
 
 
+def check_continue_budget(run_dir: str | Path, samples: int) -> int:
+    """`samples` if it is above what the run's last checkpoint has evaluated, where a continuation starts;
+    otherwise ValueError saying so. The CLI's --resume and the Runs page both ask here."""
+    done = runs.checkpoint_samples(run_dir)
+    if samples <= done:
+        raise ValueError(f"{Path(run_dir).name} has already evaluated {done:,} samples; "
+                         f"give a larger budget than that to continue it")
+    return samples
+
+
 def format_duration(seconds: float) -> str:
     """A time left as people read it: "42 s", "3 min 20 s", "1 h 11 min"; "?" while it is unknown."""
     if not math.isfinite(seconds):
@@ -192,13 +202,10 @@ class Trainer:
         saved = runs.read_json(run_dir / runs.CONFIG)
         config = TrainConfig.from_dict(saved["train_config"])
         if samples is not None:
-            config.samples = samples
+            config.samples = check_continue_budget(run_dir, samples)
         trainer = cls(config, run_dir, dataset=dataset, progress=progress)
         trainer.lr, trainer.trial_scores = saved["lr"], saved.get("trial_scores", {})
         trainer._load_checkpoint()
-        if samples is not None and samples <= trainer.samples_evaluated:
-            raise ValueError(f"{run_dir} has already evaluated {trainer.samples_evaluated:,} samples; "
-                             f"give a larger budget than that to continue it")
         return trainer
 
     # Control, from any thread.

@@ -16,7 +16,7 @@ from plotly.offline import get_plotlyjs
 from . import data, runs
 from . import explorer as _explorer
 from . import variance as _variance
-from .training import TrainConfig, format_duration, parse_sample_count
+from .training import TrainConfig, check_continue_budget, format_duration, parse_sample_count
 from .workers import training_threads
 
 
@@ -92,13 +92,10 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
     return pd.DataFrame(rows)
 
 
-def continue_budget(text: str, done: int) -> int:
+def continue_budget(text: str, run_dir: str | Path) -> int:
     """The budget to continue a saved run to, from the Runs page's field; ValueError unless it is above what the
     run's checkpoint has already evaluated."""
-    budget = parse_sample_count(text)
-    if budget <= done:
-        raise ValueError(f"the run has already evaluated {done:,} samples; give a larger budget than that")
-    return budget
+    return check_continue_budget(run_dir, parse_sample_count(text))
 
 
 def run_metrics(run_dir: str | Path) -> list[dict]:
