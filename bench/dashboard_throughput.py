@@ -130,7 +130,7 @@ def steps_beside_loads(conditions: dict[str, tuple[int, BusyLoop | ChartsPage | 
     import torch
 
     from vae_core.training import Trainer, TrainConfig
-    trainer = Trainer(TrainConfig(dataset="frey", latent_dim=2, lr=0.02, samples=10**12), run_dir=runs_dir / "steps")
+    trainer = Trainer.from_config(TrainConfig(dataset="frey", latent_dim=2, lr=0.02, samples=10**12), run_dir=runs_dir / "steps")
     step, cores = logged_steps(trainer), torch.get_num_threads()
 
     def rate(threads: int, load) -> float:
@@ -264,7 +264,7 @@ def main() -> None:
             import torch
             cores, fewer = torch.get_num_threads(), max(1, torch.get_num_threads() - 1)
             live_view = BusyLoop(statistics.median(display))
-            charts = ChartsPage(browser, runs.read_metrics(run_dir / runs.METRICS), server.pid)
+            charts = ChartsPage(browser, runs.read_run(run_dir).metrics, server.pid)
             busy_loops = [BusyLoop(share) for share in lighter]
             try:
                 live_view_share = f"{live_view.share:.0%} of a core"

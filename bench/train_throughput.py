@@ -79,7 +79,7 @@ def reference_steps(X, H, J, L, gaussian, M=100):
 def _trainer(X, H, J, L, gaussian, M=100) -> Trainer:
     dataset = Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]),
                       "gaussian" if gaussian else "bernoulli", H)
-    return Trainer(TrainConfig(dataset="digits", latent_dim=J, hidden_dim=H, samples_per_point=L, batch_size=M,
+    return Trainer.from_config(TrainConfig(dataset="digits", latent_dim=J, hidden_dim=H, samples_per_point=L, batch_size=M,
                                samples=10**6, lr=0.01, device="cpu"), run_dir=_scratch(), dataset=dataset)
 
 

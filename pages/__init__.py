@@ -5,18 +5,10 @@ which runs `pages/<name>.py` on its own and lists the files in the sidebar; `st.
 switches that off, but only once dashboard.py has run. So when the first request after a (re)start is for
 a page, say a tab left open on /train, the page would run without dashboard.py: a lowercase file list for
 navigation and no page config. Here that first run switches the mode off and reruns through dashboard.py.
-
-It also declares `live_chart`, the Train page's chart component (assets/live_chart.html): components must
-be declared in an imported module, not in a page script.
 """
 import streamlit as st
-import streamlit.components.v1 as components
 from streamlit.runtime.pages_manager import PagesManager
-
-from vae_core import views
 
 if PagesManager.uses_pages_directory:
     PagesManager.uses_pages_directory = False
     st.rerun()
-
-live_chart = components.declare_component("live_chart", path=str(views.live_chart_dir()))

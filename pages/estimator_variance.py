@@ -2,47 +2,64 @@ import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
-from vae_core import DATASETS, views
+from vae_app import figures
+from vae_app.sources import model_sources
+from vae_app.views import pool
+from vae_app.views import variance as views
+from vae_core import DATASETS, data
 from vae_core.variance import GRADIENT_ESTIMATORS
-from vae_core.workers import pool
 
 st.title("Estimator variance")
 st.caption("R replicates of each estimator at each L, on one fixed minibatch of M datapoints; every figure is "
            "per datapoint and measured, not derived. The paper's claim: reparameterised estimators (A, B) have "
            "low variance, B typically lower than A; the score-function estimator very high.")
-sources = views.variance_sources(pool().get(st.session_state.get("run_dir", "")), DATASETS)
+sources = model_sources(pool().get(st.session_state.get("run_dir", "")),
+                        untrained=tuple(d for d in DATASETS if data.available(d)))
 left, right = st.columns(2)
-first = left.selectbox("Model", list(sources))
-second = right.selectbox("Compare with (optional)", ["none"] + list(sources))
+first = left.selectbox("Model", list(sources), key="model")
+second = right.selectbox("Compare with (optional)", ["none"] + list(sources), key="compare")
 with st.form("settings"):
     a, b, c = st.columns(3)
-    M = a.number_input("Minibatch M", value=10, step=1)
-    R = b.number_input("Replicates R", value=100, step=10)
-    Ls = c.text_input("Values of L", value="1 2 5 10 20 50 100")
-    estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS))
-    go = st.form_submit_button("Compute", type="primary")
+    M = a.number_input("Minibatch M", value=10, step=1, key="M")
+    R = b.number_input("Replicates R", value=100, step=10, key="R")
+    Ls = c.text_input("Values of L", value="1 2 5 10 20 50 100", key="L")
+    estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS),
+                                key="estimators")
+    go = st.form_submit_button("Compute", type="primary", key="compute")
 
 chosen = [first] + ([second] if second != "none" else [])
 if go:
     try:
-        settings = views.variance_settings(M, R, Ls, estimators)
-        for name in chosen:
-            bar = st.progress(0.0, text=f"measuring {name}")
-            views.variance_cached(sources[name], settings, lambda f, bar=bar, name=name: bar.progress(f, text=f"measuring {name}"))
-            bar.progress(1.0, text=f"measured {name}")
-        st.session_state["variance"] = (chosen, settings)
-    except (ValueError, FileNotFoundError) as e:
+        st.session_state["variance"] = (chosen, views.variance_settings(M, R, Ls, estimators))
+    except ValueError as e:
         st.error(f"Cannot compute: {e}")
+
+
+@st.fragment(run_every=0.5)
+def measuring(jobs):
+    """Progress while the measurements run in their own processes; the whole page again once they are done."""
+    for name, job in jobs.items():
+        st.progress(job.fraction, text=f"measuring {name}: {job.status()}")
+    if all(job.done for job in jobs.values()):
+        st.rerun()
+
 
 if "variance" in st.session_state:
     names, settings = st.session_state["variance"]
-    results = {name: views.variance_cached(sources[name], settings) for name in names if name in sources}
-    quantity = st.radio("Variance of", ["value (lower bound)", "gradient wrt φ (encoder)", "gradient wrt θ (decoder)"],
-                        horizontal=True)
-    st.plotly_chart(views.variance_figure(results, quantity))
-    st.plotly_chart(views.snr_figure(results))
-    table = views.variance_table(results)
-    st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="estimator-variance.csv",
-                       mime="text/csv")
-    st.markdown(views.variance_summary(results))
+    jobs = {name: views.measurement(sources[name], settings) for name in names if name in sources}
+    failed = {name: job.error for name, job in jobs.items() if job.error}
+    for name, error in failed.items():
+        st.error(f"Cannot compute {name}: {error}")
+    if not all(job.done for job in jobs.values()):
+        measuring(jobs)
+        st.stop()
+    results = {name: job.result for name, job in jobs.items() if job.result is not None}
+    if results:
+        quantity = st.radio("Variance of", list(figures.VARIANCE_QUANTITIES), horizontal=True, key="quantity")
+        st.plotly_chart(figures.variance_figure(results, quantity))
+        st.plotly_chart(figures.snr_figure(results))
+        table = views.variance_table(results)
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="estimator-variance.csv",
+                           mime="text/csv")
+        st.markdown(views.variance_summary(results))

@@ -2,7 +2,7 @@ import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
-from vae_core import views
+from vae_app.views import home
 
 st.title("Auto-Encoding Variational Bayes, live")
 st.markdown("""
@@ -18,7 +18,7 @@ gradient a low-variance Monte Carlo estimate (the SGVB estimator).
 - **Runs**: every run you trained, compared side by side, with metrics and models to download.
 """)
 st.subheader("Datasets on this machine")
-table = views.dataset_table()
+table = home.dataset_table()
 st.dataframe(table, hide_index=True, width="stretch")
 if not table["available"].all():
     st.info("Missing data can be fetched with `python -m vae_core data`, or point `VAE_DATA_DIR` at a folder "

@@ -2,37 +2,25 @@ import uuid
 
 import streamlit as st
 
-from pages import live_chart  # first: see pages/__init__.py
+import pages  # noqa: F401  (first: see pages/__init__.py)
 
-from vae_core import DATASETS, plots, views
-from vae_core.training import TrainConfig
-from vae_core.workers import ACTIVE_STATES, PoolFull, pool
+from vae_app import figures, forms
+from vae_app.components import live_chart
+from vae_app.views import pool
+from vae_app.views import train as views
+from vae_app.views.home import dataset_table
+from vae_app.workers import PoolFull
+from vae_core import TrainConfig
 
 st.title("Train")
 owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
-defaults = TrainConfig()
-
-with st.form("config"):
-    left, middle, right = st.columns(3)
-    available = views.dataset_table().set_index("dataset")["available"]
-    dataset = left.selectbox("Dataset", DATASETS, index=DATASETS.index("frey") if available["frey"] else DATASETS.index("digits"))
-    latent_dim = left.number_input("Latent dimensions J", value=defaults.latent_dim, step=1)
-    hidden_dim = left.number_input("Hidden units (0: the paper's, 500 MNIST / 200 otherwise)", value=0, step=50)
-    estimator = middle.radio("Estimator", ["B", "A"], horizontal=True, help="B: analytic KL (eq. 7); A: eq. 6")
-    samples_per_point = middle.number_input("Samples per datapoint L", value=defaults.samples_per_point, step=1)
-    batch_size = middle.number_input("Minibatch M", value=defaults.batch_size, step=10)
-    optimizer = right.selectbox("Optimizer", ["adagrad", "adam"])
-    lr = right.text_input("Step size ('auto' tries 0.01, 0.02, 0.1)", value="auto")
-    samples = right.text_input("Training samples to evaluate", value="1e6")
-    seed = right.number_input("Seed", value=defaults.seed, step=1)
-    if st.form_submit_button("Start training", type="primary"):
-        try:
-            config = views.train_config(dataset, latent_dim, hidden_dim, estimator, samples_per_point, batch_size,
-                                        optimizer, lr, samples, seed)
-            st.session_state["run_dir"] = str(pool().start(config, owner).run_dir)
-        except (ValueError, PoolFull) as e:
-            st.error(f"Cannot start: {e}")
-
+frey_here = dataset_table().set_index("dataset")["available"]["frey"]
+config = forms.train_form(TrainConfig(dataset="frey" if frey_here else "digits"))
+if config is not None:
+    try:
+        st.session_state["run_dir"] = str(pool().start(config, owner).run_dir)
+    except PoolFull as e:
+        st.error(f"Cannot start: {e}")
 
 
 @st.fragment(run_every=1.0 if pool().active_workers() else None)
@@ -56,17 +44,17 @@ if worker is None:
 st.subheader(f"Run {worker.run_dir.name}")
 drawn_state = worker.state  # what this run of the page draws; an app thread following the run updates it
 pause, resume, stop = st.columns(3)
-if pause.button("Pause", disabled=drawn_state != "running", width="stretch"):
+if pause.button("Pause", disabled=drawn_state != "running", width="stretch", key="pause"):
     worker.pause()
-if resume.button("Resume", disabled=drawn_state != "paused", width="stretch"):
+if resume.button("Resume", disabled=drawn_state != "paused", width="stretch", key="resume"):
     worker.resume()
-if stop.button("Stop", disabled=drawn_state not in ACTIVE_STATES, width="stretch"):
+if stop.button("Stop", disabled=not drawn_state.active, width="stretch", key="stop"):
     worker.stop()
-log_x = st.toggle("Log-scale x axis", value=True)
-smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6)
+log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
+smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing")
 
 
-@st.fragment(run_every=0.5 if drawn_state in ACTIVE_STATES else None)
+@st.fragment(run_every=0.5 if drawn_state.active else None)
 def live_view():
     worker.touch(owner)
     progress = views.progress(worker)
@@ -74,21 +62,21 @@ def live_view():
     if worker.message:
         (st.error if worker.state == "failed" else st.caption)(worker.message)
     if worker.rows:
-        curves = plots.learning_curves({"run": worker.rows}, log_x, smoothing)
-        terms = plots.bound_terms(worker.rows, log_x, smoothing)
+        curves = figures.learning_curves({"run": worker.rows}, log_x, smoothing)
+        terms = figures.bound_terms(worker.rows, log_x, smoothing)
         left, right = st.columns(2)
         with left:
-            live_chart(figure=plots.to_json(curves), key="curves")
+            live_chart()(figure=figures.to_json(curves), key="curves")
         with right:
-            live_chart(figure=plots.to_json(terms), key="terms")
+            live_chart()(figure=figures.to_json(terms), key="terms")
     if worker.state != drawn_state:
         st.rerun()  # the whole page, so the buttons and the gallery follow the new state
 
 
-@st.fragment(run_every=2.0 if drawn_state in ACTIVE_STATES else None)  # parameter snapshots arrive every two seconds
+@st.fragment(run_every=2.0 if drawn_state.active else None)  # parameter snapshots arrive every two seconds
 def gallery():
     if worker.snapshot is not None:
-        images = views.gallery_cached(worker.snapshot, worker.config["dataset"])
+        images = views.gallery(worker)
         left, right = st.columns(2)
         left.image(images["reconstructions"], caption="test images (top) and their reconstructions (bottom)")
         right.image(images["samples"], caption="samples from the prior, decoded")

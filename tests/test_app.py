@@ -1,4 +1,6 @@
-"""Every page through streamlit's AppTest, asserting on what each shows."""
+"""Every page through streamlit's AppTest, asserting on what each shows; widgets are found by their keys.
+
+`app` needs no data (digits ships with scikit-learn); `app_with_data` adds the real MNIST and Frey Face."""
 import base64
 import json
 import time
@@ -7,19 +9,34 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from vae_app.views import pool
 from vae_core import runs
-from vae_core.training import TrainConfig, Trainer
+from vae_core.config import TrainConfig
+from vae_core.training import Trainer
+
+
+def start_app(monkeypatch, tmp_path, repo, data_dir=None) -> AppTest:
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no data in the user's cache either
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    if data_dir is None:
+        monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
+    at = AppTest.from_file(str(repo / "dashboard.py"), default_timeout=60)
+    at.run()
+    return at
 
 
 @pytest.fixture
-def app(monkeypatch, tmp_path, data_dir):
-    monkeypatch.chdir(REPO)
-    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
-    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
-    at.run()
-    return at
+def app(monkeypatch, tmp_path, repo):
+    return start_app(monkeypatch, tmp_path, repo)
+
+
+@pytest.fixture
+def app_with_data(monkeypatch, tmp_path, repo, data_dir):
+    return start_app(monkeypatch, tmp_path, repo, data_dir)
 
 
 def array_length(field) -> int:
@@ -32,10 +49,10 @@ def array_length(field) -> int:
 def start_digits_run(app, samples: str) -> None:
     """Starts a digits run from the Train page's form, as a user would."""
     app.switch_page("pages/train.py").run()
-    app.selectbox[0].set_value("digits")
-    next(w for w in app.text_input if w.label.startswith("Training samples")).set_value(samples)
-    next(w for w in app.text_input if w.label.startswith("Step size")).set_value("0.02")
-    app.button[0].click().run()
+    app.selectbox(key="train.dataset").set_value("digits")
+    app.text_input(key="train.samples").set_value(samples)
+    app.text_input(key="train.lr").set_value("0.02")
+    app.button(key="train.start").click().run()
 
 
 def texts(at) -> str:
@@ -43,7 +60,8 @@ def texts(at) -> str:
                      for e in getattr(at, kind))
 
 
-def test_home_lists_datasets_and_pages(app):
+def test_home_lists_datasets_and_pages(app_with_data):
+    app = app_with_data
     assert not app.exception
     assert "Auto-Encoding Variational Bayes" in app.title[0].value
     table = app.dataframe[0].value
@@ -52,18 +70,20 @@ def test_home_lists_datasets_and_pages(app):
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("Latent dimensions J", 0, "latent_dim must be a whole number of at least 1"),
-    ("Training samples to evaluate", "-5", "number of samples must be a whole number"),
-    ("Step size ('auto' tries 0.01, 0.02, 0.1)", "fast", "step size must be a positive number or 'auto'"),
-    ("Minibatch M", 5000, "at most the 1600 training datapoints of frey"),
+    ("latent_dim", 0, "latent_dim must be a whole number of at least 1"),
+    ("samples", "-5", "number of samples must be a whole number"),
+    ("lr", "fast", "step size must be a positive number or 'auto'"),
+    ("batch_size", 5000, "at most the 1600 training datapoints of frey"),
 ])
-def test_train_form_rejects_bad_input_with_a_message(app, field, value, words):
+def test_train_form_rejects_bad_input_with_a_message(app_with_data, field, value, words):
+    app = app_with_data
     app.switch_page("pages/train.py").run()
-    widget = next(w for w in [*app.number_input, *app.text_input] if w.label == field)
-    widget.set_value(value)
-    app.button[0].click().run()
+    assert app.selectbox(key="train.dataset").value == "frey"  # the data is here: the paper's first dataset
+    getattr(app, "number_input" if isinstance(value, int) else "text_input")(key=f"train.{field}").set_value(value)
+    app.button(key="train.start").click().run()
     assert not app.exception
     assert any(words in e.value for e in app.error)
+    assert "run_dir" not in app.session_state  # nothing started
 
 
 def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
@@ -84,35 +104,35 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
 
 
-def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatch, tmp_path):
+def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatch, tmp_path, repo):
     from plotly.offline import get_plotlyjs
 
-    from vae_core import views
+    from vae_app.components import live_chart_dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = views.live_chart_dir()
+    folder = live_chart_dir()
     assert folder.parent.parent == tmp_path / "vae_core"
-    assert (folder / "index.html").read_bytes() == (REPO / "assets" / "live_chart.html").read_bytes()
+    assert (folder / "index.html").read_bytes() == (repo / "assets" / "live_chart.html").read_bytes()
     assert (folder / "plotly.min.js").read_text(encoding="utf-8") == get_plotlyjs()
     stamp = (folder / "plotly.min.js").stat().st_mtime_ns
-    assert views.live_chart_dir() == folder and (folder / "plotly.min.js").stat().st_mtime_ns == stamp
+    assert live_chart_dir() == folder and (folder / "plotly.min.js").stat().st_mtime_ns == stamp
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # the cache cannot be made: the temp folder serves
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    fallback = views.live_chart_dir()
+    fallback = live_chart_dir()
     assert fallback.parent.parent.parent == tmp_path / "tmp" and (fallback / "index.html").is_file()
 
 
 def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     for seed in (0, 1):
-        Trainer(TrainConfig(dataset="digits", samples=5000, lr=0.02, seed=seed), runs_dir=tmp_path / "runs").run()
+        Trainer.from_config(TrainConfig(dataset="digits", samples=5000, lr=0.02, seed=seed), runs_dir=tmp_path / "runs").run()
     app.switch_page("pages/runs.py").run()
     assert not app.exception
     table = app.dataframe[0].value
     assert len(table) == 2 and set(table["state"]) == {"finished"} and table["test bound"].notna().all()
-    app.multiselect[0].set_value(list(table["run"])).run()
+    app.multiselect(key="overlay").set_value(list(table["run"])).run()
     figure = app.get("plotly_chart")[0].proto.spec
     assert all(f'{r}: test"' in figure for r in table["run"])
     labels = [b.proto.label for b in app.get("download_button")]
@@ -120,16 +140,15 @@ def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
 
 
 def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
-    from vae_core.workers import pool
-    Trainer(TrainConfig(dataset="digits", samples=3000, lr=0.02), runs_dir=tmp_path / "runs").run()
+    Trainer.from_config(TrainConfig(dataset="digits", samples=3000, lr=0.02), runs_dir=tmp_path / "runs").run()
     app.switch_page("pages/runs.py").run()
-    budget = next(w for w in app.text_input if w.label == "Continue to (training samples)")
+    budget = app.text_input(key="continue_budget")
     assert budget.value == "30000"  # a finished run: ten times its budget
     budget.set_value("2000")
-    next(b for b in app.button if b.label == "Continue training").click().run()
+    app.button(key="continue").click().run()
     assert "already evaluated 3,000 samples" in app.error[0].value
-    next(w for w in app.text_input if w.label == "Continue to (training samples)").set_value("6000")
-    next(b for b in app.button if b.label == "Continue training").click().run()
+    app.text_input(key="continue_budget").set_value("6000")
+    app.button(key="continue").click().run()
     assert not app.exception
     worker = pool().get(app.session_state["run_dir"])
     assert worker.config["samples"] == 6000
@@ -138,7 +157,7 @@ def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
         time.sleep(0.2)
     assert worker.state == "finished" and worker.rows[-1]["samples_evaluated"] == 6000
     assert app.get("progress")[0].proto.text.startswith("starting: 3,000 / 6,000 samples")  # on the Train page
-    evaluations = [r for r in runs.read_metrics(worker.run_dir / runs.METRICS) if "test_lower_bound" in r]
+    evaluations = [r for r in runs.read_run(worker.run_dir).metrics if "test_lower_bound" in r]
     assert evaluations[-1]["samples_evaluated"] == 6000 and evaluations[0]["samples_evaluated"] < 3000
 
 
@@ -147,10 +166,11 @@ def test_runs_page_with_no_runs_says_how_to_make_one(app):
     assert "No runs yet" in app.info[0].value
 
 
-def test_latent_explorer_opens_on_the_shipped_frey_model(app):
+def test_latent_explorer_opens_on_the_shipped_frey_model(app_with_data):
+    app = app_with_data
     app.switch_page("pages/latent_explorer.py").run()
     assert not app.exception
-    assert app.selectbox[0].value == "shipped: frey-J2"
+    assert app.selectbox(key="model").value == "shipped: frey-J2"
     assert "10,000,000" in app.expander[0].markdown[0].value  # the model card
     assert [t.label for t in app.tabs] == ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)",
                                           "Reconstructions", "Latent scatter"]
@@ -158,17 +178,18 @@ def test_latent_explorer_opens_on_the_shipped_frey_model(app):
     manifold = app.get("plotly_chart")[0].proto.spec
     assert manifold.count("z = (") == 1 and '"customdata"' in manifold
     assert len(app.get("image")) >= 3  # interpolation strip, samples, reconstructions
-    next(s for s in app.slider if s.label == "Grid size").set_value(6).run()
+    app.slider(key="grid").set_value(6).run()
     assert not app.exception
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert array_length(spec["data"][1]["x"]) == 36  # one hover point per cell of the 6 x 6 grid
 
 
-def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app):
+def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_data):
+    app = app_with_data
     app.switch_page("pages/latent_explorer.py").run()
-    app.selectbox[0].set_value("shipped: mnist-J2").run()
+    app.selectbox(key="model").set_value("shipped: mnist-J2").run()
     assert not app.exception
-    app.multiselect[0].set_value(["shipped: mnist-J2", "shipped: frey-J2"]).run()
+    app.multiselect(key="side_by_side").set_value(["shipped: mnist-J2", "shipped: frey-J2"]).run()
     captions = [i.proto.imgs[0].caption for i in app.get("image")]
     assert any("mnist-J2 (J = 2)" in c for c in captions) and any("frey-J2 (J = 2)" in c for c in captions)
     spec = json.loads(app.get("plotly_chart")[1].proto.spec)
@@ -181,10 +202,14 @@ def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app):
 def test_estimator_variance_page_computes_and_charts(app):
     app.switch_page("pages/estimator_variance.py").run()
     assert not app.exception
-    app.selectbox[0].set_value("untrained digits (J = 2)")
-    next(w for w in app.number_input if w.label == "Replicates R").set_value(8)
-    next(w for w in app.text_input if w.label == "Values of L").set_value("1 4 16")
-    app.button[0].click().run()
+    app.selectbox(key="model").set_value("untrained digits (J = 2)")
+    app.number_input(key="R").set_value(8)
+    app.text_input(key="L").set_value("1 4 16")
+    app.button(key="compute").click().run()
+    deadline = time.monotonic() + 60  # the measurement runs in a process of its own
+    while not app.dataframe and time.monotonic() < deadline:
+        time.sleep(0.5)
+        app.run()
     assert not app.exception and not app.error
     table = app.dataframe[0].value
     assert set(table["L"]) == {1, 4, 16} and set(table["estimator"]) == {"A", "B", "score", "score-baseline", "stl", "iw"}
@@ -198,14 +223,13 @@ def test_estimator_variance_page_computes_and_charts(app):
 
 def test_estimator_variance_page_rejects_bad_l(app):
     app.switch_page("pages/estimator_variance.py").run()
-    next(w for w in app.text_input if w.label == "Values of L").set_value("1 two")
-    app.button[0].click().run()
+    app.text_input(key="L").set_value("1 two")
+    app.button(key="compute").click().run()
     assert not app.exception and "whole numbers" in app.error[0].value
 
 
 def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze(app):
     start_digits_run(app, "1e8")
-    from vae_core.workers import pool
     worker = pool().get(app.session_state["run_dir"])
     try:
         deadline = time.monotonic() + 60
@@ -213,9 +237,9 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
             time.sleep(0.2)
         app.switch_page("pages/latent_explorer.py").run()
         assert not app.exception
-        assert app.selectbox[0].value.startswith("this session's run")
+        assert app.selectbox(key="model").value.startswith("this session's run")
         first = app.session_state["frozen"]["samples_evaluated"]
-        app.toggle[0].set_value(False).run()  # freeze
+        app.toggle(key="follow").set_value(False).run()  # freeze
         frozen = app.session_state["frozen"]["samples_evaluated"]
         deadline = time.monotonic() + 30
         while worker.snapshot["samples_evaluated"] == frozen and time.monotonic() < deadline:
@@ -227,10 +251,10 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
         worker.stop()
 
 
-def test_server_config_turns_off_the_full_garbage_collection_after_every_run():
+def test_server_config_turns_off_the_full_garbage_collection_after_every_run(repo):
     """Streamlit's default gc.collect() after each fragment run cost ~40% of a core on the live Train page."""
     import tomllib
-    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((repo / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
     assert config["server"]["runOnSave"] is False
 
@@ -238,18 +262,18 @@ def test_server_config_turns_off_the_full_garbage_collection_after_every_run():
 def test_progress_text_gives_rate_time_left_cores_and_bounds():
     from types import SimpleNamespace
 
-    from vae_core import views
-    from vae_core.workers import training_threads
+    from vae_app.views.train import progress
+    from vae_app.workers import training_threads
     rows = [{"kind": "minibatch", "samples_evaluated": 4000, "samples_per_second": 2000.0},
             {"kind": "evaluation", "samples_evaluated": 5000, "samples_per_second": 2500.0,
              "train_lower_bound": -120.5, "test_lower_bound": -119.25}]
     running = SimpleNamespace(rows=rows, config={"samples": 10000}, state="running", active=True, threads=1)
-    shown = views.progress(running)
+    shown = progress(running)
     assert shown["fraction"] == 0.5
     assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {training_threads(False)} "
                              "cores, train -120.50 / test -119.25 nats")
     stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
-    assert views.progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 2,500 samples/s, "
+    assert progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 2,500 samples/s, "
                                                "train -120.50 / test -119.25 nats")  # no time left, no cores
 
 
@@ -257,7 +281,7 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
     """10,000 minibatch rows become at most 300 points a curve, with the first decades of the log axis still drawn."""
     import plotly.graph_objects as go
 
-    from vae_core import plots
+    from vae_app import figures as plots
     rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "lower_bound": -1000 / (i + 1),
              "reconstruction": -900 / (i + 1), "kl": 100 / (i + 1)} for i in range(10_000)]
     for figure in (plots.learning_curves({"run": rows}), plots.bound_terms(rows)):
@@ -271,7 +295,7 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
 def test_bound_terms_chart_gives_the_small_kl_an_axis_of_its_own():
     import plotly.graph_objects as go
 
-    from vae_core import plots
+    from vae_app import figures as plots
     rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "reconstruction": -1000.0 + i, "kl": 10.0 + i / 100}
             for i in range(50)]
     figure = go.Figure(plots.bound_terms(rows))  # plotly checks the plain dict against its schema
@@ -285,7 +309,7 @@ def test_bound_terms_chart_gives_the_small_kl_an_axis_of_its_own():
 
 def test_live_chart_json_has_no_nan_for_the_browser_to_choke_on():
     """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null)."""
-    from vae_core import plots
+    from vae_app import figures as plots
     rows = [{"kind": "evaluation", "samples_evaluated": 100 * (i + 1), "train_lower_bound": value,
              "test_lower_bound": -100.0} for i, value in enumerate([-120.0, float("nan"), float("-inf"), -110.0])]
     text = plots.to_json(plots.learning_curves({"run": rows}))

@@ -11,7 +11,7 @@ from vae_core.models import VAE, DiagonalGaussian, ModelConfig
 
 
 def make_model(likelihood="bernoulli", D=12, J=3, H=16, scale=0.5, seed=0):
-    model = VAE(ModelConfig(D, J, H, likelihood, (3, D // 3))).double()
+    model = VAE(ModelConfig(D, J, (H,), likelihood, (3, D // 3))).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # larger weights than the N(0, 0.01) start, so that every term matters
         for p in model.parameters():
@@ -24,7 +24,7 @@ def data(M=6, D=12, seed=1):
 
 
 def test_initialisation_is_normal_with_std_001():
-    model = VAE(ModelConfig(784, 20, 500, "bernoulli", (28, 28)), generator=torch.Generator().manual_seed(0))
+    model = VAE(ModelConfig(784, 20, (500,), "bernoulli", (28, 28)), generator=torch.Generator().manual_seed(0))
     weights = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert abs(weights.mean().item()) < 1e-4
     assert weights.std().item() == pytest.approx(0.01, rel=0.01)
@@ -41,7 +41,7 @@ def test_bernoulli_decoder_log_prob_is_appendix_c1_formula():
     model, x = make_model("bernoulli"), data()
     z = torch.randn(2, 6, 3, dtype=torch.double)
     dec = model.decoder
-    y = torch.sigmoid(dec.to_x_params(torch.tanh(dec.to_hidden(z))))  # Appendix C.1
+    y = torch.sigmoid(dec.out(torch.tanh(dec.hidden[0](z))))  # Appendix C.1
     expected = (x * y.log() + (1 - x) * (1 - y).log()).sum(-1)
     torch.testing.assert_close(dec(z).log_prob(x), expected)
     torch.testing.assert_close(dec(z).mean, y)
@@ -51,7 +51,7 @@ def test_gaussian_decoder_log_prob_matches_torch_normal_with_sigmoid_mean():
     model, x = make_model("gaussian"), data()
     z = torch.randn(2, 6, 3, dtype=torch.double)
     dec = model.decoder
-    mean_logits, logvar = dec.to_x_params(torch.tanh(dec.to_hidden(z))).chunk(2, -1)
+    mean_logits, logvar = dec.out(torch.tanh(dec.hidden[0](z))).chunk(2, -1)
     expected = Normal(torch.sigmoid(mean_logits), (0.5 * logvar).exp()).log_prob(x).sum(-1)
     torch.testing.assert_close(dec(z).log_prob(x), expected)
     assert ((dec(z).mean > 0) & (dec(z).mean < 1)).all()

@@ -7,25 +7,27 @@ import scipy.stats
 import torch
 from safetensors import safe_open
 
+from vae_app.components import pad_html
+from vae_app.sources import shipped_models
 from vae_core import runs
-from vae_core.explorer import Explorer, shipped_models
+from vae_core.latent import LatentSpace
 from vae_core.models import VAE, ModelConfig
 
 
 def random_explorer(likelihood, dataset, shape, J=2, seed=0):
-    model = VAE(ModelConfig(shape[0] * shape[1], J, 30, likelihood, shape))
+    model = VAE(ModelConfig(shape[0] * shape[1], J, (30,), likelihood, shape))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3, generator=g)
-    return Explorer(model, dataset)
+    return LatentSpace(model, dataset)
 
 
 def numpy_decoder_mean(explorer, z):
     """Appendix C by hand: tanh hidden layer, sigmoid of the (first D) outputs."""
     dec = {k: v.numpy() for k, v in explorer.model.decoder.state_dict().items()}
-    h = np.tanh(z @ dec["to_hidden.weight"].T + dec["to_hidden.bias"])
-    out = h @ dec["to_x_params.weight"].T + dec["to_x_params.bias"]
+    h = np.tanh(z @ dec["hidden.0.weight"].T + dec["hidden.0.bias"])
+    out = h @ dec["out.weight"].T + dec["out.bias"]
     return 1 / (1 + np.exp(-out[:, :explorer.model.config.data_dim]))
 
 
@@ -47,7 +49,7 @@ def test_manifold_for_larger_j_moves_two_dims_around_a_base():
     assert len(np.unique(z[:, 1])) == 3 and len(np.unique(z[:, 3])) == 3
 
 
-def test_interpolation_ends_at_the_two_encodings(data_dir):
+def test_interpolation_ends_at_the_two_encodings():
     e = random_explorer("bernoulli", "digits", (8, 8))
     path = e.interpolation(3, 9, steps=5)
     ends = e.decode(e.encode([3, 9]))
@@ -58,21 +60,14 @@ def test_interpolation_ends_at_the_two_encodings(data_dir):
 
 
 @pytest.mark.parametrize("likelihood, dataset, shape", [("gaussian", "frey", (28, 20)), ("bernoulli", "mnist", (28, 28))])
-def test_browser_decode_matches_vae_core_within_1e_4(likelihood, dataset, shape, tmp_path, data_dir, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    from test_browser import CHROMIUM, chromium_args
-    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
+def test_browser_decode_matches_vae_core_within_1e_4(likelihood, dataset, shape, tmp_path, chromium):
     e = random_explorer(likelihood, dataset, shape, J=3)
     z = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32) * 2
     page_file = tmp_path / "pad.html"
-    page_file.write_text(e.pad_html(np.zeros(3), np.eye(3)[:2], np.zeros((1, 2)), None))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
-        page = browser.new_page()
-        page.goto(page_file.as_uri())
-        browser_images = np.array(page.evaluate("zs => zs.map(z => Array.from(window.vaePad.decode(z)))", z.tolist()))
-        browser.close()
+    page_file.write_text(pad_html(e, np.zeros(3), np.eye(3)[:2], np.zeros((1, 2)), None))
+    page = chromium.new_page()
+    page.goto(page_file.as_uri())
+    browser_images = np.array(page.evaluate("zs => zs.map(z => Array.from(window.vaePad.decode(z)))", z.tolist()))
     server = e.decode(z).reshape(20, -1)
     assert np.abs(browser_images - server).max() < 1e-4
     assert server.std() > 0.05  # the images differ: the comparison has teeth
@@ -95,6 +90,6 @@ def test_shipped_frey_model_scores_as_its_card_says(data_dir, monkeypatch):
     monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
     path = shipped_models()["frey-J2"]
     model, metadata = runs.load_model(path)
-    e = Explorer(model, "frey")
+    e = LatentSpace(model, "frey")
     bound = dataset_lower_bound(model, torch.tensor(e._test.test), torch.Generator().manual_seed(0))[0]
     assert bound == pytest.approx(metadata["test_lower_bound"], abs=3.0)  # fresh noise, same model

@@ -1,7 +1,10 @@
-"""The training step's hand-derived gradients against autograd of the distribution-based estimators."""
+"""The training step's hand-derived gradients against autograd of the distribution-based estimators, and the two
+AEVB steps (fast and autograd) against each other."""
 import pytest
 import torch
 
+from vae_core.algorithms import AutogradAEVB, FastAEVB, Minibatch
+from vae_core.config import TrainConfig
 from vae_core.estimators import ESTIMATORS, estimator_b_terms
 from vae_core.fast_step import FlatParameters, _linear, lower_bound_gradient
 from vae_core.models import VAE, ModelConfig
@@ -13,7 +16,7 @@ from vae_core.models import VAE, ModelConfig
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32 on the CPU takes the oneDNN products
 def test_gradient_and_values_match_autograd(likelihood, estimator, L, dtype):
     torch.manual_seed(0)
-    model = VAE(ModelConfig(12, 3, 7, likelihood, (3, 4))).double()
+    model = VAE(ModelConfig(12, 3, (7,), likelihood, (3, 4))).double()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.5)
@@ -21,14 +24,15 @@ def test_gradient_and_values_match_autograd(likelihood, estimator, L, dtype):
     eps = torch.randn(L, 5, 3, dtype=torch.double)
     loss = -ESTIMATORS[estimator](model, x, L, eps=eps).mean()  # the reference, always in float64
     loss.backward()
-    expected = [p.grad.clone() for p in model.parameters()]
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
     reconstruction, kl = estimator_b_terms(model, x, L, eps=eps)
     tolerance = 1e-10 if dtype == torch.float64 else 1e-5
     model = model.to(dtype)
     flat = FlatParameters(model)
     values = lower_bound_gradient(model, x.to(dtype), eps.to(dtype), estimator, flat.grads, with_values=True)
-    for ours, reference in zip(flat.grads, expected):
-        torch.testing.assert_close(ours.double(), reference, rtol=tolerance, atol=tolerance)
+    assert flat.grads.keys() == expected.keys()
+    for name, reference in expected.items():
+        torch.testing.assert_close(flat.grads[name].double(), reference, rtol=tolerance, atol=tolerance)
     assert values.lower_bound == pytest.approx(-loss.item(), abs=tolerance * 10)
     assert values.reconstruction == pytest.approx(reconstruction.mean().item(), abs=tolerance * 10)
     if estimator == "B":
@@ -49,7 +53,7 @@ def test_linear_matches_the_layer_it_stands_for(activation, bias):
 
 
 def test_flat_parameters_share_storage_with_the_model():
-    model = VAE(ModelConfig(6, 2, 4, "bernoulli", (2, 3)))
+    model = VAE(ModelConfig(6, 2, (4,), "bernoulli", (2, 3)))
     before = [p.detach().clone() for p in model.parameters()]
     flat = FlatParameters(model)
     assert flat.flat.numel() == sum(p.numel() for p in before)
@@ -57,4 +61,31 @@ def test_flat_parameters_share_storage_with_the_model():
         torch.testing.assert_close(p.detach(), b)  # values kept
     with torch.no_grad():
         flat.flat.add_(1.0)
-    torch.testing.assert_close(model.encoder.to_hidden.weight.detach(), before[0] + 1.0)
+    torch.testing.assert_close(model.encoder.hidden[0].weight.detach(), before[0] + 1.0)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("estimator", ["A", "B"])
+@pytest.mark.parametrize("L", [1, 3])
+def test_the_two_aevb_steps_write_the_same_gradient_and_values(likelihood, estimator, L):
+    """`--step fast` and `--step autograd` compute one gradient: on the paper's network in float32, as trained."""
+    torch.manual_seed(1)
+    model = VAE(ModelConfig(20, 3, (9,), likelihood, (4, 5)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    config = TrainConfig(estimator=estimator, samples_per_point=L)
+    batch = Minibatch(torch.rand(6, 20), torch.arange(6))
+    eps = {"eps": torch.randn(L, 6, 3)}
+    flat = FlatParameters(model)
+    steps = {}
+    for algorithm in (FastAEVB(model, config), AutogradAEVB(model, config)):
+        values = algorithm.gradient(batch, eps, flat.grads, with_values=True)
+        steps[algorithm.step] = ({k: v.clone() for k, v in flat.grads.items()}, values)
+        flat.flat.grad.zero_()
+    (fast, fast_values), (auto, auto_values) = steps["fast"], steps["autograd"]
+    assert any(v.abs().max() > 1e-3 for v in fast.values())  # a gradient with teeth
+    for name in fast:
+        torch.testing.assert_close(fast[name], auto[name], rtol=1e-4, atol=1e-5)
+    for field in ("lower_bound", "reconstruction", "kl"):
+        assert getattr(fast_values, field) == pytest.approx(getattr(auto_values, field), rel=1e-5, abs=1e-4)

@@ -33,7 +33,7 @@ class LinearGaussianDecoder(nn.Module):
 
 
 def linear_gaussian_vae():
-    model = VAE(ModelConfig(D, J, 1, "gaussian", (1, D))).double()
+    model = VAE(ModelConfig(D, J, (1,), "gaussian", (1, D))).double()
     model.encoder, model.decoder = LinearEncoder().double(), LinearGaussianDecoder().double()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -65,7 +65,7 @@ def measured():
     model = linear_gaussian_vae()
     x = torch.randn(M, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     config = VarianceConfig(batch_size=M, repeats=400, samples=(1, 2, 5, 10, 20, 50, 100), seed=2)
-    return model, x, measure_variance(model, x, config)
+    return model, x, measure_variance(model, x, config, moments=True)
 
 
 def test_mean_gradients_agree_with_the_closed_form(measured):
@@ -114,7 +114,7 @@ def test_b_has_less_variance_than_a_and_the_score_function_far_more(measured):
 
 
 def test_vectorised_equals_the_naive_loop():
-    model = VAE(ModelConfig(12, 2, 8, "bernoulli", (3, 4)), generator=torch.Generator().manual_seed(0)).double()
+    model = VAE(ModelConfig(12, 2, (8,), "bernoulli", (3, 4)), generator=torch.Generator().manual_seed(0)).double()
     x = torch.rand(4, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     config = VarianceConfig(batch_size=4, repeats=6, samples=(1, 3), max_elements=100)  # several chunks
     fast, slow = measure_variance(model, x, config), measure_variance(model, x, config, vectorised=False)
@@ -133,11 +133,11 @@ def test_bad_settings_are_named():
 
 
 def test_theta_chart_draws_one_line_whichever_estimators_are_chosen():
-    from vae_core import views
-    model = VAE(ModelConfig(12, 2, 8, "bernoulli", (3, 4)), generator=torch.Generator().manual_seed(0))
+    from vae_app.figures import variance_figure
+    model = VAE(ModelConfig(12, 2, (8,), "bernoulli", (3, 4)), generator=torch.Generator().manual_seed(0))
     x = torch.rand(4, 12, generator=torch.Generator().manual_seed(3))
     result = measure_variance(model, x, VarianceConfig(batch_size=4, repeats=4, samples=(1, 2), estimators=("B", "stl")))
-    names = [t.name for t in views.variance_figure({"m": result}, "gradient wrt θ (decoder)").data]
+    names = [t.name for t in variance_figure({"m": result}, "gradient wrt θ (decoder)").data]
     assert names == ["all estimators", "1/L"]
-    names = [t.name for t in views.variance_figure({"m": result}, "gradient wrt φ (encoder)").data]
+    names = [t.name for t in variance_figure({"m": result}, "gradient wrt φ (encoder)").data]
     assert names == ["B", "stl", "1/L"]

@@ -3,9 +3,9 @@ import time
 
 import pytest
 
+from vae_app.workers import PoolFull, WorkerPool, training_threads
 from vae_core import runs
-from vae_core.training import TrainConfig
-from vae_core.workers import PoolFull, WorkerPool, training_threads
+from vae_core.config import TrainConfig
 
 
 def wait_until(condition, seconds=60):
@@ -81,7 +81,7 @@ def test_a_run_nobody_watches_is_followed_to_its_end(tmp_path):
                       if (worker.run_dir / runs.STATUS).is_file() else False)
     assert wait_until(lambda: worker.state == "finished", seconds=5)
     assert worker.rows[-1]["samples_evaluated"] == worker.snapshot["samples_evaluated"] == 20_000
-    assert worker.rows == [r for r in runs.read_metrics(worker.run_dir / runs.METRICS)
+    assert worker.rows == [r for r in runs.read_run(worker.run_dir).metrics
                            if r["kind"] == "minibatch" or "test_lower_bound" in r]
     second = pool.start(TrainConfig(dataset="digits", samples=20_000, lr=0.02), owner="bob", runs_dir=tmp_path)
     second.stop()

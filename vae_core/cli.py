@@ -1,78 +1,89 @@
 """`python -m vae_core {train,evaluate,variance,data}`: the engine from the command line.
 
-Progress goes to stderr; with `--json` the last line of stdout is one JSON object.
+Progress goes to stderr; with `--json` the last line of stdout is one JSON object. The `train` flags are
+derived from the fields of `TrainConfig`: its defaults, help and choices are the ones shown here.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from . import data as data_module
 from . import runs
+from .config import TrainConfig, flag, settings
 from .estimators import importance_weighted_bound
-from .training import TrainConfig, Trainer, TrainEvent, dataset_lower_bound, format_duration, parse_sample_count
+from .events import EventKind, TrainEvent
+from .training import Trainer, dataset_lower_bound, format_duration
 
 
-def _count(text: str) -> int:
-    try:
-        return parse_sample_count(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _argument_type(parse):
+    """An argparse type from one of config.py's parsers: its ValueError becomes argparse's message."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
-def _step_size(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
+class _Lines:
+    """A log's stream for tqdm: each redraw becomes a line of its own instead of a carriage return."""
 
-
-class ProgressBar:
-    """A one-line progress bar on stderr: redrawn in place on a terminal, a line every few seconds in a log."""
-
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream):
         self.stream = stream
-        self.tty = stream.isatty()
-        self.last = 0.0
 
-    def update(self, done: int, total: int | None, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < (0.2 if self.tty else 5.0):
-            return
-        self.last = now
-        fraction = min(1.0, done / total) if total else 0.0
-        bar = "#" * int(30 * fraction) + "." * (30 - int(30 * fraction))
-        line = f"[{bar}] {100 * fraction:5.1f}% {text}"
-        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
-        if force and self.tty:
-            self.stream.write("\n")
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").rstrip("\n")
+        if text.strip():
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
         self.stream.flush()
 
-    def download(self, name: str, done: int, total: int | None) -> None:
-        self.update(done, total, f"downloading {name}: {done / 1e6:.1f} MB", force=done == total)
+
+def _progress_bar(total: int, unit: str) -> tqdm:
+    """A tqdm bar on stderr: redrawn in place on a terminal, a line every few seconds in a log."""
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, unit=unit, unit_scale=True, file=sys.stderr if tty else _Lines(sys.stderr), ascii=not tty,
+                mininterval=0.2 if tty else 5.0, dynamic_ncols=tty, ncols=None if tty else 160,
+                bar_format="{percentage:5.1f}% |{bar:30}| {n_fmt}/{total_fmt} " + unit + "s [{elapsed}]{postfix}")
 
 
-def _show_training(bar: ProgressBar, event: TrainEvent) -> None:
-    if event.kind == "trial":
-        print(f"step-size trial: {event.message}", file=sys.stderr)
+class DownloadBars:
+    """A tqdm bar per file downloaded (data.Progress)."""
+
+    def __init__(self):
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        bar = self.bars.get(name) or self.bars.setdefault(name, _progress_bar(total or 0, "B"))
+        bar.set_postfix_str(f"downloading {name}", refresh=False)
+        bar.update(done - bar.n)
+        if total and done >= total:
+            bar.close()
+
+
+def _show_training(bar: tqdm, event: TrainEvent) -> None:
+    if event.kind == EventKind.TRIAL:
+        tqdm.write(f"step-size trial: {event.message}", file=sys.stderr)
         return
-    remaining = (event.total_samples - event.samples_evaluated) / event.samples_per_second if event.samples_per_second else math.nan
-    text = (f"{event.samples_evaluated}/{event.total_samples} samples, {event.samples_per_second:,.0f}/s, "
-            f"ETA {format_duration(remaining)}")
+    rate = event.samples_per_second
+    left = format_duration((event.total_samples - event.samples_evaluated) / rate if rate else float("nan"))
+    text = f"{rate:,.0f} samples/s, {left} left"
     if event.lower_bound is not None:
         text += f", minibatch bound {event.lower_bound:.2f}"
     if event.test_lower_bound is not None:
         text += f", train {event.train_lower_bound:.2f}, test {event.test_lower_bound:.2f} nats"
-    bar.update(event.samples_evaluated, event.total_samples, text, force=event.kind in ("finished", "stopped"))
+    bar.total = event.total_samples
+    bar.set_postfix_str(text, refresh=False)
+    bar.update(event.samples_evaluated - bar.n)
 
 
 def _emit(result: dict, as_json: bool) -> None:
@@ -83,60 +94,86 @@ def _emit(result: dict, as_json: bool) -> None:
             print(f"{key}: {value}")
 
 
+def _config_from(args) -> TrainConfig:
+    given = {name: getattr(args, name) for name in settings() if hasattr(args, name)}
+    if "hidden" in given:
+        given["hidden"] = settings()["hidden"].parse(given["hidden"])
+    return TrainConfig(**given)
+
+
 def cmd_train(args) -> int:
-    bar = ProgressBar()
     started = time.perf_counter()
-    if args.resume:
-        trainer = Trainer.resume_from(args.resume, samples=args.samples, progress=bar.download)
+    downloads = DownloadBars()
+    if args.resume is not None:
+        others = sorted(flag(n) for n in settings() if hasattr(args, n) and n != "samples")
+        if others:
+            raise ValueError(f"--resume continues a run with its own settings; it takes only --samples, not "
+                             f"{', '.join(others)}")
+        trainer = Trainer.resume_from(args.resume, samples=getattr(args, "samples", None), progress=downloads,
+                                      by="the CLI")
+        for note in trainer.notes:
+            print(f"note: {note}", file=sys.stderr)
     else:
-        config = TrainConfig(
-            dataset=args.dataset, latent_dim=args.latent_dim, hidden_dim=args.hidden, estimator=args.estimator,
-            samples_per_point=args.samples_per_point, batch_size=args.batch_size, samples=args.samples or 1_000_000,
-            optimizer=args.optimizer, lr=args.lr, weight_decay=not args.no_weight_decay, binarize=args.binarize,
-            seed=args.seed, device=args.device, data_dir=args.data_dir)
-        trainer = Trainer(config, run_dir=args.run_dir, progress=bar.download)
+        trainer = Trainer.from_config(_config_from(args), run_dir=args.run_dir, progress=downloads, by="the CLI")
 
     def stop_on_ctrl_c(signum, frame):  # the step in progress ends, then a checkpoint is saved where the run stands
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nstopping after this step (Ctrl-C again quits at once, keeping the last checkpoint)", file=sys.stderr)
+        tqdm.write("\nstopping after this step (Ctrl-C again quits at once, keeping the last checkpoint)", file=sys.stderr)
         trainer.stop()
 
     previous = signal.signal(signal.SIGINT, stop_on_ctrl_c)
+    bar = _progress_bar(trainer.config.samples, "sample")
     try:
         last = trainer.run(lambda event: _show_training(bar, event))
     except KeyboardInterrupt:  # a second Ctrl-C: the last checkpoint stands; say where it is
         print(f"\ninterrupted; the last checkpoint is in {trainer.run_dir}", file=sys.stderr)
         return 130
     finally:
+        bar.close()
         signal.signal(signal.SIGINT, previous)
-    if last.kind == "failed":
+    if last.kind == EventKind.FAILED:
         print(f"error: {last.message}", file=sys.stderr)
         return 1
-    _emit({"run_dir": str(trainer.run_dir), "status": last.kind, "samples_evaluated": last.samples_evaluated,
+    _emit({"run_dir": str(trainer.run_dir), "status": str(last.kind), "samples_evaluated": last.samples_evaluated,
            "train_lower_bound": last.train_lower_bound, "test_lower_bound": last.test_lower_bound,
            "samples_per_second": last.samples_per_second, "wall_seconds": time.perf_counter() - started,
-           "lr": trainer.lr}, args.json)
-    return 130 if last.kind == "stopped" else 0  # only Ctrl-C stops a CLI run
+           "lr": trainer.lr, "algorithm": trainer.algorithm.name, "step": trainer.algorithm.step,
+           "device": str(trainer.device)}, args.json)
+    return 130 if last.kind == EventKind.STOPPED else 0  # only Ctrl-C stops a CLI run
 
 
 @torch.no_grad()
 def cmd_evaluate(args) -> int:
     run_dir = Path(args.run_dir)
+    if args.iw_samples < 1:
+        raise ValueError(f"--iw-samples K must be at least 1, got {args.iw_samples}")
+    record = runs.read_run(run_dir, metrics=False)
     if not (run_dir / runs.MODEL).is_file():
         raise FileNotFoundError(f"{run_dir} holds no {runs.MODEL}; give the folder of a run trained with `train`")
-    config = TrainConfig.from_dict(runs.read_json(run_dir / runs.CONFIG)["train_config"])
-    dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=ProgressBar().download)
+    for name in (runs.CONFIG, runs.MODEL):
+        if name in record.problems:
+            raise runs.RunError(f"{run_dir} cannot be evaluated: {name} {record.problems[name]}")
+    config = TrainConfig.from_dict(record.train_config)
+    dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
     model, _ = runs.load_model(run_dir / runs.MODEL)
     x_test = torch.tensor(dataset.test)
     generator = torch.Generator().manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, x_test, generator)[0]
-    bar = ProgressBar()
     total, batch = 0.0, 100
-    for start in range(0, len(x_test), batch):
-        total += importance_weighted_bound(model, x_test[start:start + batch], args.iw_samples, generator=generator).sum().item()
-        bar.update(start + batch, len(x_test), f"importance-weighted bound, K = {args.iw_samples}")
-    _emit({"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": total / len(x_test),
-           "iw_samples": args.iw_samples}, args.json)
+    with _progress_bar(len(x_test), "point") as bar:
+        bar.set_postfix_str(f"importance-weighted bound, K = {args.iw_samples}", refresh=False)
+        for start in range(0, len(x_test), batch):
+            part = x_test[start:start + batch]
+            total += importance_weighted_bound(model, part, args.iw_samples, generator=generator).sum().item()
+            bar.update(len(part))
+    result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": total / len(x_test),
+              "iw_samples": args.iw_samples}
+    bad = [k for k in ("test_lower_bound", "test_log_likelihood") if result[k] != result[k] or abs(result[k]) == float("inf")]
+    if bad:
+        print(f"error: the model's {' and '.join(bad)} came out {result[bad[0]]}: its weights give non-finite "
+              f"densities on the test set, so there is no number to report", file=sys.stderr)
+        return 1
+    _emit(result, args.json)
     return 0
 
 
@@ -148,10 +185,11 @@ def cmd_variance(args) -> int:
     model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
     config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
-    bar = ProgressBar()
     started = time.perf_counter()
-    result = measure_variance(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
-                              progress=lambda f: bar.update(int(1000 * f), 1000, "measuring", force=f >= 1))
+    with _progress_bar(1000, "‰") as bar:
+        bar.set_postfix_str("measuring", refresh=False)
+        result = measure_variance(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
+                                  progress=lambda f: bar.update(int(1000 * f) - bar.n))
     seconds = time.perf_counter() - started
     if args.json:
         print(json.dumps({"model": args.source or f"untrained {args.dataset} J={args.latent_dim}", "dataset": dataset.name,
@@ -167,12 +205,11 @@ def cmd_variance(args) -> int:
 
 
 def cmd_data(args) -> int:
-    bar = ProgressBar()
-    names = [args.dataset] if args.dataset else [n for n in data_module.DATASETS]
+    names = [args.dataset] if args.dataset else list(data_module.DATASETS)
     failures = 0
     for name in names:
         try:
-            dataset = data_module.load(name, args.data_dir, download=not args.verify, progress=bar.download)
+            dataset = data_module.load(name, args.data_dir, download=not args.verify, progress=DownloadBars())
             where = data_module.availability(args.data_dir)[name]
             print(f"{name}: ok, {len(dataset.train)} train + {len(dataset.test)} test images of "
                   f"{dataset.image_shape[0]}x{dataset.image_shape[1]} ({where})")
@@ -182,29 +219,36 @@ def cmd_data(args) -> int:
     return 1 if failures else 0
 
 
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of TrainConfig, with its help, choices and parser; a flag not given is left out of the
+    parsed arguments (argparse.SUPPRESS), so the dataclass's default applies, and --resume can tell what was given."""
+    defaults = TrainConfig()
+    for name, s in settings().items():
+        default = getattr(defaults, name)
+        kw = {"dest": name, "default": argparse.SUPPRESS, "help": f"{s.help} (default: {default})"}
+        if isinstance(default, bool):
+            kw["action"] = "store_false" if default else "store_true"
+        else:
+            kw["metavar"] = s.metavar
+            if s.choices:
+                kw["choices"] = s.choices
+            if s.nargs:
+                kw["nargs"] = s.nargs
+            elif s.parse:
+                kw["type"] = _argument_type(s.parse)
+            elif isinstance(default, (int, float)):
+                kw["type"] = type(default)
+        parser.add_argument(flag(name), **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vae_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults = TrainConfig()
 
-    train = sub.add_parser("train", help="train a VAE by AEVB (Algorithm 1)")
-    train.add_argument("--dataset", choices=data_module.DATASETS, default=defaults.dataset)
-    train.add_argument("--latent-dim", type=int, default=defaults.latent_dim, metavar="J")
-    train.add_argument("--hidden", type=int, default=None, metavar="H", help="hidden units (default: 500 MNIST, 200 otherwise)")
-    train.add_argument("--estimator", choices=["A", "B"], default=defaults.estimator)
-    train.add_argument("--samples-per-point", type=int, default=defaults.samples_per_point, metavar="L")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="M")
-    train.add_argument("--samples", type=_count, default=None, metavar="N_TOTAL",
-                       help="training samples evaluated, minibatches x M (default 1e6)")
-    train.add_argument("--optimizer", choices=["adagrad", "adam"], default=defaults.optimizer)
-    train.add_argument("--lr", type=_step_size, default=defaults.lr, metavar="LR|auto")
-    train.add_argument("--no-weight-decay", action="store_true", help="drop the N(0, I) prior on the parameters")
-    train.add_argument("--binarize", action="store_true", help="dynamic binarisation of each minibatch")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--data-dir", default=None)
-    train.add_argument("--run-dir", default=None, help="folder for this run (default: a new folder under ./runs)")
+    train = sub.add_parser("train", help="train a VAE (AEVB, Algorithm 1, by default)")
+    add_train_flags(train)
+    train.add_argument("--run-dir", default=None, help="folder for this run, new or empty (default: a new folder under ./runs)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
     train.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
     train.set_defaults(func=cmd_train)
 
@@ -245,6 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (data_module.DataError, ValueError, FileNotFoundError) as e:
+    except (data_module.DataError, runs.RunError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

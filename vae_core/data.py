@@ -51,6 +51,9 @@ SOURCES: dict[str, tuple[DataFile, ...]] = {
 }
 DATASETS = tuple(SOURCES)
 TRAIN_SIZES = {"mnist": 60000, "frey": 1600, "digits": 1500}  # datapoints in each training set (N)
+LIKELIHOODS = {"mnist": "bernoulli", "frey": "gaussian", "digits": "bernoulli"}  # the decoder the paper pairs with each
+IMAGE_SHAPES = {"mnist": (28, 28), "frey": (28, 20), "digits": (8, 8)}
+DEFAULT_HIDDEN = {"mnist": 500, "frey": 200, "digits": 200}  # Section 5: 500 for MNIST, 200 for Frey Face
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,11 @@ class Dataset:
     train_labels: np.ndarray | None
     test_labels: np.ndarray | None
     image_shape: tuple[int, int]
-    likelihood: str  # the decoder the paper pairs with this data
-    default_hidden: int  # Section 5: 500 for MNIST, 200 for Frey Face
+    likelihood: str | None = None  # the decoder the paper pairs with this data (default: by its name)
+
+    def __post_init__(self):
+        if self.likelihood is None:
+            object.__setattr__(self, "likelihood", LIKELIHOODS[self.name])
 
     @property
     def data_dim(self) -> int:
@@ -178,8 +184,7 @@ def _load_mnist(paths: dict[str, Path]) -> Dataset:
         images = _idx(paths[f"{split}-images-idx3-ubyte.gz"], spec[f"{split}-images-idx3-ubyte.gz"], 2051, count, (28, 28))
         labels = _idx(paths[f"{split}-labels-idx1-ubyte.gz"], spec[f"{split}-labels-idx1-ubyte.gz"], 2049, count, ())
         parts[split] = (images.reshape(count, -1).astype(np.float32) / 255.0, labels.astype(np.int64))
-    return Dataset("mnist", parts["train"][0], parts["t10k"][0], parts["train"][1], parts["t10k"][1],
-                   (28, 28), "bernoulli", 500)
+    return Dataset("mnist", parts["train"][0], parts["t10k"][0], parts["train"][1], parts["t10k"][1], (28, 28))
 
 
 def _load_frey(paths: dict[str, Path]) -> Dataset:
@@ -200,7 +205,7 @@ def _load_frey(paths: dict[str, Path]) -> Dataset:
         raise DataError(f"{path}: `ff` has shape {faces.shape}, expected (560, 1965).")
     images = faces.T.astype(np.float32) / 256.0  # (1965, 560), rows of 28x20 upright faces; the paper's /256
     train, test = _seeded_split(len(images), TRAIN_SIZES["frey"])
-    return Dataset("frey", images[train], images[test], None, None, (28, 20), "gaussian", 200)
+    return Dataset("frey", images[train], images[test], None, None, (28, 20))
 
 
 def _load_digits() -> Dataset:
@@ -210,7 +215,7 @@ def _load_digits() -> Dataset:
     images = bunch.data.astype(np.float32) / 16.0
     train, test = _seeded_split(len(images), TRAIN_SIZES["digits"])
     labels = bunch.target.astype(np.int64)
-    return Dataset("digits", images[train], images[test], labels[train], labels[test], (8, 8), "bernoulli", 200)
+    return Dataset("digits", images[train], images[test], labels[train], labels[test], (8, 8))
 
 
 @functools.lru_cache(maxsize=4)

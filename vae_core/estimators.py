@@ -38,12 +38,19 @@ def _posterior_samples(model: VAE, x, L, eps, generator):
     return posterior, reparameterize(posterior, eps)  # z: (L, M, J)
 
 
+def log_weight(model: VAE, x: torch.Tensor, z: torch.Tensor, posterior: DiagonalGaussian) -> torch.Tensor:
+    """log p_θ(x, z) - log q_φ(z|x) = log p_θ(x|z) + log p(z) - log q_φ(z|x) for z (L, M, J): (L, M).
+
+    The summand of estimator A (eq. 6) and the log importance weight of the IW bound; `posterior` may be a
+    stand-in for q (the variance lab passes one with stopped gradients)."""
+    return model.decoder(z).log_prob(x) + model.prior(z).log_prob(z) - posterior.log_prob(z)  # (L, M)
+
+
 def estimator_a(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """SGVB estimator A (eq. 6): (1/L) Σ_l [log p_θ(x, z^(l)) - log q_φ(z^(l)|x)], per datapoint (M,)."""
     posterior, z = _posterior_samples(model, x, L, eps, generator)  # z: (L, M, J)
-    log_joint = model.decoder(z).log_prob(x) + model.prior(z).log_prob(z)  # (L, M)
-    return (log_joint - posterior.log_prob(z)).mean(0)  # (M,)  eq. 6
+    return log_weight(model, x, z, posterior).mean(0)  # (M,)  eq. 6
 
 
 def estimator_b_terms(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
@@ -63,6 +70,15 @@ def estimator_b(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | Non
 
 
 ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {"A": estimator_a, "B": estimator_b}
+
+
+def estimator_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reconstruction (1/L) Σ_l log p_θ(x|z^(l)) and the KL part of `estimator`, per datapoint (M,): B's
+    analytic KL (eq. 7), or for A the Monte Carlo estimate (1/L) Σ_l [log q_φ(z^(l)|x) - log p(z^(l))] (eq. 6)."""
+    reconstruction, kl = estimator_b_terms(model, x, eps=eps)
+    if estimator == "A":
+        kl = reconstruction - estimator_a(model, x, eps=eps)
+    return reconstruction, kl
 
 
 def minibatch_lower_bound(per_datapoint: torch.Tensor, N: int) -> torch.Tensor:
@@ -86,7 +102,6 @@ def importance_weighted_bound(model: VAE, x: torch.Tensor, K: int, eps: torch.Te
         k = min(chunk, K - start)
         e = eps[start:start + k] if eps is not None else standard_normal_noise(k, posterior.mean, generator)
         z = reparameterize(posterior, e)  # (k, M, J)
-        log_w = model.decoder(z).log_prob(x) + model.prior(z).log_prob(z) - posterior.log_prob(z)  # (k, M)
-        part = torch.logsumexp(log_w, 0)  # (M,)
+        part = torch.logsumexp(log_weight(model, x, z, posterior), 0)  # (M,)
         running = part if running is None else torch.logaddexp(running, part)
     return running - math.log(K)  # (M,)

@@ -1,21 +1,25 @@
-"""The training step's gradient of the minibatch estimator (eq. 8 with eq. 6 or 7), derived by hand.
+"""Gradients of the paper's network (Appendix C: one tanh hidden layer each side), derived by hand.
 
-Autograd spends more time on bookkeeping than on arithmetic for networks this small, so the step
-runs the forward pass once, writes each parameter's gradient straight into one flat buffer with
-the same eleven GEMMs autograd would use, and lets a fused optimizer update every parameter in one
-kernel. `tests/test_fast_step.py` checks every gradient here against autograd of `estimators.py`.
+Autograd spends more time on bookkeeping than on arithmetic for networks this small, so these steps run the
+forward pass once and write each parameter's gradient straight into its view of one flat buffer (by
+parameter name) with the same GEMMs autograd would use, leaving a fused optimizer to update every parameter
+in one kernel. The blocks (each network's forward and backward pass, the decoder's output gradient) serve
+AEVB here and the wake-sleep step in `algorithms.py`. `tests/test_fast_step.py` checks every gradient
+against autograd of `estimators.py` and of the wake-sleep objectives.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import _LOG_2PI, VAE
+from .models import _LOG_2PI, VAE, MLP
 
 _ONEDNN = torch.backends.mkldnn.is_available()
+Grads = dict[str, torch.Tensor]  # parameter name -> its view of the flat gradient buffer
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
@@ -32,24 +36,23 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ac
 
 
 class FlatParameters:
-    """Rebinds every parameter of `model` as a view of one tensor `flat`, whose `.grad` is one buffer.
+    """Rebinds every parameter of `module` as a view of one tensor `flat`, whose `.grad` is one buffer.
 
-    The optimizer is given `[flat]`; the model's own parameters see each update because they share
-    its storage. `grads` lists the gradient views in `model.parameters()` order.
-    """
+    The optimizer is given `[flat]`; the module's own parameters see each update because they share its
+    storage. `grads` maps each parameter's name to its view of the gradient buffer."""
 
-    def __init__(self, model: nn.Module):
-        params = list(model.parameters())
-        self.flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    def __init__(self, module: nn.Module):
+        named = list(module.named_parameters())
+        self.flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for _, p in named]))
         self.flat.grad = torch.zeros_like(self.flat)
-        self.grads: list[torch.Tensor] = []
+        self.grads: Grads = {}
         offset = 0
-        for module in model.modules():
-            for name, p in list(module._parameters.items()):
-                n = p.numel()
-                module._parameters[name] = nn.Parameter(self.flat.detach()[offset:offset + n].view_as(p))
-                self.grads.append(self.flat.grad[offset:offset + n].view_as(p))
-                offset += n
+        for name, p in named:
+            owner, _, leaf = name.rpartition(".")
+            n = p.numel()
+            module.get_submodule(owner)._parameters[leaf] = nn.Parameter(self.flat.detach()[offset:offset + n].view_as(p))
+            self.grads[name] = self.flat.grad[offset:offset + n].view_as(p)
+            offset += n
 
 
 @dataclass
@@ -60,49 +63,82 @@ class StepValues:
     kl: float  # analytic KL for B; the Monte Carlo estimate of E_q[log q - log p(z)] for A
 
 
+def encoder_forward(encoder: MLP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """h = tanh(W3 x + b3) (M, H) and [μ, log σ²] = W h + b (M, 2J) (eq. 9)."""
+    layer = encoder.hidden[0]
+    h = _linear(x, layer.weight, layer.bias, "tanh")  # (M, H)
+    z_params = torch.addmm(encoder.out.bias, h, encoder.out.weight.t())  # (M, 2J); too small for oneDNN
+    return h, z_params
+
+
+def decoder_forward(decoder: MLP, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """g = tanh(W1 z + b1) (N, H) and the output layer (N, D or 2D): Bernoulli logits, or [mean logits, log σ²]."""
+    layer = decoder.hidden[0]
+    g = _linear(z, layer.weight, layer.bias, "tanh")  # (N, H)
+    return g, _linear(g, decoder.out.weight, decoder.out.bias)
+
+
+def output_gradient(likelihood: str, out: torch.Tensor, x: torch.Tensor, L: int, weight: float
+                    ) -> tuple[torch.Tensor, Callable[[], float]]:
+    """∂(-log p_θ(x|z)) / ∂(decoder output), times `weight`, for the L·M rows of `out` whose data x (M, D) repeats
+    over the L samples (broadcast: no (L·M, D) copy); and a function that sums log p_θ(x|z) over all rows."""
+    M, D = x.shape
+    if likelihood == "bernoulli":
+        d_out = torch.sigmoid(out).view(L, M, D).sub_(x).mul_(weight).view(L * M, D)  # sigmoid(logits) - x
+        return d_out, lambda: -F.binary_cross_entropy_with_logits(out.view(L, M, D), x.expand(L, M, D),
+                                                                   reduction="sum").item()
+    mean_logits, x_logvar = out[:, :D], out[:, D:]
+    x_mean = torch.sigmoid(mean_logits)
+    residual = (x_mean.view(L, M, D) - x).view(L * M, D)  # μ - x
+    scaled = torch.exp(-x_logvar).mul_(residual)  # (μ - x)/σ²
+    d_out = torch.empty_like(out)
+    torch.ops.aten.sigmoid_backward.grad_input(scaled, x_mean, grad_input=d_out[:, :D])  # through μ = sigmoid(a)
+    torch.addcmul(scaled.new_tensor(0.5), residual, scaled, value=-0.5, out=d_out[:, D:])  # ½(1 - (x-μ)²/σ²)
+    d_out.mul_(weight)
+    return d_out, lambda: (-0.5 * (x_logvar.sum() + (scaled * residual).sum()).item() - 0.5 * L * M * D * _LOG_2PI)
+
+
+def decoder_backward(decoder: MLP, d_out: torch.Tensor, g: torch.Tensor, z: torch.Tensor, grads: Grads,
+                     prefix: str = "decoder") -> torch.Tensor:
+    """Writes the decoder's gradients given ∂/∂(output) and returns ∂/∂z (N, J)."""
+    # Each bias gradient is summed as soon as its operand is written: after a GEMM the sum took up to 3x longer.
+    torch.sum(d_out, 0, out=grads[f"{prefix}.out.bias"])
+    torch.mm(d_out.t(), g, out=grads[f"{prefix}.out.weight"])
+    d_g = _linear(d_out, decoder.out.weight.t(), None)  # (N, H)
+    torch.ops.aten.tanh_backward.grad_input(d_g, g, grad_input=d_g)  # tanh' = 1 - tanh²
+    torch.sum(d_g, 0, out=grads[f"{prefix}.hidden.0.bias"])
+    torch.mm(d_g.t(), z, out=grads[f"{prefix}.hidden.0.weight"])
+    return torch.mm(d_g, decoder.hidden[0].weight)  # (N, J)
+
+
+def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, h: torch.Tensor, x: torch.Tensor, grads: Grads,
+                     prefix: str = "encoder") -> None:
+    """Writes the encoder's gradients given ∂/∂[μ, log σ²] (M, 2J)."""
+    torch.sum(d_z_params, 0, out=grads[f"{prefix}.out.bias"])
+    torch.mm(d_z_params.t(), h, out=grads[f"{prefix}.out.weight"])
+    d_h = torch.mm(d_z_params, encoder.out.weight)  # (M, H)
+    torch.ops.aten.tanh_backward.grad_input(d_h, h, grad_input=d_h)  # tanh' = 1 - tanh²
+    torch.sum(d_h, 0, out=grads[f"{prefix}.hidden.0.bias"])
+    torch.mm(d_h.t(), x, out=grads[f"{prefix}.hidden.0.weight"])
+
+
 @torch.no_grad()
-def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimator: str,
-                         grads: list[torch.Tensor], with_values: bool = False) -> StepValues | None:
+def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimator: str, grads: Grads,
+                         with_values: bool = False) -> StepValues | None:
     """Writes ∇ of -(1/M) Σ_i L̃(θ, φ; x_i) (eq. 8 divided by N, eq. 6 or 7) into `grads`.
 
     x: (M, D); eps: (L, M, J). With `with_values`, also returns the estimate itself (an extra pass,
     so the trainer asks for it only on logging steps).
     """
-    encoder, decoder = model.encoder, model.decoder
     L, M, J = eps.shape
-    D = x.shape[1]
     per_sample = 1.0 / (L * M)  # each of the L·M terms carries weight 1/(L M)
-    # Forward pass.
-    h = _linear(x, encoder.to_hidden.weight, encoder.to_hidden.bias, "tanh")  # (M, H)
-    z_params = torch.addmm(encoder.to_z_params.bias, h, encoder.to_z_params.weight.t())  # (M, 2J); too small for oneDNN
+    h, z_params = encoder_forward(model.encoder, x)
     z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
     z_std = torch.exp(0.5 * z_logvar)  # (M, J)
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # eq. 4: z = μ + σ ⊙ ε, (L·M, J)
-    g = _linear(z, decoder.to_hidden.weight, decoder.to_hidden.bias, "tanh")  # (L·M, H)
-    out = _linear(g, decoder.to_x_params.weight, decoder.to_x_params.bias)  # (L·M, D or 2D)
-
-    # ∂(-log p_θ(x|z)) / ∂(decoder output), scaled by 1/(L M). x broadcasts over the L samples: no (L·M, D) copy.
-    if model.config.likelihood == "bernoulli":
-        d_out = torch.sigmoid(out).view(L, M, D).sub_(x).mul_(per_sample).view(L * M, D)  # sigmoid(logits) - x, (L·M, D)
-    else:
-        mean_logits, x_logvar = out[:, :D], out[:, D:]
-        x_mean = torch.sigmoid(mean_logits)
-        residual = (x_mean.view(L, M, D) - x).view(L * M, D)  # μ - x
-        scaled = torch.exp(-x_logvar).mul_(residual)  # (μ - x)/σ²
-        d_out = torch.empty_like(out)
-        torch.ops.aten.sigmoid_backward.grad_input(scaled, x_mean, grad_input=d_out[:, :D])  # through μ = sigmoid(a)
-        torch.addcmul(scaled.new_tensor(0.5), residual, scaled, value=-0.5, out=d_out[:, D:])  # ½(1 - (x-μ)²/σ²)
-        d_out.mul_(per_sample)
-    # Each bias gradient is summed as soon as its operand is written: after a GEMM the sum took up to 3x longer.
-    torch.sum(d_out, 0, out=grads[7])
-
-    # Decoder, output layer then hidden layer.
-    torch.mm(d_out.t(), g, out=grads[6])
-    d_g = _linear(d_out, decoder.to_x_params.weight.t(), None)  # (L·M, H)
-    torch.ops.aten.tanh_backward.grad_input(d_g, g, grad_input=d_g)  # tanh' = 1 - tanh²
-    torch.sum(d_g, 0, out=grads[5])
-    torch.mm(d_g.t(), z, out=grads[4])
-    d_z = torch.mm(d_g, decoder.to_hidden.weight).view(L, M, J)  # (L, M, J)
+    g, out = decoder_forward(model.decoder, z)
+    d_out, log_px_sum = output_gradient(model.config.likelihood, out, x, L, per_sample)
+    d_z = decoder_backward(model.decoder, d_out, g, z, grads).view(L, M, J)  # (L, M, J)
     z = z.view(L, M, J)
     if estimator == "A":
         d_z.add_(z, alpha=per_sample)  # eq. 6 term -log p(z) = ½‖z‖² + c
@@ -118,20 +154,11 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
         d_logvar.add_(z_std * z_std - 1, alpha=0.5 / M)  # Appendix B: ∂KL/∂log σ² = ½(σ² - 1)
     else:
         d_logvar.sub_(0.5 / M)  # eq. 6: log q(z|x) = -½‖ε‖² - ½ Σ log σ² + c along the path
-    torch.sum(d_z_params, 0, out=grads[3])
-    torch.mm(d_z_params.t(), h, out=grads[2])
-    d_h = torch.mm(d_z_params, encoder.to_z_params.weight)  # (M, H)
-    torch.ops.aten.tanh_backward.grad_input(d_h, h, grad_input=d_h)  # tanh' = 1 - tanh²
-    torch.sum(d_h, 0, out=grads[1])
-    torch.mm(d_h.t(), x, out=grads[0])
+    encoder_backward(model.encoder, d_z_params, h, x, grads)
 
     if not with_values:
         return None
-    if model.config.likelihood == "bernoulli":
-        log_px = -F.binary_cross_entropy_with_logits(out.view(L, M, D), x.expand(L, M, D), reduction="sum")
-        reconstruction = log_px.item() * per_sample
-    else:
-        reconstruction = -0.5 * (x_logvar.sum() + (scaled * residual).sum()).item() * per_sample - 0.5 * D * _LOG_2PI
+    reconstruction = log_px_sum() * per_sample
     if estimator == "B":
         kl = -0.5 * (1 + z_logvar - z_mean.square() - z_std.square()).sum().item() / M  # Appendix B
     else:  # (1/L) Σ_l [log q(z|x) - log p(z)] = ½‖z‖² - ½‖ε‖² - ½ Σ log σ², averaged

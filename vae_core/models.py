@@ -1,7 +1,8 @@
 """The networks of Appendix C: Gaussian MLP encoder q_φ(z|x), Bernoulli or Gaussian MLP decoder p_θ(x|z).
 
 Every module returns a `torch.distributions` object, so estimators are written against distributions,
-not against raw network outputs.
+not against raw network outputs. The paper's network (one tanh hidden layer, N(0, 0.01²) initialisation)
+is the default; other activations, initialisations and several hidden layers are one setting away.
 """
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.distributions import Bernoulli, Independent, Normal
+from torch.nn import functional as F
 
 _LOG_2PI = math.log(2 * math.pi)
+LIKELIHOODS = ("bernoulli", "gaussian")
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "softplus": F.softplus}
+INITIALISATIONS = ("paper", "default")  # paper: N(0, 0.01²) (Section 5); default: PyTorch's nn.Linear initialisation
 
 
 class DiagonalGaussian(Independent):
@@ -45,64 +49,100 @@ class BernoulliImage(Independent):
 class ModelConfig:
     data_dim: int  # D
     latent_dim: int  # J
-    hidden_dim: int
+    hidden: tuple[int, ...]  # units of each hidden layer, input side first; the decoder mirrors the encoder
     likelihood: str  # "bernoulli" (MNIST, digits) or "gaussian" (Frey Face)
     image_shape: tuple[int, int]
+    activation: str = "tanh"
+    init: str = "paper"
 
     def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
-        if self.hidden_dim < 1:
-            raise ValueError(f"hidden_dim must be at least 1, got {self.hidden_dim}")
-        if self.likelihood not in ("bernoulli", "gaussian"):
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"every hidden layer needs at least 1 unit, got {list(self.hidden)}")
+        if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if self.init not in INITIALISATIONS:
+            raise ValueError(f"init must be one of {', '.join(INITIALISATIONS)}, got {self.init!r}")
         if math.prod(self.image_shape) != self.data_dim:
             raise ValueError(f"image_shape {self.image_shape} does not hold data_dim {self.data_dim} pixels")
+
+    @property
+    def is_paper_network(self) -> bool:
+        """Appendix C exactly: one tanh hidden layer in the encoder and in the decoder."""
+        return len(self.hidden) == 1 and self.activation == "tanh"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{**d, "image_shape": tuple(d["image_shape"])})
+        d = dict(d)
+        if "hidden_dim" in d:  # files written before several hidden layers existed
+            d["hidden"] = (d.pop("hidden_dim"),)
+        return cls(**d)
+
+    def parameter_count(self) -> int:
+        out = self.data_dim * (2 if self.likelihood == "gaussian" else 1)
+        encoder = _layer_sizes(self.data_dim, self.hidden, 2 * self.latent_dim)
+        decoder = _layer_sizes(self.latent_dim, self.hidden[::-1], out)
+        return sum((a + 1) * b for sizes in (encoder, decoder) for a, b in zip(sizes, sizes[1:]))
 
 
-class GaussianMLPEncoder(nn.Module):
+def _layer_sizes(inputs: int, hidden: tuple[int, ...], outputs: int) -> list[int]:
+    return [inputs, *hidden, outputs]
+
+
+class MLP(nn.Module):
+    """Hidden layers `hidden.0`, `hidden.1`, ... each followed by the activation, then the linear layer `out`."""
+
+    def __init__(self, inputs: int, hidden: tuple[int, ...], outputs: int, activation: str):
+        super().__init__()
+        sizes = _layer_sizes(inputs, hidden, outputs)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-2], sizes[1:-1]))
+        # The output layer stacks the distribution's parameters ([μ, log σ²]) in one matrix: one GEMM, not two.
+        self.out = nn.Linear(sizes[-2], sizes[-1])
+        self.activation = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = self.activation(layer(x))
+        return self.out(x)
+
+
+class GaussianMLPEncoder(MLP):
     """q_φ(z|x) = N(μ, σ²I) with h = tanh(W3 x + b3), [μ, log σ²] = W h + b (Appendix C.2, eq. 9)."""
 
-    def __init__(self, data_dim: int, hidden_dim: int, latent_dim: int):
-        super().__init__()
-        self.to_hidden = nn.Linear(data_dim, hidden_dim)
-        # μ and log σ² come from one matrix so the hot path does one GEMM instead of two.
-        self.to_z_params = nn.Linear(hidden_dim, 2 * latent_dim)
+    def __init__(self, data_dim: int, hidden: tuple[int, ...], latent_dim: int, activation: str = "tanh"):
+        super().__init__(data_dim, hidden, 2 * latent_dim, activation)
 
     def forward(self, x: torch.Tensor) -> DiagonalGaussian:  # x: (..., D)
-        z_mean, z_logvar = self.to_z_params(torch.tanh(self.to_hidden(x))).chunk(2, dim=-1)  # (..., J) each
+        z_mean, z_logvar = super().forward(x).chunk(2, dim=-1)  # (..., J) each
         return DiagonalGaussian(z_mean, z_logvar)
 
 
-class BernoulliMLPDecoder(nn.Module):
+class BernoulliMLPDecoder(MLP):
     """p_θ(x|z) = Bernoulli(y), y = sigmoid(W2 tanh(W1 z + b1) + b2) (Appendix C.1)."""
 
-    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int):
-        super().__init__()
-        self.to_hidden = nn.Linear(latent_dim, hidden_dim)
-        self.to_x_params = nn.Linear(hidden_dim, data_dim)
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], data_dim: int, activation: str = "tanh"):
+        super().__init__(latent_dim, hidden, data_dim, activation)
 
     def forward(self, z: torch.Tensor) -> BernoulliImage:  # z: (..., J)
-        return BernoulliImage(self.to_x_params(torch.tanh(self.to_hidden(z))))  # logits (..., D)
+        return BernoulliImage(super().forward(z))  # logits (..., D)
 
 
-class GaussianMLPDecoder(nn.Module):
+class GaussianMLPDecoder(MLP):
     """p_θ(x|z) = N(μ, σ²I) with μ = sigmoid(W4 h + b4) kept in (0, 1) for Frey Face pixels (Appendix C.2)."""
 
-    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int):
-        super().__init__()
-        self.to_hidden = nn.Linear(latent_dim, hidden_dim)
-        self.to_x_params = nn.Linear(hidden_dim, 2 * data_dim)
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], data_dim: int, activation: str = "tanh"):
+        super().__init__(latent_dim, hidden, 2 * data_dim, activation)
 
     def forward(self, z: torch.Tensor) -> DiagonalGaussian:
-        mean_logits, x_logvar = self.to_x_params(torch.tanh(self.to_hidden(z))).chunk(2, dim=-1)  # (..., D)
+        mean_logits, x_logvar = super().forward(z).chunk(2, dim=-1)  # (..., D) each
         return DiagonalGaussian(torch.sigmoid(mean_logits), x_logvar)
 
 
@@ -112,13 +152,26 @@ class VAE(nn.Module):
     def __init__(self, config: ModelConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
-        D, H, J = config.data_dim, config.hidden_dim, config.latent_dim
-        self.encoder = GaussianMLPEncoder(D, H, J)
+        D, J, hidden, activation = config.data_dim, config.latent_dim, config.hidden, config.activation
+        self.encoder = GaussianMLPEncoder(D, hidden, J, activation)
         decoder = BernoulliMLPDecoder if config.likelihood == "bernoulli" else GaussianMLPDecoder
-        self.decoder = decoder(J, H, D)
-        with torch.no_grad():  # Section 5: parameters initialised from N(0, 0.01²)
-            for p in self.parameters():
-                p.normal_(0.0, 0.01, generator=generator)
+        self.decoder = decoder(J, hidden[::-1], D, activation)
+        self.initialise(generator)
+
+    @torch.no_grad()
+    def initialise(self, generator: torch.Generator | None = None) -> None:
+        """Section 5: every parameter from N(0, 0.01²) ("paper"); or PyTorch's own nn.Linear initialisation
+        ("default": weights uniform in ±1/√fan_in by Kaiming's rule with a = √5, biases uniform in ±1/√fan_in)."""
+        for module in self.modules():
+            if not isinstance(module, nn.Linear):
+                continue
+            if self.config.init == "paper":
+                module.weight.normal_(0.0, 0.01, generator=generator)
+                module.bias.normal_(0.0, 0.01, generator=generator)
+            else:
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                bound = 1 / math.sqrt(module.in_features)
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
 
     def prior(self, like: torch.Tensor) -> DiagonalGaussian:
         """p(z) = N(0, I), shaped like `like` (..., J)."""
@@ -127,3 +180,15 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> DiagonalGaussian:
         return self.encoder(x)
+
+
+_LEGACY_NAMES = {".to_hidden.": ".hidden.0.", ".to_z_params.": ".out.", ".to_x_params.": ".out."}
+
+
+def upgrade_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Parameter names of model files written before several hidden layers existed, renamed to today's."""
+    def rename(name: str) -> str:
+        for old, new in _LEGACY_NAMES.items():
+            name = name.replace(old, new)
+        return name
+    return {rename(k): v for k, v in tensors.items()}

@@ -1,32 +1,73 @@
-"""Run directories: `config.json`, `metrics.jsonl`, `model.safetensors`, `checkpoint.safetensors`, `status.json`.
+"""Run folders: `config.json`, `metrics.jsonl`, `model.safetensors`, `checkpoint.safetensors`, `status.json`.
 
-Every file is written atomically (temporary file, fsync, rename), so a crash or a restart leaves
-either the old or the new version, never half of one. No pickle anywhere: tensors go to safetensors,
-everything else to JSON.
+Every file is written atomically (temporary file, fsync, rename), so a crash or a restart leaves either the
+old or the new version, never half of one. No pickle anywhere: tensors go to safetensors, everything else
+to JSON. A run has one writer: whoever trains it holds an exclusive lock on its folder (`.lock`, which also
+says who holds it) for as long as it trains. Every reader goes through `read_run`, which never raises for a
+damaged file: it says, per file, what is wrong.
 """
 from __future__ import annotations
 
+import enum
+import fcntl
 import json
+import math
 import os
 import secrets
+import socket
+import struct
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .models import VAE, ModelConfig
+from .events import EventKind, TrainEvent
+from .models import VAE, ModelConfig, upgrade_state_dict
 
 RUNS_DIR_ENV = "VAE_RUNS_DIR"
-CONFIG, METRICS, MODEL, CHECKPOINT, STATUS = (
-    "config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors", "status.json")
+CONFIG, METRICS, MODEL, CHECKPOINT, STATUS, LOCK = (
+    "config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors", "status.json", ".lock")
+RUN_FILES = (CONFIG, METRICS, MODEL, CHECKPOINT, STATUS)
+MAX_HEADER_BYTES = 1 << 20  # a safetensors header larger than this is not one of ours
+
+
+class RunState(str, enum.Enum):
+    """Where a run stands. The trainer writes running, paused, finished, stopped and failed; the app adds the
+    states of a run it has started but not yet heard from; a reader concludes interrupted (it says running but
+    nobody holds its lock) and damaged (its files cannot be read)."""
+    STARTING = "starting"
+    CHOOSING_STEP_SIZE = "choosing step size"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    DAMAGED = "damaged"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def active(self) -> bool:
+        """Still training."""
+        return self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE, RunState.RUNNING, RunState.PAUSED)
+
+
+class RunError(RuntimeError):
+    """A run folder cannot be used as asked: it is taken, holds something else, or is damaged; the message says
+    which and what to do."""
 
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
 
+
+# Atomic files.
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     path = Path(path)
@@ -55,11 +96,62 @@ def write_metrics(path: str | os.PathLike, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
+def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
+    """The rows of a metrics file and, if some could not be read, what was lost; a missing file has no rows.
+    Rows are kept up to the first that cannot be read: a file cut mid-line keeps all its whole lines."""
     path = Path(path)
     if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [], None
+    rows = []
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("samples_evaluated"), int):
+                raise ValueError("not a row of metrics")
+        except ValueError:
+            return rows, f"line {number} of {len(lines)} cannot be read; the {len(rows)} rows before it are kept"
+        rows.append(row)
+    return rows, None
+
+
+# Safetensors, with the header checked before any tensor is allocated.
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict]:
+    """Shapes of the tensors in a safetensors file and its JSON-decoded metadata, from the header alone.
+    Raises RunError when the file is not a whole safetensors file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise RunError(f"{path.name} is truncated ({size} bytes)")
+            (length,) = struct.unpack("<Q", raw)
+            if length > min(MAX_HEADER_BYTES, size - 8):
+                raise RunError(f"{path.name} is truncated or not a safetensors file (header of {length} bytes "
+                               f"in a file of {size})")
+            header = json.loads(f.read(length))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path.name} cannot be read ({e})") from None
+    metadata = header.pop("__metadata__", None) or {}
+    try:
+        shapes = {name: tuple(spec["shape"]) for name, spec in header.items()}
+        end = max((spec["data_offsets"][1] for spec in header.values()), default=0)
+        decoded = {k: json.loads(v) for k, v in metadata.items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path.name} has a malformed header ({e})") from None
+    if 8 + length + end != size:
+        raise RunError(f"{path.name} is truncated: its header describes {8 + length + end} bytes, the file has {size}")
+    return shapes, decoded
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and JSON-decoded header metadata of a safetensors file (whose header `read_header` has checked)."""
+    _, metadata = read_header(path)
+    return load_safetensors(Path(path).read_bytes()), metadata
 
 
 def model_bytes(model: VAE, metadata: dict | None = None) -> bytes:
@@ -73,31 +165,111 @@ def save_model(model: VAE, path: str | os.PathLike, metadata: dict | None = None
     write_atomic(path, model_bytes(model, metadata))
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON-decoded header metadata of a safetensors file, without reading its tensors."""
-    from safetensors import safe_open
+def checked_model_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    """The ModelConfig of a model file and its other metadata, once the tensors its header lists match that
+    config: nothing is allocated for a file that claims a network it does not hold."""
+    from .config import LIMITS
 
-    with safe_open(str(path), framework="pt") as f:
-        return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-
-
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and JSON-decoded header metadata of a safetensors file."""
-    return load_safetensors(Path(path).read_bytes()), read_metadata(path)
-
-
-def checkpoint_samples(run_dir: str | os.PathLike) -> int:
-    """Training samples evaluated at the run's last checkpoint, where a resumed run continues; 0 without one."""
-    path = Path(run_dir) / CHECKPOINT
-    return read_metadata(path)["progress"]["samples_evaluated"] if path.is_file() else 0
+    shapes, metadata = read_header(path)
+    try:
+        config = ModelConfig.from_dict(metadata.pop("model_config"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{Path(path).name} holds no usable model_config ({e})") from None
+    if config.latent_dim > LIMITS["latent_dim"] or max(config.hidden) > LIMITS["hidden_units"]:
+        raise RunError(f"{Path(path).name} claims a network beyond the limits (J = {config.latent_dim}, hidden "
+                       f"{list(config.hidden)})")
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {k: tuple(v.shape) for k, v in VAE(config).state_dict().items()}
+    if upgrade_state_dict(shapes) != expected:
+        raise RunError(f"{Path(path).name}: its tensors do not match the network its metadata describes")
+    return config, metadata
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
-    """A model saved by `save_model`, in eval mode, and the metadata saved with it."""
-    tensors, metadata = read_safetensors(path)
-    model = VAE(ModelConfig.from_dict(metadata.pop("model_config")))
+    """A model saved by `save_model`, in eval mode, and the metadata saved with it. RunError if the file is
+    damaged or its tensors do not match its metadata."""
+    config, metadata = checked_model_config(path)
+    tensors = upgrade_state_dict(load_safetensors(Path(path).read_bytes()))
+    model = VAE(config)
     model.load_state_dict(tensors)
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+        raise RunError(f"{Path(path).name} holds non-finite weights")
     return model.to(device).eval(), metadata
+
+
+# One writer per run.
+
+class RunLock:
+    """An exclusive lock on a run folder, held while its holder trains the run; the lock file says who holds it
+    (by, pid, host, since). The operating system releases it when the holder's process ends, however it ends."""
+
+    def __init__(self, run_dir: str | os.PathLike, by: str):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            holder = lock_holder(self.run_dir)
+            raise RunError(f"{self.run_dir} is being trained by {describe_holder(holder)}; wait for it to end or stop "
+                           f"it first (one writer per run)") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, json.dumps({"by": by, "pid": os.getpid(), "host": socket.gethostname(),
+                                       "since": time.time()}).encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def __del__(self):
+        self.release()
+
+
+def lock_holder(run_dir: str | os.PathLike) -> dict | None:
+    """Who trains the run now ({"by", "pid", "host", "since"}), or None if nobody holds its lock."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None  # nobody holds it exclusively
+        except BlockingIOError:
+            try:
+                return json.loads(os.read(fd, 4096) or b"{}") or {"by": "another process"}
+            except ValueError:
+                return {"by": "another process"}
+    finally:
+        os.close(fd)
+
+
+def describe_holder(holder: dict | None) -> str:
+    if not holder:
+        return "nobody"
+    who = holder.get("by", "another process")
+    return f"{who} (pid {holder['pid']})" if "pid" in holder else who
+
+
+def claim_new_run(run_dir: str | os.PathLike, by: str) -> RunLock:
+    """Locks `run_dir` for a new run, refusing a folder that already holds anything: a finished run, or files that
+    were never a run, are never overwritten. The check comes after the lock, so two claimants cannot both pass."""
+    if str(run_dir).strip() == "":
+        raise RunError("the run folder is empty; give a folder name, or leave it out for a new folder under ./runs")
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file, not a folder; give a new folder for the run")
+    lock = RunLock(run_dir, by)
+    present = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+    if present:
+        lock.release()
+        raise RunError(f"{run_dir} already holds {', '.join(present[:5])}{' ...' if len(present) > 5 else ''}; a new "
+                       f"run needs an empty or new folder (to continue a run there, use --resume {run_dir})")
+    return lock
 
 
 def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:
@@ -108,9 +280,163 @@ def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:
     return run_dir
 
 
+class RunRecorder:
+    """Writes a run's status.json and metrics.jsonl as the trainer's events arrive: a listener on the events.
+    The metrics are rewritten whole (atomically) at each checkpoint, so they always match the checkpoint."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.rows: list[dict] = []
+
+    def record(self, event: TrainEvent) -> None:
+        if event.kind.logged:
+            self.rows.append(event.to_row())
+        if event.kind == EventKind.CHECKPOINT:
+            write_metrics(self.run_dir / METRICS, self.rows)
+        elif event.kind in (EventKind.STARTED, EventKind.RESUMED):
+            self._status(RunState.RUNNING, event)
+        elif event.kind == EventKind.PAUSED:
+            self._status(RunState.PAUSED, event)
+        elif event.kind.ends:
+            summary = {"train_lower_bound": event.train_lower_bound, "test_lower_bound": event.test_lower_bound,
+                       "samples_per_second": event.samples_per_second} if event.kind != EventKind.FAILED else {}
+            self._status(RunState(str(event.kind)), event, **summary)
+
+    @property
+    def last_evaluation(self) -> dict:
+        return next((r for r in reversed(self.rows) if "test_lower_bound" in r), {})
+
+    def _status(self, state: RunState, event: TrainEvent, **extra) -> None:
+        write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
+                                           "samples_evaluated": event.samples_evaluated,
+                                           "total_samples": event.total_samples, "updated": time.time(), **extra})
+
+
+# The one reader of run folders.
+
+@dataclass
+class RunRecord:
+    """Everything known about a run folder, read without trusting any one file: `problems` maps each file that
+    is damaged (or inconsistent with the others) to what is wrong with it."""
+    path: Path
+    config: dict | None = None  # config.json as written: train_config, model_config, lr, trial_scores, ...
+    status: dict = field(default_factory=dict)
+    progress: dict | None = None  # the checkpoint's progress: step, position, seconds, samples_evaluated
+    model_metadata: dict | None = None
+    metrics: list[dict] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+    holder: dict | None = None  # who trains it now
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def train_config(self) -> dict:
+        return (self.config or {}).get("train_config", {})
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.problems)
+
+    @property
+    def state(self) -> RunState:
+        if self.holder is not None:
+            saved = self.status.get("state")
+            return RunState(saved) if saved in (RunState.RUNNING, RunState.PAUSED) else RunState.RUNNING
+        if CONFIG in self.problems or STATUS in self.problems or CHECKPOINT in self.problems:
+            return RunState.DAMAGED
+        try:
+            state = RunState(self.status.get("state", "interrupted"))
+        except ValueError:
+            return RunState.DAMAGED
+        return RunState.INTERRUPTED if state.active else state  # said it trained, yet nobody holds the lock
+
+    @property
+    def samples_done(self) -> int:
+        """Training samples evaluated at the last checkpoint, where a continuation starts."""
+        return (self.progress or {}).get("samples_evaluated", 0)
+
+    @property
+    def last_evaluation(self) -> dict:
+        return next((r for r in reversed(self.metrics) if "test_lower_bound" in r), {})
+
+    def describe_problems(self) -> str:
+        return "; ".join(f"{name}: {what}" for name, what in self.problems.items())
+
+
+def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
+    """Reads a run folder, noting per file what is damaged instead of raising."""
+    from .config import TrainConfig
+
+    record = RunRecord(Path(run_dir))
+    path = record.path
+    record.holder = lock_holder(path)
+    try:
+        record.config = read_json(path / CONFIG)
+        if not isinstance(record.config, dict) or not isinstance(record.config.get("train_config"), dict):
+            raise ValueError("it holds no train_config")
+        problems = TrainConfig.from_dict(record.train_config).problems(machine=False)
+        if problems:
+            raise ValueError("; ".join(problems.values()))
+    except FileNotFoundError:
+        record.config = None
+        if record.holder is None:
+            record.problems[CONFIG] = "missing"
+    except (OSError, ValueError, TypeError) as e:
+        record.config = None
+        record.problems[CONFIG] = f"cannot be read ({e})"
+    if (path / STATUS).exists():
+        try:
+            record.status = read_json(path / STATUS)
+            if not isinstance(record.status, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as e:
+            record.status = {}
+            record.problems[STATUS] = f"cannot be read ({e})"
+    if (path / CHECKPOINT).exists():
+        try:
+            _, metadata = read_header(path / CHECKPOINT)
+            record.progress = checked_progress(metadata.get("progress"), record.train_config)
+        except RunError as e:
+            record.problems[CHECKPOINT] = str(e)
+    if (path / MODEL).exists():
+        try:
+            _, record.model_metadata = checked_model_config(path / MODEL)
+        except RunError as e:
+            record.problems[MODEL] = str(e)
+    if metrics:
+        record.metrics, lost = read_metrics(path / METRICS)
+        if lost:
+            record.problems[METRICS] = lost
+    return record
+
+
+def checked_progress(progress, train_config: dict) -> dict:
+    """A checkpoint's progress fields, once they agree with each other and with the run's config."""
+    if not isinstance(progress, dict):
+        raise RunError(f"{CHECKPOINT} says nothing of its progress")
+    step, samples, seconds = progress.get("step"), progress.get("samples_evaluated"), progress.get("seconds")
+    M, budget = train_config.get("batch_size"), train_config.get("samples")
+    if not all(isinstance(v, int) and v >= 0 for v in (step, samples)) or not isinstance(seconds, (int, float)) \
+            or not math.isfinite(seconds) or seconds < 0:
+        raise RunError(f"{CHECKPOINT} has malformed progress {progress}")
+    if isinstance(M, int) and samples != step * M:
+        raise RunError(f"{CHECKPOINT} claims {samples:,} samples in {step:,} steps of M = {M}")
+    if isinstance(budget, int) and isinstance(M, int) and step > math.ceil(budget / M):
+        raise RunError(f"{CHECKPOINT} claims {samples:,} samples, beyond the run's budget of {budget:,}")
+    return progress
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Run directories under `runs_dir` (newest first) that hold a config."""
+    """Run folders under `runs_dir` (newest first): those holding any run file, damaged ones included."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if (p / CONFIG).is_file()), key=lambda p: p.name, reverse=True)
+    found = [p for p in root.iterdir() if p.is_dir() and any((p / name).exists() for name in (*RUN_FILES, LOCK))]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def checkpoint_samples(run_dir: str | os.PathLike) -> int:
+    """Training samples evaluated at the run's last checkpoint, where a resumed run continues; 0 without one."""
+    return read_run(run_dir, metrics=False).samples_done

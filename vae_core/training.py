@@ -1,124 +1,67 @@
-"""Training by Algorithm 1 (AEVB): minibatches of M, L noise samples each, the gradient of the
-minibatch estimator (eq. 8), and an Adagrad (or Adam) step.
+"""The training loop of Algorithm 1: minibatches, the algorithm's gradient, an optimizer step, evaluations and
+checkpoints, with pause, resume and stop from any thread. The loop does not know which objective it optimises:
+that is the algorithm's (`algorithms.py`).
 
-`Trainer.events()` yields progress as `TrainEvent`s; `Trainer.run(callback)` drives it to the end.
-`pause()`, `resume()` and `stop()` may be called from any thread. Every evaluation, every stop and every
-`checkpoint_seconds` of training write an atomic checkpoint to the run directory, from which
-`Trainer.resume_from(run_dir)` continues exactly.
+`Trainer.from_config(config)` builds a run (data, model, device, run folder); `Trainer.resume_from(run_dir)`
+continues one from its last checkpoint, exactly. `trainer.events()` yields progress as `TrainEvent`s, and
+`trainer.run(callback)` drives it to the end. The trainer holds its run folder's lock while it exists and
+releases it when training ends (or on `close()`).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
+from . import checkpoint, runs
 from . import data as data_module
-from . import runs
-from .estimators import ESTIMATORS, estimator_b_terms
-from .fast_step import FlatParameters, lower_bound_gradient
+from .algorithms import Algorithm, Minibatch, make_algorithm
+from .config import STEP_SIZE_CANDIDATES, TrainConfig, resolve_device
+from .estimators import estimator_b_terms
+from .events import EventKind, TrainEvent
+from .fast_step import FlatParameters, StepValues
 from .models import VAE, ModelConfig
-
-STEP_SIZE_CANDIDATES = (0.01, 0.02, 0.1)  # Section 5: "chosen from {0.01, 0.02, 0.1}"
-
-
-@dataclass
-class TrainConfig:
-    """Defaults follow Section 5 of the paper; `hidden_dim=None` takes the paper's size for the dataset."""
-    dataset: str = "digits"
-    latent_dim: int = 2  # J
-    hidden_dim: int | None = None
-    estimator: str = "B"
-    samples_per_point: int = 1  # L
-    batch_size: int = 100  # M
-    samples: int = 1_000_000  # budget of training samples evaluated (minibatches x M), the paper's x-axis
-    optimizer: str = "adagrad"
-    lr: float | str = "auto"
-    weight_decay: bool = True  # MAP under the prior p(θ) = N(0, I), scaled per datapoint by 1/N
-    binarize: bool = False  # dynamic binarisation of each minibatch (Bernoulli data only)
-    seed: int = 0
-    device: str = "auto"
-    data_dir: str | None = None
-    evaluations: int = 20  # full-bound evaluations, log-spaced over the budget
-    eval_train_size: int = 10000  # training points in scheduled evaluations; the final one uses all
-    trial_steps: int = 30  # per candidate step size when lr="auto"
-    checkpoint_seconds: float = 60.0  # training time between checkpoints besides those at the evaluations
-
-    def validate(self) -> None:
-        """Raises ValueError saying which setting is wrong and what is allowed."""
-        problems = []
-        if self.dataset not in data_module.DATASETS:
-            problems.append(f"dataset must be one of {', '.join(data_module.DATASETS)}, got {self.dataset!r}")
-        for name in ("latent_dim", "samples_per_point", "batch_size", "samples", "evaluations"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} must be a whole number of at least 1, got {value!r}")
-        if self.batch_size > data_module.TRAIN_SIZES.get(self.dataset, self.batch_size):  # M distinct rows a step
-            problems.append(f"batch_size M must be at most the {data_module.TRAIN_SIZES[self.dataset]} training "
-                            f"datapoints of {self.dataset}, got {self.batch_size}")
-        if self.hidden_dim is not None and (not isinstance(self.hidden_dim, int) or self.hidden_dim < 1):
-            problems.append(f"hidden_dim must be a whole number of at least 1, got {self.hidden_dim!r}")
-        if self.estimator not in ESTIMATORS:
-            problems.append(f"estimator must be 'A' or 'B', got {self.estimator!r}")
-        if self.optimizer not in ("adagrad", "adam"):
-            problems.append(f"optimizer must be 'adagrad' or 'adam', got {self.optimizer!r}")
-        if self.lr != "auto" and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr must be a positive number or 'auto', got {self.lr!r}")
-        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds > 0):
-            problems.append(f"checkpoint_seconds must be a positive number, got {self.checkpoint_seconds!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        elif self.device == "cuda" and not torch.cuda.is_available():
-            problems.append("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+from .runs import RunError, RunRecorder
 
 
-@dataclass
-class TrainEvent:
-    """One report from the trainer. Lower bounds are per datapoint, in nats, with the ELBO's sign."""
-    # trial (one per step size tried, then the choice), minibatch, evaluation, paused, resumed, finished, stopped, failed
-    kind: str
-    samples_evaluated: int
-    total_samples: int
-    seconds: float  # training time so far, pauses and evaluations excluded
-    samples_per_second: float
-    lower_bound: float | None = None  # of the current minibatch (eq. 8 / M)
-    reconstruction: float | None = None
-    kl: float | None = None
-    train_lower_bound: float | None = None
-    test_lower_bound: float | None = None
-    lr: float | None = None
-    message: str = ""
+class MinibatchStream:
+    """Minibatches of M distinct training rows, reshuffled each epoch, optionally binarised (Bernoulli data)."""
 
-    def to_row(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+    def __init__(self, x_train: torch.Tensor, batch_size: int, binarize: bool):
+        self.x, self.M, self.binarize = x_train, batch_size, binarize
+        self.order = torch.empty(len(x_train), dtype=torch.long, device=x_train.device)
+        self.position = 0
+
+    def shuffle(self, generator: torch.Generator) -> None:
+        self.order = torch.randperm(len(self.x), generator=generator, device=self.x.device)
+        self.position = 0
+
+    def next(self, generator: torch.Generator) -> Minibatch:
+        if self.position + self.M > len(self.order):  # a new epoch: reshuffle
+            self.shuffle(generator)
+        index = self.order[self.position:self.position + self.M]  # (M,)
+        x = torch.index_select(self.x, 0, index)  # (M, D)
+        self.position += self.M
+        if self.binarize:
+            x = torch.bernoulli(x, generator=generator)
+        return Minibatch(x, index)
 
 
-def parse_sample_count(text: str | int | float) -> int:
-    """A budget of samples as people write it: 1e6, 1_000_000 or 1000000; ValueError says what is wrong."""
-    try:
-        value = float(str(text).strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of samples (write e.g. 1e6 or 1000000)") from None
-    if not math.isfinite(value) or not value.is_integer() or value < 1:
-        raise ValueError(f"the number of samples must be a whole number of at least 1, got {text!r}")
-    return int(value)
+@torch.no_grad()
+def dataset_lower_bound(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None,
+                        batch_size: int = 1000) -> tuple[float, float, float]:
+    """Mean over the rows of x of estimator B with L = 1: (lower bound, reconstruction, KL), nats per datapoint."""
+    totals = torch.zeros(2, dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        reconstruction, kl = estimator_b_terms(model, x[start:start + batch_size], generator=generator)
+        totals += torch.stack([reconstruction.sum(), kl.sum()]).double()
+    reconstruction, kl = (totals / len(x)).tolist()
+    return reconstruction - kl, reconstruction, kl
 
 
 def check_continue_budget(run_dir: str | Path, samples: int) -> int:
@@ -145,68 +88,92 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def resolve_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-
-
-@torch.no_grad()
-def dataset_lower_bound(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None,
-                        batch_size: int = 1000) -> tuple[float, float, float]:
-    """Mean over the rows of x of estimator B with L = 1: (lower bound, reconstruction, KL), nats per datapoint."""
-    totals = torch.zeros(2, dtype=torch.float64, device=x.device)
-    for start in range(0, len(x), batch_size):
-        reconstruction, kl = estimator_b_terms(model, x[start:start + batch_size], generator=generator)
-        totals += torch.stack([reconstruction.sum(), kl.sum()]).double()
-    reconstruction, kl = (totals / len(x)).tolist()
-    return reconstruction - kl, reconstruction, kl
-
-
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
+def step_size_trial(trainer: "Trainer") -> Iterator[TrainEvent]:
+    """Section 5: each candidate step size trains `trial_steps` steps from the same fresh start, and the one whose
+    minibatch bounds over the second half of its steps are best is kept; then training starts afresh with it."""
+    scores = {}
+    for lr in STEP_SIZE_CANDIDATES[trainer.config.optimizer]:
+        trainer.reset(lr)
+        bounds = [trainer.train_step(with_values=True).lower_bound for _ in range(trainer.config.trial_steps)]
+        tail = bounds[len(bounds) // 2:]
+        scores[lr] = float(np.mean(tail)) if all(map(math.isfinite, tail)) else -math.inf
+        yield trainer.emit(EventKind.TRIAL, lower_bound=scores[lr], lr=lr, message=f"step size {lr}: mean bound {scores[lr]:.2f}")
+    trainer.lr = max(scores, key=scores.get)
+    trainer.trial_scores = {str(lr): score for lr, score in scores.items()}
+    tried = ", ".join(f"{lr}: {score:.2f}" for lr, score in scores.items())
+    yield trainer.emit(EventKind.TRIAL, lr=trainer.lr, message=f"step size {trainer.lr} chosen (mean bound per step size: {tried})")
+    trainer.reset(trainer.lr)
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, runs_dir: str | Path | None = None,
-                 dataset: data_module.Dataset | None = None, progress: data_module.Progress | None = None):
-        """A new run. `run_dir` (created if missing) or a fresh folder under `runs_dir` holds its files."""
-        config.validate()
-        self.config = config
-        self.dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
-        if self.dataset.name != config.dataset:
-            raise ValueError(f"the dataset given is {self.dataset.name!r} but the config names {config.dataset!r}")
-        self.device = resolve_device(config.device)
-        self.model_config = ModelConfig(self.dataset.data_dim, config.latent_dim,
-                                        config.hidden_dim or self.dataset.default_hidden,
-                                        self.dataset.likelihood, self.dataset.image_shape)
-        if run_dir is None:
-            run_dir = runs.new_run_dir(runs_dir, f"{config.dataset}-J{config.latent_dim}")
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._stop = threading.Event()
-        self._unpaused = threading.Event()
-        self._unpaused.set()
-        self._x_train = torch.tensor(self.dataset.train, device=self.device)
-        self._x_test = torch.tensor(self.dataset.test, device=self.device)
+    """Trains `model` on `dataset` by the algorithm `config` names, writing the run's files to `run_dir`."""
+
+    def __init__(self, config: TrainConfig, model: VAE, dataset: data_module.Dataset, run_dir: Path,
+                 lock: runs.RunLock | None = None):
+        self.config, self.model, self.dataset, self.run_dir, self.lock = config, model, dataset, Path(run_dir), lock
+        self.device = next(model.parameters()).device
+        self.algorithm: Algorithm = make_algorithm(config, model, self.device)
+        self.params = FlatParameters(self.algorithm.module)
+        self._initial = self.params.flat.detach().clone()  # every candidate step size starts from here
+        self.x_train = torch.tensor(dataset.train, device=self.device)
+        self.x_test = torch.tensor(dataset.test, device=self.device)
+        self.stream = MinibatchStream(self.x_train, config.batch_size, config.binarize)
+        self.recorder = RunRecorder(self.run_dir)
         self.lr: float | None = None if config.lr == "auto" else float(config.lr)
         self.trial_scores: dict[str, float] = {}
-        self._fresh_state()
-        self.metrics: list[dict] = []
+        self.notes: list[str] = []  # what a resumed run lost, for the caller to say
+        self._stop, self._unpaused = threading.Event(), threading.Event()
+        self._unpaused.set()
+        self.reset(self.lr or STEP_SIZE_CANDIDATES[config.optimizer][0])
+
+    # Factories: a new run, or the continuation of one.
+    @classmethod
+    def from_config(cls, config: TrainConfig, run_dir: str | Path | None = None, runs_dir: str | Path | None = None,
+                    dataset: data_module.Dataset | None = None, progress: data_module.Progress | None = None,
+                    by: str = "the library") -> "Trainer":
+        """A new run of `config` in `run_dir` (a new or empty folder) or a fresh folder under `runs_dir`; `by` says
+        who trains it (the run's lock shows it)."""
+        config.validate()
+        dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
+        if dataset.name != config.dataset:
+            raise ValueError(f"the dataset given is {dataset.name!r} but the config names {config.dataset!r}")
+        if run_dir is None:
+            run_dir = runs.new_run_dir(runs_dir, f"{config.dataset}-J{config.latent_dim}")
+        lock = runs.claim_new_run(run_dir, by)
+        return cls(config, cls._model(config, dataset), dataset, Path(run_dir), lock)
 
     @classmethod
     def resume_from(cls, run_dir: str | Path, samples: int | None = None, dataset: data_module.Dataset | None = None,
-                    progress: data_module.Progress | None = None) -> "Trainer":
-        """Continues the run in `run_dir` from its last checkpoint, optionally with a larger budget."""
+                    progress: data_module.Progress | None = None, by: str = "the library") -> "Trainer":
+        """Continues the run in `run_dir` from its last checkpoint, optionally to a larger budget."""
         run_dir = Path(run_dir)
         if not (run_dir / runs.CHECKPOINT).is_file():
             raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({runs.CHECKPOINT} is missing)")
-        saved = runs.read_json(run_dir / runs.CONFIG)
-        config = TrainConfig.from_dict(saved["train_config"])
-        if samples is not None:
-            config.samples = check_continue_budget(run_dir, samples)
-        trainer = cls(config, run_dir, dataset=dataset, progress=progress)
-        trainer.lr, trainer.trial_scores = saved["lr"], saved.get("trial_scores", {})
-        trainer._load_checkpoint()
-        return trainer
+        lock = runs.RunLock(run_dir, by)
+        try:
+            record = runs.read_run(run_dir)
+            for name in (runs.CONFIG, runs.CHECKPOINT):
+                if name in record.problems:
+                    raise RunError(f"{run_dir} cannot be continued: {name} {record.problems[name]}")
+            config = TrainConfig.from_dict(record.train_config)
+            if samples is not None:
+                config.samples = check_continue_budget(run_dir, samples)
+            config.validate()
+            dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
+            trainer = cls(config, cls._model(config, dataset), dataset, run_dir, lock)
+            trainer.lr, trainer.trial_scores = record.config["lr"], record.config.get("trial_scores", {})
+            trainer._restore(record)
+            return trainer
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _model(config: TrainConfig, dataset: data_module.Dataset) -> VAE:
+        model_config = ModelConfig(dataset.data_dim, config.latent_dim, config.hidden_layers, dataset.likelihood,
+                                   dataset.image_shape, config.activation, config.init)
+        init = torch.Generator().manual_seed(config.seed)  # the same θ, φ for every candidate step size
+        return VAE(model_config, generator=init).to(resolve_device(config.device))
 
     # Control, from any thread.
     def pause(self) -> None:
@@ -223,26 +190,59 @@ class Trainer:
     def paused(self) -> bool:
         return not self._unpaused.is_set()
 
+    def close(self) -> None:
+        """Releases the run folder's lock: another process may now train it."""
+        if self.lock is not None:
+            self.lock.release()
+
     # State.
-    def _fresh_state(self, lr: float | None = None) -> None:
-        init = torch.Generator().manual_seed(self.config.seed)  # the same θ, φ for every candidate step size
-        self.model = VAE(self.model_config, generator=init).to(self.device)
-        self.params = FlatParameters(self.model)
-        self.generator = _generator(self.device, self.config.seed + 1)  # shuffles, binarisation, ε
-        self.optimizer = self._make_optimizer(lr if lr is not None else (self.lr or STEP_SIZE_CANDIDATES[0]))
+    def reset(self, lr: float) -> None:
+        """A fresh run's state: the initial parameters, the training stream's generator, a new optimizer, the
+        first epoch's order."""
+        with torch.no_grad():
+            self.params.flat.copy_(self._initial)
+        self.algorithm.reset()
+        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)  # shuffles, binarisation, noise
+        self.optimizer = self._make_optimizer(lr)
+        self.stream.shuffle(self.generator)
         self.step = 0
-        self._order = torch.randperm(len(self._x_train), generator=self.generator, device=self.device)
-        self._position = 0
         self.seconds = self._saved_seconds = 0.0  # training time so far, and at the last checkpoint
 
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        weight_decay = 1.0 / len(self._x_train) if self.config.weight_decay else 0.0  # ∇ -log p(θ)/N = θ/N
-        optimizer = torch.optim.Adagrad if self.config.optimizer == "adagrad" else torch.optim.Adam
-        return optimizer([self.params.flat], lr=lr, weight_decay=weight_decay, fused=True)
+        weight_decay = 1.0 / len(self.x_train) if self.config.weight_decay else 0.0  # ∇ -log p(θ)/N = θ/N
+        fused = self.device.type == "cpu" or self.config.optimizer != "adagrad"  # fused Adagrad is CPU-only
+        kind = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.config.optimizer]
+        extra = {"momentum": 0.9} if self.config.optimizer == "sgd" else {}
+        return kind([self.params.flat], lr=lr, weight_decay=weight_decay, fused=fused, **extra)
+
+    def _training_state(self) -> checkpoint.TrainingState:
+        return checkpoint.TrainingState(self.params.flat, self.optimizer, self.generator, {"order": self.stream.order},
+                                        self.algorithm.state())
+
+    def _restore(self, record: runs.RunRecord) -> None:
+        self.reset(self.lr)
+        progress = checkpoint.restore(self.run_dir / runs.CHECKPOINT, self._training_state())
+        progress = runs.checked_progress(progress, self.config.to_dict())
+        self.step, self.stream.position, self.seconds = progress["step"], progress["position"], progress["seconds"]
+        self._saved_seconds = self.seconds
+        # Rows logged after the checkpoint are dropped: they will be produced again.
+        self.recorder.rows = [r for r in record.metrics if r["samples_evaluated"] <= self.samples_evaluated]
+        if runs.METRICS in record.problems:
+            self.notes.append(f"{runs.METRICS} was damaged ({record.problems[runs.METRICS]}): the learning curve "
+                              f"before {self.samples_evaluated:,} samples keeps only those rows; training continues "
+                              f"from the checkpoint")
+
+    @property
+    def metrics(self) -> list[dict]:
+        return self.recorder.rows
 
     @property
     def samples_evaluated(self) -> int:
         return self.step * self.config.batch_size
+
+    @property
+    def total_steps(self) -> int:
+        return math.ceil(self.config.samples / self.config.batch_size)
 
     @property
     def log_every(self) -> int:
@@ -255,125 +255,92 @@ class Trainer:
         first decades of the paper's log x axis, then every log_every-th."""
         return step < 10 * self.log_every or step % self.log_every == 0
 
-    @property
-    def total_steps(self) -> int:
-        return math.ceil(self.config.samples / self.config.batch_size)
-
-    def _next_minibatch(self) -> torch.Tensor:
-        M = self.config.batch_size
-        if self._position + M > len(self._order):  # a new epoch: reshuffle
-            self._order = torch.randperm(len(self._x_train), generator=self.generator, device=self.device)
-            self._position = 0
-        x = torch.index_select(self._x_train, 0, self._order[self._position:self._position + M])  # (M, D)
-        self._position += M
-        if self.config.binarize:
-            x = torch.bernoulli(x, generator=self.generator)
-        return x
-
-    def train_step(self, with_values: bool = False):
-        """One iteration of Algorithm 1: a minibatch, its noise, the gradient of eq. 8, an optimizer step."""
-        x = self._next_minibatch()
-        eps = torch.randn((self.config.samples_per_point, len(x), self.model_config.latent_dim),
-                          generator=self.generator, device=self.device)  # (L, M, J)
-        values = lower_bound_gradient(self.model, x, eps, self.config.estimator, self.params.grads, with_values)
-        self.optimizer.step()
-        self.step += 1
-        return values
-
-    def _evaluate(self, final: bool) -> tuple[float, float]:
-        eval_generator = _generator(self.device, self.config.seed + 2)  # evaluation never moves the training stream
-        train = self._x_train if final else self._x_train[:self.config.eval_train_size]
-        return (dataset_lower_bound(self.model, train, eval_generator)[0],
-                dataset_lower_bound(self.model, self._x_test, eval_generator)[0])
-
     def _eval_steps(self) -> set[int]:
         """Steps after which the full bounds are evaluated: log-spaced, as the paper's x-axis, and the last."""
         S = self.total_steps
         return set(np.unique(np.round(np.geomspace(1, S, min(S, self.config.evaluations))).astype(int)).tolist()) | {S}
 
-    # Trial of step sizes (Section 5).
-    def _choose_step_size(self) -> Iterator[TrainEvent]:
-        for lr in STEP_SIZE_CANDIDATES:
-            self._fresh_state(lr)
-            bounds = [self.train_step(True).lower_bound for _ in range(self.config.trial_steps)]
-            tail = bounds[len(bounds) // 2:]
-            score = float(np.mean(tail)) if all(map(math.isfinite, tail)) else -math.inf
-            self.trial_scores[str(lr)] = score
-            yield self._event("trial", lower_bound=score, lr=lr, message=f"step size {lr}: mean bound {score:.2f}")
-        self.lr = max(STEP_SIZE_CANDIDATES, key=lambda lr: self.trial_scores[str(lr)])
-        tried = ", ".join(f"{lr}: {score:.2f}" for lr, score in self.trial_scores.items())
-        yield self._event("trial", lr=self.lr, message=f"step size {self.lr} chosen (mean bound per step size: {tried})")
-        self._fresh_state(self.lr)
+    # One iteration of Algorithm 1.
+    def train_step(self, with_values: bool = False) -> StepValues | None:
+        """A minibatch, then for each of the algorithm's updates its noise, its gradient and an optimizer step."""
+        batch = self.stream.next(self.generator)  # (M, D)
+        self.algorithm.prepare(batch, self.generator)
+        values = None
+        for update in range(self.algorithm.updates_per_minibatch):
+            noise = self.algorithm.draw_noise(batch, self.generator)
+            last = update == self.algorithm.updates_per_minibatch - 1
+            values = self.algorithm.gradient(batch, noise, self.params.grads, with_values and last)
+            self.optimizer.step()
+        self.step += 1
+        return values
 
-    # Checkpoints.
-    def _save_checkpoint(self, bounds: tuple[float, float] | None = None) -> None:
-        """What a resumed run continues from, and the metrics so far; with the (train, test) `bounds` of an
-        evaluation, the model too. Between evaluations model.safetensors stays the last evaluated model, which its
-        metadata describes."""
-        opt_state = self.optimizer.state_dict()["state"].get(0, {})
-        tensors = {"parameters": self.params.flat.detach().cpu().clone(), "order": self._order.cpu(),
-                   "generator": self.generator.get_state().cpu(),
-                   **{f"optimizer.{k}": v.detach().cpu().reshape(-1).clone() for k, v in opt_state.items()}}
-        progress = {"step": self.step, "position": self._position, "seconds": self.seconds,
-                    "samples_evaluated": self.samples_evaluated}
-        from safetensors.torch import save
-        runs.write_atomic(self.run_dir / runs.CHECKPOINT, save(tensors, metadata={"progress": json.dumps(progress)}))
-        if bounds is not None:
-            runs.save_model(self.model, self.run_dir / runs.MODEL, {
-                "dataset": self.config.dataset, "samples_evaluated": self.samples_evaluated,
-                "train_lower_bound": bounds[0], "test_lower_bound": bounds[1]})
-        runs.write_metrics(self.run_dir / runs.METRICS, self.metrics)
-        self._saved_seconds = self.seconds
+    def _evaluate(self, final: bool) -> tuple[float, float]:
+        """The lower bound (estimator B, L = 1) on the training set (a subset but for the final evaluation) and on
+        the test set, with a generator of its own: evaluation never moves the training stream."""
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
+        model = self.algorithm.evaluation_model()
+        train = self.x_train if final else self.x_train[:self.config.eval_train_size]
+        return dataset_lower_bound(model, train, generator)[0], dataset_lower_bound(model, self.x_test, generator)[0]
 
-    def _load_checkpoint(self) -> None:
-        tensors, metadata = runs.read_safetensors(self.run_dir / runs.CHECKPOINT)
-        progress = metadata["progress"]
-        self._fresh_state(self.lr)
-        with torch.no_grad():
-            self.params.flat.copy_(tensors["parameters"])
-        opt_state = self.optimizer.state_dict()
-        shapes = {"step": (), "sum": self.params.flat.shape, "exp_avg": self.params.flat.shape,
-                  "exp_avg_sq": self.params.flat.shape}
-        opt_state["state"] = {0: {k[len("optimizer."):]: v.reshape(shapes[k[len("optimizer."):]])
-                                  for k, v in tensors.items() if k.startswith("optimizer.")}}
-        self.optimizer.load_state_dict(opt_state)
-        self.generator.set_state(tensors["generator"])
-        self._order = tensors["order"].to(self.device)
-        self.step, self._position, self.seconds = progress["step"], progress["position"], progress["seconds"]
-        self._saved_seconds = self.seconds
-        # Rows logged after the checkpoint are dropped: they will be produced again.
-        self.metrics = [r for r in runs.read_metrics(self.run_dir / runs.METRICS)
-                        if r["samples_evaluated"] <= self.samples_evaluated]
-
-    def _write_status(self, state: str, message: str = "", **extra) -> None:
-        runs.write_json(self.run_dir / runs.STATUS, {
-            "state": state, "message": message, "samples_evaluated": self.samples_evaluated,
-            "total_samples": self.config.samples, "updated": time.time(), **extra})
-
-    def _event(self, kind: str, **values) -> TrainEvent:
+    # Events: every report goes through `emit`, which hands it to the run's recorder first.
+    def emit(self, kind: EventKind, **values) -> TrainEvent:
         rate = self.samples_evaluated / self.seconds if self.seconds > 0 else 0.0
-        return TrainEvent(kind, self.samples_evaluated, self.config.samples, self.seconds, rate, **values)
+        event = TrainEvent(kind, self.samples_evaluated, self.config.samples, self.seconds, rate, **values)
+        self.recorder.record(event)
+        return event
+
+    def _save_checkpoint(self, bounds: tuple[float, float] | None = None) -> TrainEvent:
+        """What a resumed run continues from; with the (train, test) `bounds` of an evaluation, the model too.
+        Between evaluations model.safetensors stays the last evaluated model, which its metadata describes."""
+        progress = {"step": self.step, "position": self.stream.position, "seconds": self.seconds,
+                    "samples_evaluated": self.samples_evaluated}
+        runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
+        if bounds is not None:
+            runs.save_model(self.algorithm.evaluation_model(), self.run_dir / runs.MODEL, {
+                "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
+                "train_lower_bound": bounds[0], "test_lower_bound": bounds[1]})
+        self._saved_seconds = self.seconds
+        return self.emit(EventKind.CHECKPOINT)  # the recorder writes the metrics so far
+
+    def _evaluation(self, final: bool) -> Iterator[TrainEvent]:
+        train_bound, test_bound = self._evaluate(final)
+        if not (math.isfinite(train_bound) and math.isfinite(test_bound)):
+            yield self._fail(f"the lower bound became {train_bound} (train), {test_bound} (test)")
+            return
+        yield self.emit(EventKind.EVALUATION, train_lower_bound=train_bound, test_lower_bound=test_bound)
+        yield self._save_checkpoint((train_bound, test_bound))
+
+    def _fail(self, what: str) -> TrainEvent:
+        kept = (f"The last good checkpoint in {self.run_dir} is kept." if (self.run_dir / runs.CHECKPOINT).is_file()
+                else "No checkpoint had been saved yet.")
+        return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what}. "
+                         f"{kept} A smaller step size (lr {self.lr} was used) usually avoids this.")
 
     # The loop.
     def events(self) -> Iterator[TrainEvent]:
         """Trains until the budget is spent or `stop()` is called, yielding progress as it goes."""
+        try:
+            yield from self._train()
+        finally:
+            self.close()
+
+    def _train(self) -> Iterator[TrainEvent]:
         if self.lr is None:
-            yield from self._choose_step_size()
+            yield from step_size_trial(self)
         runs.write_json(self.run_dir / runs.CONFIG, {
-            "train_config": self.config.to_dict(), "model_config": self.model_config.to_dict(),
-            "lr": self.lr, "trial_scores": self.trial_scores, "device": str(self.device)})
+            "train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(), "lr": self.lr,
+            "trial_scores": self.trial_scores, "device": str(self.device), "algorithm": self.algorithm.name,
+            "step": self.algorithm.step})
+        yield self.emit(EventKind.STARTED, lr=self.lr)
         eval_steps = self._eval_steps()
-        self._write_status("running")
         while self.step < self.total_steps and not self._stop.is_set():
-            if not self._unpaused.is_set():
-                self._write_status("paused")
-                yield self._event("paused")
+            if self.paused:
+                yield self.emit(EventKind.PAUSED)
                 while not self._unpaused.wait(0.1):
                     pass
                 if self._stop.is_set():
                     break
-                self._write_status("running")
-                yield self._event("resumed")
+                yield self.emit(EventKind.RESUMED)
             started = time.perf_counter()
             values = self.train_step(with_values=self.logs_bound(self.step))
             self.seconds += time.perf_counter() - started
@@ -381,49 +348,29 @@ class Trainer:
                 if not math.isfinite(values.lower_bound):
                     yield self._fail(f"the minibatch lower bound became {values.lower_bound}")
                     return
-                event = self._event("minibatch", lower_bound=values.lower_bound,
-                                    reconstruction=values.reconstruction, kl=values.kl)
-                self.metrics.append(event.to_row())
-                yield event
+                yield self.emit(EventKind.MINIBATCH, lower_bound=values.lower_bound,
+                                reconstruction=values.reconstruction, kl=values.kl)
             if self.step in eval_steps:
-                event = self._checkpoint(final=self.step == self.total_steps)
-                yield event
-                if event.kind == "failed":
-                    return
+                for event in self._evaluation(final=self.step == self.total_steps):
+                    yield event
+                    if event.kind == EventKind.FAILED:
+                        return
             elif self.seconds - self._saved_seconds >= self.config.checkpoint_seconds:
                 # Evaluations thin out on a log scale; a killed run loses at most this much. Only good states are
                 # kept: a step that logs no bound could have made the parameters non-finite unseen.
                 if not bool(torch.isfinite(self.params.flat).all()):
                     yield self._fail("the parameters became non-finite")
                     return
-                self._save_checkpoint()
+                yield self._save_checkpoint()
         if self.step < self.total_steps:  # stopped early: keep a checkpoint of exactly where it stopped
-            event = self._checkpoint(final=False)
-            if event.kind == "failed":
+            for event in self._evaluation(final=False):
                 yield event
-                return
-        kind = "finished" if self.step >= self.total_steps else "stopped"
-        last = next((r for r in reversed(self.metrics) if "test_lower_bound" in r), {})
-        summary = {"train_lower_bound": last.get("train_lower_bound"), "test_lower_bound": last.get("test_lower_bound"),
-                   "samples_per_second": self._event(kind).samples_per_second}
-        self._write_status(kind, **summary)
-        yield self._event(kind, train_lower_bound=summary["train_lower_bound"],
-                          test_lower_bound=summary["test_lower_bound"], lr=self.lr)
-
-    def _checkpoint(self, final: bool) -> TrainEvent:
-        train_bound, test_bound = self._evaluate(final)
-        if not (math.isfinite(train_bound) and math.isfinite(test_bound)):
-            return self._fail(f"the lower bound became {train_bound} (train), {test_bound} (test)")
-        self.metrics.append(self._event("evaluation", train_lower_bound=train_bound,
-                                        test_lower_bound=test_bound).to_row())
-        self._save_checkpoint((train_bound, test_bound))
-        return self._event("evaluation", train_lower_bound=train_bound, test_lower_bound=test_bound)
-
-    def _fail(self, what: str) -> TrainEvent:
-        message = (f"Training stopped at {self.samples_evaluated} samples: {what}. The last good checkpoint in "
-                   f"{self.run_dir} is kept. A smaller step size (lr {self.lr} was used) usually avoids this.")
-        self._write_status("failed", message)
-        return self._event("failed", message=message)
+                if event.kind == EventKind.FAILED:
+                    return
+        last = self.recorder.last_evaluation
+        yield self.emit(EventKind.FINISHED if self.step >= self.total_steps else EventKind.STOPPED,
+                        train_lower_bound=last.get("train_lower_bound"), test_lower_bound=last.get("test_lower_bound"),
+                        lr=self.lr)
 
     def run(self, callback: Callable[[TrainEvent], None] | None = None) -> TrainEvent:
         """Runs `events()` to the end, passing each event to `callback`; returns the last event."""
@@ -432,3 +379,4 @@ class Trainer:
             if callback is not None:
                 callback(event)
         return event
+

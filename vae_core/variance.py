@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .estimators import estimator_a, estimator_b, importance_weighted_bound, reparameterize
+from .estimators import estimator_a, estimator_b, importance_weighted_bound, log_weight, reparameterize
 from .models import VAE, DiagonalGaussian
 
 GRADIENT_ESTIMATORS = ("A", "B", "score", "score-baseline", "stl")
@@ -109,14 +109,16 @@ class _Objectives(nn.Module):
         z = reparameterize(posterior, eps)  # (L, M, J), eq. 4
         if estimator == "stl":  # eq. 6 with log q evaluated at stopped φ: the score term ∇φ log q is dropped
             frozen = DiagonalGaussian(posterior.mean.detach(), posterior.logvar.detach())
-            return (vae.decoder(z).log_prob(x) + vae.prior(z).log_prob(z) - frozen.log_prob(z)).mean()
+            return log_weight(vae, x, z, frozen).mean()
         z = z.detach()  # score function: no path through z
-        log_joint = vae.decoder(z).log_prob(x) + vae.prior(z).log_prob(z)  # (L, M)
-        f = (log_joint - posterior.log_prob(z)).detach()
+        log_q = posterior.log_prob(z)  # (L, M)
+        log_w = log_weight(vae, x, z, posterior)  # (L, M)
+        f = log_w.detach()
         if estimator == "score-baseline":
             f = f - (_baseline(self.vae, x) if baseline is None else baseline)
-        # ∇φ: f ∇φ log q(z|x) (REINFORCE); ∇θ: ∇θ log p_θ(x|z), as for every other estimator.
-        return (f * posterior.log_prob(z) + log_joint).mean()
+        # ∇φ: f ∇φ log q(z|x) (REINFORCE); ∇θ: ∇θ log p_θ(x|z), as for every other estimator. log_w + log q is
+        # log p(x, z), which has no φ-gradient with z stopped.
+        return (f * log_q + log_w + log_q).mean()
 
 
 class _Moments:
@@ -171,8 +173,7 @@ def _baseline(vae: VAE, x: torch.Tensor) -> torch.Tensor:
     """f = log p(x, z) - log q(z|x) at z = μ: a baseline that does not depend on ε, (M,)."""
     with torch.no_grad():
         posterior = vae.encoder(x)
-        mean = posterior.mean
-        return vae.decoder(mean).log_prob(x) + vae.prior(mean).log_prob(mean) - posterior.log_prob(mean)
+        return log_weight(vae, x, posterior.mean, posterior)
 
 
 def _value_stats(values: torch.Tensor) -> dict[str, float]:
@@ -183,8 +184,10 @@ def _value_stats(values: torch.Tensor) -> dict[str, float]:
 
 
 def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = VarianceConfig(),
-                     progress: Callable[[float], None] | None = None, vectorised: bool = True) -> VarianceResult:
-    """Measures every figure of the module docstring for `model` on the minibatch `x` (M, D)."""
+                     progress: Callable[[float], None] | None = None, vectorised: bool = True,
+                     moments: bool = False) -> VarianceResult:
+    """Measures every figure of the module docstring for `model` on the minibatch `x` (M, D). With `moments`, the
+    result also keeps each gradient's per-parameter mean and variance (for MNIST, megabytes per estimator and L)."""
     config.validate()
     model = model.eval()
     objectives = _Objectives(model)
@@ -213,7 +216,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
     for L in config.samples:
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
-        moments = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
+        accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
         values = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
         for start in range(0, config.repeats, chunk):
             e_chunk = eps[start:start + chunk]  # (R_chunk, L, M, J)
@@ -222,28 +225,29 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
             if vectorised:
                 (g_theta, g_z), log_px = vmap(grad(decoder_pass, argnums=(0, 1), has_aux=True), in_dims=(None, 0))(theta, z0)
                 grad_z = g_z * (L * len(x))  # ∂ log p(x|z)/∂z per sample: undo the mean's 1/(L M)
-                moments["theta"].add(list(g_theta.values()))
+                accumulated["theta"].add(list(g_theta.values()))
                 for estimator in config.estimators:
                     g_phi = vmap(grad(phi_objective(estimator)), in_dims=(None, 0, 0, 0, 0))(phi, e_chunk, log_px, grad_z, z0)
-                    moments[estimator].add(list(g_phi.values()))
+                    accumulated[estimator].add(list(g_phi.values()))
                 with torch.no_grad():
                     for name, f in VALUE_ESTIMATORS.items():
                         per_replicate = lambda lp, gz, z, e: f(_View(model, _LinearisedDecoder(lp, gz, z)), x, L, eps=e)
                         values[name].extend(vmap(per_replicate)(log_px, grad_z, z0, e_chunk))  # (R_chunk, M)
             else:  # the naive loop: the real decoder, one backward pass per replicate and estimator
                 for e in e_chunk:
-                    moments["theta"].add(_naive_gradient(objectives, "B", theta, phi, x, e))
+                    accumulated["theta"].add(_naive_gradient(objectives, "B", theta, phi, x, e))
                     for estimator in config.estimators:
-                        moments[estimator].add(_naive_gradient(objectives, estimator, phi, theta, x, e))
+                        accumulated[estimator].add(_naive_gradient(objectives, estimator, phi, theta, x, e))
                     with torch.no_grad():
                         for name, f in VALUE_ESTIMATORS.items():
                             values[name].append(f(model, x, L, eps=e))  # (M,)
-        for name, m in moments.items():
-            result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
-                t.numpy() for t in m.mean_and_variance())
-        theta_stats = {f"theta_{k}": v for k, v in moments["theta"].summary().items()}
+        if moments:
+            for name, m in accumulated.items():
+                result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
+                    t.numpy() for t in m.mean_and_variance())
+        theta_stats = {f"theta_{k}": v for k, v in accumulated["theta"].summary().items()}
         for estimator in config.estimators:
-            row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in moments[estimator].summary().items()},
+            row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in accumulated[estimator].summary().items()},
                    **theta_stats}
             if estimator in ("A", "B"):
                 row |= _value_stats(torch.stack(values[estimator]))
@@ -286,6 +290,6 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
     if dataset is None:
         raise ValueError("give a run folder or model file, or --untrained with --dataset")
     loaded = data.load(dataset, data_dir, download=False)
-    config = ModelConfig(loaded.data_dim, latent_dim, hidden_dim or loaded.default_hidden, loaded.likelihood,
+    config = ModelConfig(loaded.data_dim, latent_dim, (hidden_dim or data.DEFAULT_HIDDEN[dataset],), loaded.likelihood,
                          loaded.image_shape)
     return VAE(config, generator=torch.Generator().manual_seed(seed)), loaded

@@ -16,11 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import runs
-from .training import TrainConfig
+from vae_core import runs
+from vae_core.config import TrainConfig
+from vae_core.events import EventKind
+from vae_core.runs import RunState
 
 SNAPSHOT_SECONDS = 2.0
-ACTIVE_STATES = ("starting", "choosing step size", "running", "paused")  # still training
 ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
 WATCHED_SECONDS = 1.5  # the Train page's live view touches its run every 0.5 s while it is open
 
@@ -44,7 +45,7 @@ class PoolFull(RuntimeError):
 def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop, seen) -> None:
     import torch
 
-    from .training import Trainer
+    from vae_core.training import Trainer
 
     def set_threads():  # `seen`: when the Train page last redrew this run (a system-wide monotonic time)
         threads = training_threads(time.monotonic() - seen.value < WATCHED_SECONDS)
@@ -54,9 +55,9 @@ def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop, 
     set_threads()
     try:
         if resume:
-            trainer = Trainer.resume_from(run_dir, samples=config["samples"])
+            trainer = Trainer.resume_from(run_dir, samples=config["samples"], by="the dashboard")
         else:
-            trainer = Trainer(TrainConfig.from_dict(config), run_dir)
+            trainer = Trainer.from_config(TrainConfig.from_dict(config), run_dir, by="the dashboard")
 
         def watch():  # mirror the app's control events onto the trainer
             while not stop.wait(0.05):
@@ -68,11 +69,11 @@ def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop, 
             set_threads()
             events.put(("event", event.to_row()))
             now = time.monotonic()
-            if event.kind in ("evaluation", "finished", "stopped") or now - last_snapshot > SNAPSHOT_SECONDS:
+            if event.kind in (EventKind.EVALUATION, EventKind.FINISHED, EventKind.STOPPED) or now - last_snapshot > SNAPSHOT_SECONDS:
                 last_snapshot = now
                 with torch.no_grad():
                     state = {k: v.detach().cpu().numpy().copy() for k, v in trainer.model.state_dict().items()}
-                events.put(("snapshot", {"state": state, "model_config": trainer.model_config.to_dict(),
+                events.put(("snapshot", {"state": state, "model_config": trainer.model.config.to_dict(),
                                          "samples_evaluated": trainer.samples_evaluated}))
     except Exception as e:  # reported to the app as a message; the run's files say the rest
         events.put(("error", f"{type(e).__name__}: {e}"))
@@ -90,9 +91,9 @@ class TrainingWorker:
         self.config = config
         self.owner = owner
         self.threads: int | None = None  # the worker's training threads, as it last reported them
-        self.rows: list[dict] = runs.read_metrics(self.run_dir / runs.METRICS) if resume else []
+        self.rows: list[dict] = runs.read_run(self.run_dir).metrics if resume else []
         self.snapshot: dict | None = None
-        self.state = "starting"
+        self.state = RunState.STARTING
         self.message = ""
         self._events = ctx.Queue()
         self._pause, self._stop = ctx.Event(), ctx.Event()
@@ -116,35 +117,37 @@ class TrainingWorker:
             self._take(kind, payload)
             if kind == "exit":
                 return
-        if self.state in ACTIVE_STATES:
-            self.state = "failed"
+        if self.state.active:
+            self.state = RunState.FAILED
             self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
 
     def _take(self, kind: str, payload) -> None:
         if kind == "event":
-            if payload["kind"] in ("minibatch", "evaluation"):
-                if payload["kind"] == "minibatch" or "test_lower_bound" in payload:
-                    self.rows.append(payload)
-                if self.state in ("starting", "choosing step size"):
-                    self.state = "running"  # paused and resumed come from the trainer's own events
-            elif payload["kind"] == "trial":
-                self.state, self.message = "choosing step size", payload.get("message", "")
-            elif payload["kind"] in ("paused", "resumed"):
-                self.state = "paused" if payload["kind"] == "paused" else "running"
-            else:  # finished, stopped, failed
-                self.state, self.message = payload["kind"], payload.get("message", "")
+            event = EventKind(payload["kind"])
+            if event.logged:
+                self.rows.append(payload)
+                if self.state in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE):
+                    self.state = RunState.RUNNING  # paused and resumed come from the trainer's own events
+            elif event == EventKind.TRIAL:
+                self.state, self.message = RunState.CHOOSING_STEP_SIZE, payload.get("message", "")
+            elif event in (EventKind.STARTED, EventKind.RESUMED):
+                self.state = RunState.RUNNING
+            elif event == EventKind.PAUSED:
+                self.state = RunState.PAUSED
+            elif event.ends:
+                self.state, self.message = RunState(payload["kind"]), payload.get("message", "")
         elif kind == "snapshot":
             self.snapshot = payload
         elif kind == "threads":
             self.threads = payload
         elif kind == "error":
-            self.state, self.message = "failed", payload
-        elif kind == "exit" and self.state in ACTIVE_STATES:
-            self.state = "stopped"
+            self.state, self.message = RunState.FAILED, payload
+        elif kind == "exit" and self.state.active:
+            self.state = RunState.STOPPED
 
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE_STATES
+        return self.state.active
 
     def pause(self) -> None:
         self._pause.set()
@@ -198,8 +201,12 @@ class WorkerPool:
             if any(w.run_dir == run_dir for w in self.active_workers()):
                 raise PoolFull(f"{run_dir.name} is already training")
             self._admit()
-            config = runs.read_json(run_dir / runs.CONFIG)["train_config"]
-            config = {**config, "samples": samples or config["samples"]}  # the budget to continue to
+            record = runs.read_run(run_dir, metrics=False)
+            if record.holder is not None:
+                raise PoolFull(f"{run_dir.name} is being trained by {runs.describe_holder(record.holder)}")
+            if record.damaged:
+                raise runs.RunError(f"{run_dir.name} is damaged: {record.describe_problems()}")
+            config = {**record.train_config, "samples": samples or record.train_config["samples"]}  # the budget to continue to
             worker = TrainingWorker(run_dir, config, owner, resume=True)
             self.workers[str(run_dir)] = worker
             return worker

@@ -1,37 +1,22 @@
-"""The latent explorer's engine: Fig. 4 manifolds, Fig. 5 samples, reconstructions, interpolations,
-encodings of the test set, and the decoder weights that the browser decodes with while you drag.
+"""The latent space of a trained model, seen through numpy: Fig. 4 manifolds, Fig. 5 samples, reconstructions,
+interpolations, and encodings of the test set with their projections to a plane.
 
-Everything returns numpy arrays (images in [0, 1], shape (N, h, w)) so the pages never touch torch.
+Everything returns numpy arrays (images in [0, 1], shape (N, h, w)) so the dashboard never touches torch. The
+test set is loaded only when something needs it: decoding (manifolds, samples) works without any data.
 """
 from __future__ import annotations
 
-import base64
 import functools
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import data, runs
+from . import data
 from .models import VAE, ModelConfig
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SHIPPED_MODELS = ASSETS / "models"
 
-
-def shipped_models() -> dict[str, Path]:
-    """The pretrained models shipped in assets/models, by name (e.g. 'frey-J2')."""
-    return {p.stem: p for p in sorted(SHIPPED_MODELS.glob("*.safetensors"))}
-
-
-def model_card(path: Path) -> str:
-    card = path.with_suffix(".md")
-    return card.read_text() if card.is_file() else ""
-
-
-class Explorer:
-    """A trained model and its dataset, seen through numpy."""
+class LatentSpace:
+    """A trained model and the name of its dataset."""
 
     def __init__(self, model: VAE, dataset: str, label: str = ""):
         self.model = model.eval()
@@ -39,16 +24,11 @@ class Explorer:
         self.label = label
 
     @classmethod
-    def from_file(cls, path: str | Path, label: str = "") -> "Explorer":
-        model, metadata = runs.load_model(path)
-        return cls(model, metadata["dataset"], label or Path(path).stem)
-
-    @classmethod
-    def from_snapshot(cls, snapshot: dict, dataset: str, label: str = "live") -> "Explorer":
-        model = VAE(ModelConfig.from_dict(snapshot["model_config"]))
-        model.load_state_dict({k: torch.as_tensor(v) for k, v in snapshot["state"].items()})
+    def from_state(cls, model_config: dict, state: dict, dataset: str, label: str = "live") -> "LatentSpace":
+        """From a parameter snapshot: the ModelConfig as a dict and numpy arrays by parameter name."""
+        model = VAE(ModelConfig.from_dict(model_config))
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         return cls(model, dataset, label)
-
     @property
     def latent_dim(self) -> int:
         return self.model.config.latent_dim
@@ -137,35 +117,3 @@ class Explorer:
         """The first two principal directions of the test encodings, (2, J), for a pad over J > 2."""
         from sklearn.decomposition import PCA
         return PCA(n_components=2).fit(self.test_encodings).components_.astype(np.float32)
-
-    def decoder_payload(self) -> dict:
-        """The decoder's weights for assets/decoder.js: base64 float32, row-major, the mean's rows first."""
-        decoder = self.model.decoder
-        pack = lambda t: base64.b64encode(t.detach().to(torch.float32).contiguous().numpy().tobytes()).decode()
-        return {"J": self.latent_dim, "H": self.model.config.hidden_dim, "D": self.model.config.data_dim,
-                "shape": list(self.image_shape), "w1": pack(decoder.to_hidden.weight), "b1": pack(decoder.to_hidden.bias),
-                "w2": pack(decoder.to_x_params.weight), "b2": pack(decoder.to_x_params.bias)}
-
-    def pad_html(self, base: np.ndarray, directions: np.ndarray, points: np.ndarray, labels: np.ndarray | None,
-                 span: float = 3.0) -> str:
-        """The morph pad: a 2-D pad over `points` (faint), moving z = base + a·directions[0] + b·directions[1],
-        with one slider per latent dimension, decoding in the browser on every pointer move."""
-        config = {"decoder": self.decoder_payload(), "base": np.asarray(base, dtype=float).tolist(),
-                  "directions": np.asarray(directions, dtype=float).tolist(), "span": span,
-                  "points": np.round(np.asarray(points, dtype=float), 3).tolist(),
-                  "labels": None if labels is None else np.asarray(labels).tolist()}
-        template = (ASSETS / "morph_pad.html").read_text()
-        return (template.replace("/*DECODER_JS*/", (ASSETS / "decoder.js").read_text())
-                .replace("/*CONFIG*/null", json.dumps(config)))
-
-
-def image_png(image: np.ndarray, scale: int = 1) -> bytes:
-    """A [0, 1] grey image as PNG bytes."""
-    import io
-
-    from PIL import Image
-
-    pixels = (np.clip(np.kron(image, np.ones((scale, scale))), 0, 1) * 255).round().astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -1,0 +1,182 @@
+"""Plotly figures: learning curves (Train and Runs pages), the variance lab's charts, the Fig. 4 manifold and
+the latent scatter.
+
+Learning-curve figures are plain dicts in Plotly's JSON schema, which `st.plotly_chart` and `Plotly.react`
+both take. The Train page rebuilds two of them twice a second: built and serialised by plotly's validating
+figure objects, a pair took about 20 ms of the app server, as dicts 2 ms (docs/PERFORMANCE.md)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from vae_core.latent import LatentSpace
+from vae_core.variance import GRADIENT_ESTIMATORS, VarianceResult
+
+from .images import mosaic
+
+
+def smooth(values: list[float], strength: float) -> np.ndarray:
+    """Exponential moving average (running = strength·running + (1 - strength)·value, from the first value);
+    strength 0 leaves the values as they are, 0.99 smooths heavily."""
+    return pd.Series(values, dtype=float).ewm(alpha=1 - strength, adjust=False).mean().to_numpy()
+
+
+def _thin(x: list, y, points: int = 300) -> dict[str, list]:
+    """At most `points` points, keeping the first and the last: the browser redraws these twice a second.
+    Half are evenly spaced and half geometrically, so that the curve keeps its shape on a linear and on a log x
+    axis alike (evenly spaced alone would draw the first decades of a log axis from two or three points)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) > points:
+        spread = np.concatenate([np.linspace(0, len(x) - 1, points // 2), np.geomspace(1, len(x), points // 2) - 1])
+        keep = np.unique(spread.round().astype(int))
+        x, y = x[keep], y[keep]
+    return {"x": x.tolist(), "y": y.tolist()}
+
+
+def _line(x, y, name: str, **style) -> dict:
+    y = [v if math.isfinite(v) else None for v in y]  # JSON has no NaN or infinity; Plotly leaves a gap at None
+    return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": name, **style}
+
+
+def _figure(traces: list[dict], title: str, log_x: bool, **layout) -> dict:
+    return {"data": traces, "layout": {
+        "title": {"text": title}, "height": 360, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "hovermode": "x unified", "legend": {"orientation": "h", "y": -0.25},
+        "xaxis": {"title": {"text": "training samples evaluated"}, "type": "log" if log_x else "linear"},
+        "yaxis": {"title": {"text": "nats per datapoint"}}, **layout}}
+
+
+def to_json(figure: dict) -> str:
+    """The figure as the Train page's chart component takes it (assets/live_chart.html parses it)."""
+    return json.dumps(figure)
+
+
+def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing: float = 0.6) -> dict:
+    """Lower bound against samples evaluated: the smoothed minibatch bound over its faint raw curve, and the
+    full train and test bounds at each evaluation, for each labelled run."""
+    traces = []
+    for label, rows in series.items():
+        prefix = f"{label}: " if len(series) > 1 else ""
+        batches = [r for r in rows if r.get("kind") == "minibatch"]
+        if batches:
+            x = [r["samples_evaluated"] for r in batches]
+            y = [r["lower_bound"] for r in batches]
+            traces.append(_line(**_thin(x, y), name=f"{prefix}minibatch (raw)", opacity=0.25, line={"width": 1},
+                                showlegend=len(series) == 1))
+            traces.append(_line(**_thin(x, smooth(y, smoothing)), name=f"{prefix}minibatch (smoothed)"))
+        evaluations = [r for r in rows if "test_lower_bound" in r]
+        for key, name in (("train_lower_bound", "train"), ("test_lower_bound", "test")):
+            if evaluations:
+                traces.append(_line([r["samples_evaluated"] for r in evaluations], [r[key] for r in evaluations],
+                                    f"{prefix}{name}", mode="lines+markers"))
+    return _figure(traces, "Lower bound (ELBO)", log_x)
+
+
+def bound_terms(rows: list[dict], log_x: bool = True, smoothing: float = 0.6) -> dict:
+    """The two terms of estimator B (eq. 7) on the minibatches: reconstruction E_q[log p(x|z)] and KL(q || p).
+    The KL has an axis of its own on the right: it is often a hundred times smaller than the reconstruction
+    term (about 10 against 1000 nats on Frey Face with J = 2) and would lie flat on a shared axis."""
+    batches = [r for r in rows if r.get("kind") == "minibatch"]
+    x = [r["samples_evaluated"] for r in batches]
+    terms = (("reconstruction", "reconstruction  E[log p(x|z)]", "y", "#0068c9"),
+             ("kl", "KL(q(z|x) || p(z)), right axis", "y2", "#ff2b2b"))
+    traces = []
+    for key, name, axis, color in terms:
+        y = [r[key] for r in batches]
+        traces.append(_line(**_thin(x, y), name=f"{name} raw", opacity=0.25, line={"width": 1, "color": color},
+                            yaxis=axis, showlegend=False))
+        traces.append(_line(**_thin(x, smooth(y, smoothing)), name=name, line={"color": color}, yaxis=axis))
+    return _figure(traces, "Where the bound comes from", log_x,
+                   yaxis={"title": {"text": "reconstruction, nats per datapoint", "font": {"color": terms[0][3]}}},
+                   yaxis2={"title": {"text": "KL, nats per datapoint", "font": {"color": terms[1][3]}},
+                           "overlaying": "y", "side": "right", "showgrid": False, "zeroline": False,
+                           "automargin": True, "rangemode": "tozero", "tickmode": "auto"})
+
+
+VARIANCE_QUANTITIES = {"value (lower bound)": "value_variance", "gradient wrt φ (encoder)": "phi_total_variance",
+                       "gradient wrt θ (decoder)": "theta_total_variance"}
+
+
+def variance_figure(results: dict[str, VarianceResult], quantity: str):
+    """Log-log variance against L per estimator (and model), with a 1/L reference line."""
+    import plotly.graph_objects as go
+
+    key = VARIANCE_QUANTITIES[quantity]
+    figure = go.Figure()
+    first_value = None
+    for n, (name, result) in enumerate(results.items()):
+        for estimator in (*GRADIENT_ESTIMATORS, "iw"):
+            L, values = result.table(key, estimator)
+            if values:
+                label = "all estimators" if key == "theta_total_variance" else estimator
+                figure.add_scatter(x=L, y=values, mode="lines+markers", line=dict(dash=["solid", "dash"][n % 2]),
+                                   name=f"{label} · {name}" if len(results) > 1 else label)
+                first_value = first_value or (L[0], values[0])
+                if key == "theta_total_variance":
+                    break  # ∇θ is the same for every estimator: one line per model
+    if first_value:
+        L0, v0 = first_value
+        Ls = sorted({L for r in results.values() for L in r.settings["L"]})
+        figure.add_scatter(x=Ls, y=[v0 * L0 / L for L in Ls], mode="lines", line=dict(color="grey", dash="dot"), name="1/L")
+    figure.update_xaxes(type="log", title="samples per datapoint L")
+    figure.update_yaxes(type="log", title="variance per datapoint (trace for gradients)")
+    figure.update_layout(title=f"Variance of the {quantity}", height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def snr_figure(results: dict[str, VarianceResult]):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for n, (name, result) in enumerate(results.items()):
+        for estimator in GRADIENT_ESTIMATORS:
+            L, snr = result.table("phi_snr", estimator)
+            if snr:
+                figure.add_scatter(x=L, y=snr, mode="lines+markers", line=dict(dash=["solid", "dash"][n % 2]),
+                                   name=f"{estimator} · {name}" if len(results) > 1 else estimator)
+    figure.update_xaxes(type="log", title="samples per datapoint L")
+    figure.update_yaxes(type="log", title="mean |E g| / std g")
+    figure.update_layout(title="Signal-to-noise ratio of the gradient wrt φ", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def manifold_figure(space: LatentSpace, grid: int, edge: float):
+    """Fig. 4 as a Plotly image with a transparent point per cell that carries z (hover, click); also returns the
+    picture in [0, 1], each cell's z and the cells' images."""
+    import plotly.express as px
+
+    images, zs = space.manifold(grid, edge)
+    h, w = space.image_shape
+    picture = mosaic(images, grid, 1, pad=0)
+    figure = px.imshow(picture, color_continuous_scale="gray", zmin=0, zmax=255)
+    centres = np.array([((i % grid) * w + w / 2, (i // grid) * h + h / 2) for i in range(grid * grid)])
+    figure.add_scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", marker=dict(size=max(4, 400 // grid), opacity=0),
+                       customdata=zs[:, :2], hovertemplate="z = (%{customdata[0]:.2f}, %{customdata[1]:.2f})<extra></extra>")
+    figure.update_layout(coloraxis_showscale=False, height=620, margin=dict(l=0, r=0, t=0, b=0))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure, picture / 255.0, zs, images
+
+
+def scatter_figure(space: LatentSpace, method: str):
+    """The encoded test set: z itself for J <= 2, else its principal components or a t-SNE map, by label."""
+    import plotly.graph_objects as go
+
+    limit = None if method == "pca" else 2000  # t-SNE on 10000 points would take minutes here
+    xy = space.projection(method, limit)
+    labels = space.test_labels[:len(xy)] if space.test_labels is not None else None
+    figure = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers",
+                                    marker=dict(size=4, color=labels, colorscale="Turbo", showscale=labels is not None),
+                                    customdata=np.arange(len(xy)),
+                                    hovertemplate="test image %{customdata}<extra></extra>"))
+    if space.latent_dim <= 2:
+        axes = ("z1, mean of q(z|x)", "z2" if space.latent_dim == 2 else "")
+    else:
+        name = "principal component" if method == "pca" else "t-SNE"
+        axes = (f"{name} 1 of the means of q(z|x)", f"{name} 2")
+    figure.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), dragmode="select",
+                         xaxis_title=axes[0], yaxis_title=axes[1])
+    return figure

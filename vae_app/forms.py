@@ -1,0 +1,112 @@
+"""The Train form, derived from the fields of the engine's TrainConfig: one widget per setting, with the
+setting's label, help and choices, and each problem shown under the widget it belongs to.
+
+Every widget's key is `train.<field name>`, which tests and `fill` use.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from vae_core import data
+from vae_core.config import ConfigError, TrainConfig, settings
+
+SECTIONS = ("data and model", "objective", "optimisation")  # three columns; "advanced" goes in an expander
+KEY = "train"
+
+
+def widget_key(name: str) -> str:
+    return f"{KEY}.{name}"
+
+
+def as_text(name: str, value) -> str:
+    """A setting's value as the form's text field shows it."""
+    if value is None:
+        return ""
+    if name == "hidden":
+        return " ".join(map(str, value))
+    if name == "samples" and value >= 1000 and str(value).rstrip("0") == "1":
+        return f"1e{len(str(value)) - 1}"
+    return str(value)
+
+
+def _uses_text(name: str, default) -> bool:
+    return settings()[name].parse is not None or default is None or isinstance(default, str) and not settings()[name].choices
+
+
+def fill(config: TrainConfig) -> None:
+    """Shows `config` in the form (the settings of the run the page is attached to)."""
+    for name in settings():
+        value = getattr(config, name)
+        st.session_state[widget_key(name)] = as_text(name, value) if _uses_text(name, getattr(TrainConfig, name)) else value
+
+
+def _values() -> dict:
+    """The form's values as the engine takes them, and the problems of the text fields that do not parse."""
+    values, problems = {}, {}
+    for name, s in settings().items():
+        if widget_key(name) not in st.session_state:
+            continue
+        value = st.session_state[widget_key(name)]
+        if _uses_text(name, getattr(TrainConfig, name)):
+            text = str(value).strip()
+            try:
+                value = s.parse(text) if s.parse else (text or None)
+            except ValueError as e:
+                problems[name] = str(e)
+                continue
+        values[name] = value
+    return values, problems
+
+
+def _check() -> tuple[TrainConfig | None, dict[str, str]]:
+    values, problems = _values()
+    try:
+        config = TrainConfig(**values)
+    except TypeError as e:
+        return None, {"form": str(e)}
+    problems = {**config.problems(), **problems}
+    if "dataset" not in problems and not data.available(config.dataset, config.data_dir):
+        problems["dataset"] = (f"the {config.dataset} data is not on this machine. Run `python -m vae_core data "
+                               f"--dataset {config.dataset}` (or set VAE_DATA_DIR to a folder holding {config.dataset}/), "
+                               f"or pick `digits`, which needs no download.")
+    return (None if problems else config), problems
+
+
+def _widget(container, name: str, default, problem: str | None) -> None:
+    s = settings()[name]
+    key = widget_key(name)
+    filled = key in st.session_state  # the value comes from Session State (`fill`, or the user's last entry)
+    if isinstance(default, bool):
+        container.checkbox(s.label, **({} if filled else {"value": default}), help=s.help, key=key)
+    elif s.choices:
+        container.selectbox(s.label, s.choices, **({} if filled else {"index": s.choices.index(default)}),
+                            help=s.help, key=key)
+    elif _uses_text(name, default):
+        container.text_input(s.label, **({} if filled else {"value": as_text(name, default)}), help=s.help, key=key,
+                             placeholder=s.placeholder)
+    else:
+        container.number_input(s.label, **({} if filled else {"value": default}), step=type(default)(1),
+                               help=s.help, key=key)
+    if problem:
+        container.error(problem, icon=":material/error:")
+
+
+def train_form(defaults: TrainConfig) -> TrainConfig | None:
+    """Draws the form; returns a config that passed every check when the user starts training, else None."""
+    submitted = bool(st.session_state.get(f"{KEY}.start"))
+    config, problems = _check() if submitted else (None, {})
+    with st.form(KEY):
+        columns = dict(zip(SECTIONS, st.columns(len(SECTIONS))))
+        advanced = st.expander("Advanced settings")
+        for f in dataclasses.fields(TrainConfig):
+            section = settings()[f.name].section
+            _widget(columns.get(section, advanced), f.name, getattr(defaults, f.name), problems.get(f.name))
+        for name in ("memory", "form"):
+            if name in problems:
+                st.error(problems[name])
+        if problems:
+            st.error(f"Cannot start: {ConfigError(problems)}")
+        st.form_submit_button("Start training", type="primary", key=f"{KEY}.start")
+    return config

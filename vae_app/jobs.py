@@ -1,0 +1,73 @@
+"""Computations that take seconds to minutes, run in a process of their own so that the app's script thread
+stays free: the page polls a job's progress, with a time estimate, and draws its result when it is done.
+
+A job reports ("progress", fraction), then ("result", value) or ("error", message), through a queue that a
+thread of the app takes in as it comes.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import threading
+import time
+
+from vae_core.training import format_duration
+
+
+def _measure_variance(source, settings, reports) -> None:
+    """In the job's process: the variance lab's measurement of `source` (an app source) with `settings`."""
+    from vae_core import data
+    from vae_core import variance as lab
+
+    try:
+        space = source.load()
+        train = data.load(space.dataset, download=False).train
+        x = lab.fixed_minibatch(train, settings.batch_size, settings.seed)
+        result = lab.measure_variance(space.model, x, settings, lambda f: reports.put(("progress", f)))
+        reports.put(("result", result))
+    except Exception as e:  # the page shows the message; DataError says which data to fetch
+        reports.put(("error", str(e)))
+
+
+class Job:
+    """`target(*args, reports)` running in a spawned process, followed by a thread of the app."""
+
+    def __init__(self, target, *args):
+        ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or locks
+        self._reports = ctx.Queue()
+        self.fraction, self.result, self.error = 0.0, None, None
+        self.started = time.monotonic()
+        self.process = ctx.Process(target=target, args=(*args, self._reports), daemon=True)
+        self.process.start()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        while self.result is None and self.error is None:
+            try:
+                kind, value = self._reports.get(timeout=0.5)
+            except queue.Empty:
+                if not self.process.is_alive() and self._reports.empty():
+                    self.error = f"the computation's process ended unexpectedly (exit code {self.process.exitcode})"
+                continue
+            if kind == "progress":
+                self.fraction = value
+            elif kind == "result":
+                self.result, self.fraction = value, 1.0
+            else:
+                self.error = value
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    def status(self) -> str:
+        """How far it is, and about how long is left, as a progress bar's text."""
+        elapsed = time.monotonic() - self.started
+        if self.fraction <= 0:
+            return f"starting ({elapsed:.0f} s)"
+        left = elapsed * (1 - self.fraction) / self.fraction
+        return f"{self.fraction:.0%} after {format_duration(elapsed)}, about {format_duration(left)} left"
+
+
+def measure_variance(source, settings) -> Job:
+    return Job(_measure_variance, source, settings)

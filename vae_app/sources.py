@@ -1,0 +1,133 @@
+"""The model a page works on, as one small typed value that knows how to load itself: a model shipped in
+assets/models, a saved run, the run training in this session (a parameter snapshot), or an untrained model.
+
+Each has a `label` for the pages' pickers and a `key` that names the model's version, so that caches hold one
+entry per version and a live run's new snapshot is a new key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vae_core import data, runs
+from vae_core.latent import LatentSpace
+from vae_core.models import VAE, ModelConfig
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED_MODELS = ASSETS / "models"
+
+
+def shipped_models() -> dict[str, Path]:
+    """The pretrained models shipped in assets/models, by name (e.g. 'frey-J2')."""
+    return {p.stem: p for p in sorted(SHIPPED_MODELS.glob("*.safetensors"))}
+
+
+def _file_key(path: Path) -> tuple:
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"shipped: {self.path.stem}"
+
+    @property
+    def key(self) -> tuple:
+        return _file_key(self.path)
+
+    @property
+    def card(self) -> str:
+        card = self.path.with_suffix(".md")
+        return card.read_text() if card.is_file() else ""
+
+    def load(self) -> LatentSpace:
+        model, metadata = runs.load_model(self.path)
+        return LatentSpace(model, metadata["dataset"], self.path.stem)
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"run: {self.run_dir.name}"
+
+    @property
+    def key(self) -> tuple:
+        return _file_key(self.run_dir / runs.MODEL)
+
+    card = ""
+
+    def load(self) -> LatentSpace:
+        model, metadata = runs.load_model(self.run_dir / runs.MODEL)
+        return LatentSpace(model, metadata["dataset"], self.run_dir.name)
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """The run training in this session, at one parameter snapshot (numpy arrays sent by its worker)."""
+    run_dir: Path
+    dataset: str
+    snapshot: dict = field(compare=False, hash=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"this session's run ({self.run_dir.name})"
+
+    @property
+    def key(self) -> tuple:
+        return "live", str(self.run_dir), self.snapshot["samples_evaluated"]
+
+    card = ""
+
+    def load(self) -> LatentSpace:
+        return LatentSpace.from_state(self.snapshot["model_config"], self.snapshot["state"], self.dataset)
+
+
+@dataclass(frozen=True)
+class UntrainedModel:
+    """The paper's network for `dataset` at its N(0, 0.01²) initialisation (Section 5), seeded."""
+    dataset: str
+    latent_dim: int = 2
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"untrained {self.dataset} (J = {self.latent_dim})"
+
+    @property
+    def key(self) -> tuple:
+        return "untrained", self.dataset, self.latent_dim, self.seed
+
+    card = ""
+
+    def load(self) -> LatentSpace:
+        h, w = data.IMAGE_SHAPES[self.dataset]
+        config = ModelConfig(h * w, self.latent_dim, (data.DEFAULT_HIDDEN[self.dataset],),
+                             data.LIKELIHOODS[self.dataset], (h, w))
+        return LatentSpace(VAE(config, generator=torch.Generator().manual_seed(self.seed)), self.dataset, self.label)
+
+
+Source = ShippedModel | SavedRun | LiveRun | UntrainedModel
+
+
+def model_sources(live_worker=None, untrained: tuple[str, ...] = ()) -> dict[str, Source]:
+    """What a page can work on, by label: the run training in this session, the shipped models, saved runs whose
+    model file is whole, then untrained models of the datasets given."""
+    sources: list[Source] = []
+    if live_worker is not None and live_worker.snapshot is not None:
+        sources.append(LiveRun(live_worker.run_dir, live_worker.config["dataset"], live_worker.snapshot))
+    sources += [ShippedModel(path) for path in shipped_models().values()]
+    for run_dir in runs.list_runs():
+        record = runs.read_run(run_dir, metrics=False)
+        if (run_dir / runs.MODEL).is_file() and runs.MODEL not in record.problems:
+            sources.append(SavedRun(run_dir))
+    sources += [UntrainedModel(d) for d in untrained]
+    return {s.label: s for s in sources}

@@ -1,0 +1,62 @@
+"""The Latent explorer's views: the latent space of the chosen model (cached per model version), the morph pad's
+plane, and the mosaics of samples, reconstructions and interpolations."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from vae_core.latent import LatentSpace
+
+from ..components import pad_html
+from ..images import mosaic, scale_for
+from ..sources import Source
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _space(key: tuple, _source: Source) -> LatentSpace:
+    return _source.load()
+
+
+def latent_space(source: Source) -> LatentSpace:
+    """The source's model, loaded once per version: its test-set encodings are reused across reruns."""
+    return _space(source.key, source)
+
+
+def pad_plane_choices(J: int) -> list[str]:
+    return ["first two principal components"] + [f"z{a + 1}, z{b + 1}" for a in range(J) for b in range(a + 1, J)]
+
+
+def pad_plane(space: LatentSpace, choice: str, around: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """Base point and the two directions the pad moves along: z1, z2 for J = 2; for J > 2 two chosen
+    dimensions or the first two principal components, around the encoding of test image `around`."""
+    J = space.latent_dim
+    if J == 1:
+        return np.zeros(1), np.array([[1.0], [0.0]]), "z1"
+    if J == 2:
+        return np.zeros(2), np.eye(2), "z1, z2"
+    base = space.encode([around])[0]
+    if choice == "first two principal components":
+        return base, space.principal_plane(), f"the first two principal components around test image {around}"
+    a, b = (int(s.strip()[1:]) - 1 for s in choice.split(","))
+    return base, np.eye(J)[[a, b]], f"{choice} around test image {around}"
+
+
+def pad(space: LatentSpace, base, directions) -> str:
+    """The morph pad's page over the encoded test set (its first 3000 points), in the pad's own coordinates."""
+    points = space.test_encodings[:3000] - base
+    plane = points @ np.asarray(directions).T
+    labels = None if space.test_labels is None else space.test_labels[:3000]
+    return pad_html(space, base, directions, plane, labels)
+
+
+def strip(images: np.ndarray, shape) -> np.ndarray:
+    return mosaic(images, len(images), scale_for(shape, 96))
+
+
+def sample_mosaic(space: LatentSpace, seed: int) -> np.ndarray:
+    return mosaic(space.samples(64, seed), 8, scale_for(space.image_shape, 48))
+
+
+def reconstruction_mosaic(space: LatentSpace, count: int = 12) -> np.ndarray:
+    originals, reconstructions = space.reconstructions(np.arange(count))
+    return mosaic(np.concatenate([originals, reconstructions]), count, scale_for(space.image_shape, 72))

@@ -1,0 +1,54 @@
+"""The Runs page's views: every run as a row, damaged ones included, and what can be done with each."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from vae_core import runs
+from vae_core.config import parse_sample_count
+from vae_core.training import check_continue_budget
+
+
+def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> pd.DataFrame:
+    """Every run folder: its settings, state (and who trains it), samples evaluated at its last checkpoint and last
+    evaluated bounds; a damaged run is listed with what is damaged. `live` maps run dir -> state for the runs this
+    app trains."""
+    rows = []
+    for run_dir in runs.list_runs(runs_dir):
+        record = runs.read_run(run_dir)
+        config, last = record.train_config, record.last_evaluation
+        state = (live or {}).get(str(run_dir)) or record.state
+        rows.append({"run": record.name, "state": str(state),
+                     "trained by": runs.describe_holder(record.holder) if record.holder else "",
+                     "algorithm": (record.config or {}).get("algorithm", "aevb") if record.config else None,
+                     "dataset": config.get("dataset"), "J": config.get("latent_dim"),
+                     "estimator": config.get("estimator"), "L": config.get("samples_per_point"),
+                     "M": config.get("batch_size"), "optimizer": config.get("optimizer"),
+                     "lr": (record.config or {}).get("lr"), "samples": record.samples_done,
+                     "budget": config.get("samples"), "train bound": last.get("train_lower_bound"),
+                     "test bound": last.get("test_lower_bound"), "problems": record.describe_problems(),
+                     "path": str(run_dir)})
+    return pd.DataFrame(rows)
+
+
+def continue_budget(text: str, run_dir: str | Path) -> int:
+    """The budget to continue a saved run to, from the Runs page's field; ValueError unless it is above what the
+    run's checkpoint has already evaluated."""
+    return check_continue_budget(run_dir, parse_sample_count(text))
+
+
+def run_metrics(run_dir: str | Path) -> list[dict]:
+    return runs.read_run(run_dir).metrics
+
+
+def metrics_csv(rows: list[dict]) -> bytes:
+    buffer = io.StringIO()
+    pd.DataFrame(rows).to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def model_file(run_dir: str | Path) -> bytes | None:
+    path = Path(run_dir) / runs.MODEL
+    return path.read_bytes() if path.is_file() else None

@@ -1,0 +1,46 @@
+"""The Train page's views: the progress line, the live figures, and the gallery of reconstructions and samples."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from vae_core.training import format_duration
+
+from ..images import mosaic, scale_for
+from ..sources import LiveRun
+from ..workers import training_threads
+
+
+def progress(worker) -> dict:
+    """The progress bar's fraction and text for a TrainingWorker: samples, rate, time remaining, last bounds."""
+    rows = worker.rows
+    last = rows[-1] if rows else {}
+    done, total = last.get("samples_evaluated", 0), worker.config["samples"]
+    rate = last.get("samples_per_second", 0.0)
+    text = f"{worker.state}: {done:,} / {total:,} samples"
+    if rate:
+        text += f", {rate:,.0f} samples/s"
+    if rate and worker.active:  # a stopped or finished run has no time left
+        text += f", {format_duration((total - done) / rate)} left"
+    if worker.active and worker.threads:  # one core is left to this page while it redraws
+        text += f", on {worker.threads} of {training_threads(watched=False)} cores"
+    evaluations = [r for r in rows if "test_lower_bound" in r]
+    if evaluations:
+        text += f", train {evaluations[-1]['train_lower_bound']:.2f} / test {evaluations[-1]['test_lower_bound']:.2f} nats"
+    return {"fraction": min(1.0, done / total) if total else 0.0, "text": text}
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _gallery(key: tuple, _source: LiveRun, count: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    space = _source.load()
+    originals, reconstructions = space.reconstructions(np.arange(count))
+    scale = scale_for(space.image_shape, 96)
+    return {"reconstructions": mosaic(np.concatenate([originals, reconstructions]), count, scale),
+            "samples": mosaic(space.samples(count, seed), count, scale)}
+
+
+def gallery(worker) -> dict[str, np.ndarray]:
+    """From the worker's latest parameter snapshot: test images over their reconstructions, and samples from the
+    prior; computed once per snapshot (the live page redraws twice a second, snapshots come every two)."""
+    source = LiveRun(worker.run_dir, worker.config["dataset"], worker.snapshot)
+    return _gallery(source.key, source)

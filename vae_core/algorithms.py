@@ -1,0 +1,116 @@
+"""Learning algorithms as objects the training loop calls, without the loop knowing which objective it optimises.
+
+An algorithm is given a minibatch and the noise it drew for it, writes the gradient of the quantity to
+minimise into the flat parameter buffer (by parameter name) and returns the values to log; the loop then
+takes an optimizer step (`training.py`). Some algorithms do several updates per minibatch, or keep state
+of their own (persistent chains), which the loop checkpoints with the parameters.
+
+AEVB (Algorithm 1) has two implementations of the same gradient: the hand-derived step of `fast_step.py`,
+for the paper's network on the CPU in float32, and an autograd step over `estimators.py` for every other
+network, device or dtype. `make_algorithm` picks by the `step` setting.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .estimators import ESTIMATORS, estimator_terms
+from .fast_step import Grads, StepValues, lower_bound_gradient
+from .models import VAE
+
+
+class Minibatch(NamedTuple):
+    x: torch.Tensor  # (M, D)
+    index: torch.Tensor  # (M,) rows of the training set
+
+
+class Algorithm:
+    """The interface the training loop calls; AEVB below is the reference implementation."""
+    name: ClassVar[str]
+    step: ClassVar[str]  # which implementation computes the gradient: "fast" or "autograd"
+    updates_per_minibatch: ClassVar[int] = 1
+
+    def __init__(self, model: VAE, config: TrainConfig):
+        self.model, self.config = model, config
+
+    @property
+    def module(self) -> nn.Module:
+        """Whose parameters the optimizer trains."""
+        return self.model
+
+    def draw_noise(self, batch: Minibatch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random numbers one update needs, drawn from the loop's generator (so a resumed run draws the same)."""
+        raise NotImplementedError
+
+    def prepare(self, batch: Minibatch, generator: torch.Generator) -> None:
+        """Called once per minibatch before its updates (Monte Carlo EM's E-step)."""
+
+    def gradient(self, batch: Minibatch, noise: dict[str, torch.Tensor], grads: Grads,
+                 with_values: bool = False) -> StepValues | None:
+        """Writes ∇ of the quantity to minimise, per datapoint, into `grads`; with `with_values`, returns the
+        minibatch's lower bound and its two terms."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors a checkpoint keeps besides the parameters; restored in place."""
+        return {}
+
+    def reset(self) -> None:
+        """Back to the state of a fresh run (each candidate of the step-size trial starts from it)."""
+
+    def evaluation_model(self) -> VAE:
+        """The model whose lower bound is evaluated and saved."""
+        return self.model
+
+
+class AEVB(Algorithm):
+    """Algorithm 1: ∇ of -(1/M) Σ_i L̃(θ, φ; x_i), the minibatch estimator (eq. 8) divided by N, with estimator
+    A (eq. 6) or B (eq. 7) and L samples per datapoint; the noise is ε ~ N(0, I) of shape (L, M, J)."""
+    name = "aevb"
+
+    def draw_noise(self, batch, generator):
+        shape = (self.config.samples_per_point, len(batch.x), self.model.config.latent_dim)
+        return {"eps": torch.randn(shape, generator=generator, device=batch.x.device, dtype=batch.x.dtype)}  # (L, M, J)
+
+
+class FastAEVB(AEVB):
+    """The hand-derived gradient (`fast_step.lower_bound_gradient`)."""
+    step = "fast"
+
+    def gradient(self, batch, noise, grads, with_values=False):
+        return lower_bound_gradient(self.model, batch.x, noise["eps"], self.config.estimator, grads, with_values)
+
+
+def autograd_into(module: nn.Module, loss: torch.Tensor, grads: Grads) -> None:
+    """Backpropagates `loss` and writes each parameter's gradient into its view of the flat buffer."""
+    names = [name for name, p in module.named_parameters() if name in grads]
+    values = torch.autograd.grad(loss, [module.get_parameter(n) for n in names], allow_unused=True)
+    for name, value in zip(names, values):
+        grads[name].copy_(value) if value is not None else grads[name].zero_()
+
+
+class AutogradAEVB(AEVB):
+    """The same gradient by autograd over `estimators.py`: any network, device or dtype."""
+    step = "autograd"
+
+    def gradient(self, batch, noise, grads, with_values=False):
+        x, eps = batch.x, noise["eps"]
+        with torch.enable_grad():
+            loss = -ESTIMATORS[self.config.estimator](self.model, x, eps.shape[0], eps=eps).mean()  # eq. 8 / N
+            autograd_into(self.model, loss, grads)
+        if not with_values:
+            return None
+        with torch.no_grad():
+            reconstruction, kl = (t.mean().item() for t in estimator_terms(self.model, x, eps, self.config.estimator))
+        return StepValues(-loss.item(), reconstruction, kl)
+
+
+def make_algorithm(config: TrainConfig, model: VAE, device: torch.device) -> Algorithm:
+    """The algorithm `config` names, with the gradient step it asks for ("auto": the fast step wherever it applies)."""
+    if config.step == "fast" or (config.step == "auto" and config.fast_step_unavailable() is None
+                                 and device.type == "cpu" and next(model.parameters()).dtype == torch.float32):
+        return FastAEVB(model, config)
+    return AutogradAEVB(model, config)

@@ -1,0 +1,286 @@
+"""The training configuration: one dataclass whose fields carry their help, choices and limits.
+
+The CLI's `train` flags (`cli.py`) and the dashboard's Train form are both derived from these fields, and
+`TrainConfig.problems()` is the one place where a configuration is checked, with a message per setting.
+Defaults follow Section 5 of the paper.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import data as data_module
+from .models import ACTIVATIONS, INITIALISATIONS
+
+STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps the best (Section 5)
+    "adagrad": (0.01, 0.02, 0.1),  # the paper's set
+    "adam": (1e-4, 3e-4, 1e-3),  # around Adam's usual 1e-3 (Kingma & Ba 2015)
+    "sgd": (1e-4, 1e-3, 1e-2),  # momentum 0.9: an effective step ten times these
+}
+OPTIMIZERS = tuple(STEP_SIZE_CANDIDATES)
+ALGORITHMS = ("aevb",)
+STEPS = ("auto", "fast", "autograd")  # how AEVB's gradient is computed; auto: fast wherever it applies
+DEVICES = ("auto", "cpu", "cuda")
+MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of the memory available now
+
+# Upper bounds, checked before anything is allocated (docs/RELIABILITY.md).
+LIMITS = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "samples_per_point": 10_000,
+          "samples": 10**12, "seed": 2**32 - 1, "evaluations": 1000, "trial_steps": 10_000}
+
+
+def parse_sample_count(text: str | int | float) -> int:
+    """A budget of samples as people write it: 1e6, 1_000_000 or 1000000; ValueError says what is wrong."""
+    try:
+        value = float(str(text).strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of samples (write e.g. 1e6 or 1000000)") from None
+    if not math.isfinite(value) or not value.is_integer() or value < 1:
+        raise ValueError(f"the number of samples must be a whole number of at least 1, got {text!r}")
+    if value > LIMITS["samples"]:
+        raise ValueError(f"the number of samples must be at most {LIMITS['samples']:.0e}, got {text!r}")
+    return int(value)
+
+
+def parse_step_size(text: str | float) -> float | str:
+    """A step size: a positive number, or "auto" for the trial of Section 5."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"the step size must be a positive number or 'auto', got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"the step size must be a positive number or 'auto', got {text!r}")
+    return value
+
+
+def parse_hidden(text: str | list | tuple | None) -> tuple[int, ...] | None:
+    """Hidden layers as units per layer: "500", "200 200" (or a list of them); empty for the paper's size."""
+    parts = (text.replace(",", " ").split() if isinstance(text, str) else list(text)) if text is not None else []
+    if not parts:
+        return None
+    try:
+        return tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"hidden layers must be whole numbers of units, e.g. 500 or 200 200, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one field of TrainConfig appears to people: its help, CLI flag, form label and section, its choices,
+    and the parser for the text a person types (CLI and form alike)."""
+    help: str
+    label: str
+    section: str  # the form's section: "data and model", "objective", "optimisation", "advanced"
+    choices: tuple | None = None
+    parse: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    flag: str | None = None  # default: --field-name
+    nargs: str | None = None  # "+": the CLI takes several values (hidden layers)
+    placeholder: str | None = None  # what the form's empty field says
+
+
+def setting(default, help: str, label: str, section: str, **kw):
+    return field(default=default, metadata={"setting": Setting(help, label, section, **kw)})
+
+
+def settings() -> dict[str, Setting]:
+    """Every field of TrainConfig with its Setting, in the dataclass's order."""
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}
+
+
+def flag(name: str) -> str:
+    """The CLI flag of a field: booleans that default to on are switched off by --no-<name>."""
+    explicit = settings()[name].flag
+    if explicit:
+        return explicit
+    dashed = name.replace("_", "-")
+    return f"--no-{dashed}" if getattr(TrainConfig, name, None) is True else f"--{dashed}"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be trained; `problems` maps each setting at fault to what is wrong."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = problems
+        super().__init__("; ".join(problems.values()))
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow Section 5 of the paper; `hidden=None` takes the paper's size for the dataset."""
+    dataset: str = setting("digits", "the data: mnist, frey (Frey Face), or digits (scikit-learn's 8x8 digits, "
+                           "bundled, needs no download)", "Dataset", "data and model", choices=data_module.DATASETS)
+    latent_dim: int = setting(2, "J, the dimensions of the latent variable z", "Latent dimensions J",
+                              "data and model", metavar="J")
+    hidden: tuple[int, ...] | None = setting(
+        None, "units of each hidden layer, e.g. 500 or 200 200 (empty: the paper's one layer, 500 for MNIST and "
+        "200 otherwise); the decoder mirrors the encoder", "Hidden units per layer", "data and model",
+        parse=parse_hidden, metavar="H", nargs="+", placeholder="the paper's: 500 for MNIST, 200 otherwise")
+    activation: str = setting("tanh", "the hidden units' nonlinearity (the paper: tanh)", "Activation",
+                              "data and model", choices=tuple(ACTIVATIONS))
+    init: str = setting("paper", "initial parameters: paper draws each from N(0, 0.01²) (Section 5); default is "
+                        "PyTorch's layer initialisation", "Initialisation", "data and model",
+                        choices=INITIALISATIONS)
+    algorithm: str = setting("aevb", "the learning algorithm: aevb (Algorithm 1)", "Algorithm", "objective",
+                             choices=ALGORITHMS)
+    estimator: str = setting("B", "SGVB estimator: B, with the analytic KL (eq. 7), or A (eq. 6)", "Estimator",
+                             "objective", choices=("B", "A"))
+    samples_per_point: int = setting(1, "L, samples of z per datapoint in each step", "Samples per datapoint L",
+                                     "objective", metavar="L")
+    batch_size: int = setting(100, "M, datapoints per minibatch", "Minibatch M", "objective", metavar="M")
+    samples: int = setting(1_000_000, "the budget: training samples evaluated (minibatches x M), the paper's x axis, "
+                           "e.g. 1e6", "Training samples to evaluate", "optimisation", parse=parse_sample_count,
+                           metavar="N")
+    optimizer: str = setting("adagrad", "adagrad (the paper), adam, or sgd with momentum 0.9", "Optimizer",
+                             "optimisation", choices=OPTIMIZERS)
+    lr: float | str = setting("auto", "the step size, or auto: a short trial of each candidate for the optimizer "
+                              "(adagrad 0.01, 0.02, 0.1 as in Section 5)", "Step size", "optimisation",
+                              parse=parse_step_size, metavar="LR|auto")
+    weight_decay: bool = setting(True, "MAP under the prior p(θ) = N(0, I): weight decay 1/N per datapoint",
+                                 "Weight decay (prior on θ)", "optimisation")
+    binarize: bool = setting(False, "train on dynamically binarised pixels (Bernoulli data only)",
+                             "Binarise minibatches", "optimisation")
+    seed: int = setting(0, "seeds the initialisation, the minibatches and the noise", "Seed", "optimisation")
+    step: str = setting("auto", "how the AEVB gradient is computed: fast (derived by hand, the paper's network on "
+                        "the CPU in float32), autograd, or auto (fast wherever it applies)", "Gradient step",
+                        "advanced", choices=STEPS)
+    device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
+                          "advanced", choices=DEVICES)
+    data_dir: str | None = setting(None, "folder holding mnist/ and frey/ (default: $VAE_DATA_DIR, then the cache)",
+                                   "Data folder", "advanced", metavar="DIR",
+                                   placeholder="$VAE_DATA_DIR, then ~/.cache/vae_core")
+    evaluations: int = setting(20, "evaluations of the full bounds, log-spaced over the budget", "Evaluations",
+                               "advanced")
+    eval_train_size: int = setting(10_000, "training points in each scheduled evaluation (the final one uses all)",
+                                   "Training points per evaluation", "advanced")
+    trial_steps: int = setting(30, "steps per candidate step size when lr is auto", "Trial steps per step size",
+                               "advanced")
+    checkpoint_seconds: float = setting(60.0, "training seconds between checkpoints besides those at evaluations",
+                                        "Seconds between checkpoints", "advanced")
+
+    @property
+    def hidden_layers(self) -> tuple[int, ...]:
+        """The hidden layers this run trains: the paper's one layer of 500 (MNIST) or 200 when none are given."""
+        return self.hidden or (data_module.DEFAULT_HIDDEN[self.dataset],)
+
+    def problems(self, machine: bool = True) -> dict[str, str]:
+        """What is wrong, by setting; empty when the configuration can be trained. With `machine` False, only what
+        holds anywhere (a saved run's config is read so): not this machine's devices and memory."""
+        problems: dict[str, str] = {}
+        for name, choices in ((n, s.choices) for n, s in settings().items() if s.choices):
+            if getattr(self, name) not in choices:
+                problems[name] = f"{name} must be one of {', '.join(map(str, choices))}, got {getattr(self, name)!r}"
+        for name in ("latent_dim", "samples_per_point", "batch_size", "samples", "evaluations", "eval_train_size",
+                     "trial_steps"):
+            value = getattr(self, name)
+            if not _whole(value) or value < 1:
+                problems[name] = f"{name} must be a whole number of at least 1, got {value!r}"
+            elif name in LIMITS and value > LIMITS[name]:
+                problems[name] = f"{name} must be at most {LIMITS[name]:,}, got {value:,}"
+        if not _whole(self.seed) or not 0 <= self.seed <= LIMITS["seed"]:
+            problems["seed"] = f"seed must be a whole number from 0 to {LIMITS['seed']:,}, got {self.seed!r}"
+        if self.hidden is not None:
+            if (not isinstance(self.hidden, (tuple, list)) or not self.hidden
+                    or not all(_whole(h) and h >= 1 for h in self.hidden)):
+                problems["hidden"] = f"hidden layers must be whole numbers of at least 1 unit, got {self.hidden!r}"
+            elif len(self.hidden) > LIMITS["hidden_layers"] or max(self.hidden) > LIMITS["hidden_units"]:
+                problems["hidden"] = (f"at most {LIMITS['hidden_layers']} hidden layers of at most "
+                                      f"{LIMITS['hidden_units']:,} units each, got {list(self.hidden)}")
+        if "dataset" not in problems and "batch_size" not in problems:
+            n = data_module.TRAIN_SIZES[self.dataset]
+            if self.batch_size > n:  # M distinct rows a step
+                problems["batch_size"] = (f"batch_size M must be at most the {n} training datapoints of "
+                                          f"{self.dataset}, got {self.batch_size}")
+        if self.lr != "auto" and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                                      and math.isfinite(self.lr) and self.lr > 0):
+            problems["lr"] = f"lr must be a positive number or 'auto', got {self.lr!r}"
+        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds > 0):
+            problems["checkpoint_seconds"] = f"checkpoint_seconds must be a positive number, got {self.checkpoint_seconds!r}"
+        if self.binarize and self.dataset in data_module.LIKELIHOODS and data_module.LIKELIHOODS[self.dataset] != "bernoulli":
+            problems["binarize"] = f"binarize applies to Bernoulli data (mnist, digits), not {self.dataset}"
+        if not machine:
+            return problems
+        if self.step == "fast" and "step" not in problems:
+            reason = self.fast_step_unavailable()
+            if reason:
+                problems["step"] = f"step 'fast' {reason}; use 'auto' or 'autograd'"
+        if self.device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                problems["device"] = "device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'"
+        if not problems:
+            needed, allowed = self.memory_needed(), memory_allowed()
+            if needed > allowed:
+                problems["memory"] = (f"this setting needs about {needed / 2**30:.1f} GiB of memory to train, more than "
+                                      f"the {allowed / 2**30:.1f} GiB allowed here (half of what is available; set "
+                                      f"${MEMORY_ENV} in bytes to change that): lower J, hidden units, L or M")
+        return problems
+
+    def validate(self) -> None:
+        """Raises ConfigError (a ValueError) naming each setting that is wrong and what is allowed."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+
+    def fast_step_unavailable(self) -> str | None:
+        """Why the hand-derived AEVB step cannot train this configuration, or None when it can."""
+        if self.algorithm != "aevb":
+            return f"serves AEVB only, not {self.algorithm}"
+        if len(self.hidden_layers) != 1 or self.activation != "tanh":
+            return "serves the paper's network only (one tanh hidden layer)"
+        if resolve_device(self.device).type != "cpu":
+            return "runs on the CPU only"
+        return None
+
+    def memory_needed(self) -> int:
+        """Bytes that training this configuration needs, estimated before anything is allocated: the data, the
+        parameters with their gradient, optimizer state and checkpoint copies, and one step's activations."""
+        D, N = math.prod(data_module.IMAGE_SHAPES[self.dataset]), data_module.TRAIN_SIZES[self.dataset]
+        out = 2 * D if data_module.LIKELIHOODS[self.dataset] == "gaussian" else D
+        hidden, J = self.hidden_layers, self.latent_dim
+        sizes = [D, *hidden, 2 * J], [J, *hidden[::-1], out]
+        parameters = sum((a + 1) * b for s in sizes for a, b in zip(s, s[1:]))
+        per_row = sum(hidden) * 2 + out + 3 * J  # one sample's activations in the encoder and the decoder
+        activations = 3 * self.samples_per_point * self.batch_size * per_row + 3 * 1000 * per_row  # step; evaluation
+        return 4 * (6 * parameters + activations + 2 * N * D)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        if "hidden_dim" in d:  # configs written before several hidden layers existed
+            d["hidden"] = None if d["hidden_dim"] is None else (d["hidden_dim"],)
+        if d.get("hidden") is not None:
+            d["hidden"] = tuple(d["hidden"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def resolve_device(name: str):
+    """The torch device for a `device` setting: "auto" is CUDA where PyTorch sees a GPU, else the CPU."""
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def memory_allowed() -> int:
+    """Bytes one setting may ask for: $VAE_MAX_MEMORY, or half of the memory available now."""
+    if os.environ.get(MEMORY_ENV):
+        return int(float(os.environ[MEMORY_ENV]))
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024 // 2
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2

@@ -1,0 +1,53 @@
+"""What the training loop reports, as it goes: one `TrainEvent` per happening, of one `EventKind`."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+
+class EventKind(str, enum.Enum):
+    TRIAL = "trial"  # one per step size tried, then one naming the choice
+    STARTED = "started"  # the run's config is written and its minibatches begin
+    MINIBATCH = "minibatch"  # a step that logs its minibatch bound
+    EVALUATION = "evaluation"  # the full train and test bounds
+    CHECKPOINT = "checkpoint"  # the checkpoint and the metrics so far are on disk
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def ends(self) -> bool:
+        return self in (EventKind.FINISHED, EventKind.STOPPED, EventKind.FAILED)
+
+    @property
+    def logged(self) -> bool:
+        """Kept in metrics.jsonl: the learning curves."""
+        return self in (EventKind.MINIBATCH, EventKind.EVALUATION)
+
+
+@dataclass
+class TrainEvent:
+    """One report from the trainer. Lower bounds are per datapoint, in nats, with the ELBO's sign."""
+    kind: EventKind
+    samples_evaluated: int
+    total_samples: int
+    seconds: float  # training time so far, pauses and evaluations excluded
+    samples_per_second: float
+    lower_bound: float | None = None  # of the current minibatch (eq. 8 / M)
+    reconstruction: float | None = None
+    kl: float | None = None
+    train_lower_bound: float | None = None
+    test_lower_bound: float | None = None
+    lr: float | None = None
+    message: str = ""
+
+    def to_row(self) -> dict:
+        row = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+        row["kind"] = str(self.kind)
+        return row
