@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from vae_core import plots, runs, views  # noqa: E402
-
-from train_throughput import logged_steps  # noqa: E402  (bench/ is this script's folder, first on sys.path)
+from train_throughput import logged_steps  # bench/ is this script's folder, first on sys.path
+from vae_app import figures as plots
+from vae_app.components import live_chart_dir
+from vae_core import runs
 
 SAMPLES = "5e5"
 DISPLAY_PARTS = ("renderer", "app server", "other browser")
@@ -90,7 +90,7 @@ class ChartsPage:
             arrived = rows[:max(2, len(rows) * (k + 1) // ticks)]
             figures.append([plots.to_json(plots.learning_curves({"run": arrived}, True, 0.6)),
                             plots.to_json(plots.bound_terms(arrived, True, 0.6))])
-        frame = (views.live_chart_dir() / "index.html").as_uri()
+        frame = (live_chart_dir() / "index.html").as_uri()
         self.host = Path(tempfile.mkdtemp(prefix="charts-")) / "charts.html"
         self.host.write_text(
             "<!doctype html><body style='margin:0;display:flex'>"

@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from vae_core.explorer import Explorer, shipped_models  # noqa: E402
+from vae_app.sources import ModelFile, shipped_models
 
 
 def median_ms(f, repeats: int) -> float:
@@ -81,7 +80,7 @@ def drag_frame_rate() -> tuple[float, float]:
 
 
 def main() -> None:
-    model = Explorer.from_file(shipped_models()["mnist-J2"])
+    model = ModelFile(shipped_models()["mnist-J2"]).load()
     grid_ms = median_ms(lambda: model.manifold(20), 50)
     print(f"(a) server: decode a 20x20 grid, MNIST J = 2 (784-500-2): {grid_ms:.1f} ms (target < 30 ms)")
     rerun_ms = page_rerun_ms()

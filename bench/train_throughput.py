@@ -1,6 +1,7 @@
 """Training-step throughput, side by side in one run (ratios, not absolute times).
 
-(a) vae_core's training step, as `Trainer` runs it (minibatch, noise, gradient, fused optimizer, logging);
+(a) vae_core's training step, as `Trainer` runs it (minibatch, noise, gradient, fused optimizer, logging), with
+    the default (hand-derived) step, and (a') the same with `--step autograd`;
 (b) a reference loop written the way pytorch/examples writes a VAE: a DataLoader over a TensorDataset,
     separate mean and log-variance layers, autograd, `torch.optim.Adagrad` with its defaults, and a
     Python loop over the L samples;
@@ -10,15 +11,21 @@
 (d) the ceiling of a step that updates its parameters after its GEMMs: (c) followed by the trainer's own
     optimizer step, with nothing else. Its share of (c) bounds what fusing every other operation away could reach.
 
+(e) with `--baseline REV`, vae_core's step as of git revision REV (imported from `git show` under another
+    name), so that a change to the step is measured against the step before it, paired.
+
 Timings are interleaved in blocks; times are the median block's, ratios the median of each block's ratio, so
 that drift in the machine's speed between blocks cancels.
-Run: `python bench/train_throughput.py` (add `--quick` for a smoke run).
+Run: `python bench/train_throughput.py [--baseline REV]` (add `--quick` for a smoke run).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +34,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vae_core.data import Dataset  # noqa: E402
-from vae_core.training import TrainConfig, Trainer  # noqa: E402
+from vae_core.config import TrainConfig
+from vae_core.data import Dataset
+from vae_core.training import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class ReferenceVAE(nn.Module):
@@ -76,11 +85,43 @@ def reference_steps(X, H, J, L, gaussian, M=100):
     return step
 
 
-def _trainer(X, H, J, L, gaussian, M=100) -> Trainer:
+def _trainer(X, H, J, L, gaussian, M=100, step="auto") -> Trainer:
     dataset = Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]),
-                      "gaussian" if gaussian else "bernoulli", H)
-    return Trainer.from_config(TrainConfig(dataset="digits", latent_dim=J, hidden_dim=H, samples_per_point=L, batch_size=M,
-                               samples=10**6, lr=0.01, device="cpu"), run_dir=_scratch(), dataset=dataset)
+                      "gaussian" if gaussian else "bernoulli")
+    return Trainer.from_config(TrainConfig(dataset="digits", latent_dim=J, hidden=(H,), samples_per_point=L,
+                                           batch_size=M, samples=10**6, lr=0.01, device="cpu", step=step),
+                               run_dir=_scratch(), dataset=dataset)
+
+
+def baseline_package(rev: str):
+    """vae_core as of git revision `rev`, imported as the package `vae_core_<rev>` (its imports are relative)."""
+    name = f"vae_core_{rev}"
+    root = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    files = subprocess.run(["git", "ls-tree", "--name-only", rev, "vae_core/"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    (root / name).mkdir()
+    for file in files:
+        source = subprocess.run(["git", "show", f"{rev}:{file}"], cwd=REPO, capture_output=True, text=True, check=True)
+        (root / name / Path(file).name).write_text(source.stdout)
+    sys.path.insert(0, str(root))
+    return importlib.import_module(f"{name}.training"), importlib.import_module(f"{name}.data")
+
+
+def baseline_steps(rev, X, H, J, L, gaussian, M=100):
+    """(e): the trainer of revision `rev`; before the engine/app split (f9bc4e4 and older) its Trainer took the
+    config and a run folder, and its Dataset the paper's hidden size."""
+    training, data = baseline_package(rev)
+    likelihood = "gaussian" if gaussian else "bernoulli"
+    if hasattr(training.Trainer, "from_config"):
+        config_module = importlib.import_module(training.__name__.rsplit(".", 1)[0] + ".config")
+        dataset = data.Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]), likelihood)
+        config = config_module.TrainConfig(dataset="digits", latent_dim=J, hidden=(H,), samples_per_point=L,
+                                           batch_size=M, samples=10**6, lr=0.01, device="cpu")
+        return logged_steps(training.Trainer.from_config(config, run_dir=_scratch(), dataset=dataset))
+    dataset = data.Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]), likelihood, H)
+    config = training.TrainConfig(dataset="digits", latent_dim=J, hidden_dim=H, samples_per_point=L, batch_size=M,
+                                  samples=10**6, lr=0.01, device="cpu")
+    return logged_steps(training.Trainer(config, run_dir=_scratch(), dataset=dataset))
 
 
 def logged_steps(trainer: Trainer):
@@ -93,8 +134,8 @@ def logged_steps(trainer: Trainer):
     return step
 
 
-def vae_core_steps(X, H, J, L, gaussian, M=100):
-    return logged_steps(_trainer(X, H, J, L, gaussian, M))  # the cadence of a 10^6 budget
+def vae_core_steps(X, H, J, L, gaussian, M=100, step="auto"):
+    return logged_steps(_trainer(X, H, J, L, gaussian, M, step))  # the cadence of a 10^6 budget
 
 
 def gemm_steps(trainer: Trainer):
@@ -102,15 +143,15 @@ def gemm_steps(trainer: Trainer):
     CPU GEMM kernel is faster at its shape: MKL's `torch.mm` or oneDNN's linear (`vae_core`'s step uses oneDNN
     for its hidden and output layers). Activations are random tensors of the step's shapes."""
     encoder, decoder, grads = trainer.model.encoder, trainer.model.decoder, trainer.params.grads
-    W1, Wz, Wd1, Wd2 = (layer.weight.detach() for layer in (encoder.to_hidden, encoder.to_z_params,
-                                                             decoder.to_hidden, decoder.to_x_params))
+    W1, Wz, Wd1, Wd2 = (layer.weight.detach() for layer in (encoder.hidden[0], encoder.out, decoder.hidden[0], decoder.out))
     (H, D), J, out_dim = W1.shape, Wz.shape[0] // 2, Wd2.shape[0]
     LM, M = trainer.config.samples_per_point * trainer.config.batch_size, trainer.config.batch_size
     r = torch.randn
     x, h, zp, z, g, d_out, d_g = r(M, D), r(M, H), r(M, 2 * J), r(LM, J), r(LM, H), r(LM, out_dim), r(LM, H)
     products = [(x, W1.t(), None), (h, Wz.t(), None), (z, Wd1.t(), None), (g, Wd2.t(), None),  # forward
-                (d_out.t(), g, grads[6]), (d_out, Wd2, None), (d_g.t(), z, grads[4]), (d_g, Wd1, None),  # backward
-                (zp.t(), h, grads[2]), (zp, Wz, None), (h.t(), x, grads[0])]
+                (d_out.t(), g, grads["decoder.out.weight"]), (d_out, Wd2, None),  # backward
+                (d_g.t(), z, grads["decoder.hidden.0.weight"]), (d_g, Wd1, None),
+                (zp.t(), h, grads["encoder.out.weight"]), (zp, Wz, None), (h.t(), x, grads["encoder.hidden.0.weight"])]
     kernels = []
     for a, b, out in products:
         out = torch.empty(a.shape[0], b.shape[1]) if out is None else out
@@ -170,6 +211,7 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few blocks: a smoke run, not a measurement")
+    parser.add_argument("--baseline", metavar="REV", help="also time vae_core's step as of this git revision")
     args = parser.parse_args()
     blocks, per_block = (3, 3) if args.quick else (25, 20)
     torch.manual_seed(0)
@@ -177,20 +219,28 @@ def main() -> None:
                ("Frey 560-200-2", 560, 200, 2, 1, True)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M = 100, Adagrad; {blocks} interleaved blocks of "
           f"{per_block} steps: median times, and ratios as the median of each block's ratio")
-    print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'reference ms':>13} {'GEMM ms':>8} {'GEMM+opt ms':>12} "
-          f"{'vs reference':>13} {'of GEMM roofline':>17} {'ceiling':>8}")
+    print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'autograd ms':>12} {'reference ms':>13} {'GEMM ms':>8} "
+          f"{'GEMM+opt ms':>12} {'vs reference':>13} {'autograd/fast':>14} {'of GEMM roofline':>17} {'ceiling':>8}"
+          + (f" {'vs ' + args.baseline[:9]:>14}" if args.baseline else ""))
     for name, D, H, J, L, gaussian in configs:
         X = torch.rand(6000, D)
-        t = interleaved({"vae_core": vae_core_steps(X, H, J, L, gaussian), "reference": reference_steps(X, H, J, L, gaussian),
-                         "gemm": gemm_steps(_trainer(X, H, J, L, gaussian)),
-                         "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian))},
-                        blocks, per_block)
+        contenders = {"vae_core": vae_core_steps(X, H, J, L, gaussian), "autograd": vae_core_steps(X, H, J, L, gaussian, step="autograd"),
+                      "reference": reference_steps(X, H, J, L, gaussian), "gemm": gemm_steps(_trainer(X, H, J, L, gaussian)),
+                      "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian))}
+        if args.baseline:
+            contenders["baseline"] = baseline_steps(args.baseline, X, H, J, L, gaussian)
+        t = interleaved(contenders, blocks, per_block)
         ms = {contender: statistics.median(seconds) * 1e3 for contender, seconds in t.items()}
-        print(f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['reference']:>13.3f} {ms['gemm']:>8.3f} {ms['gemm+opt']:>12.3f} "
-              f"{paired_ratio(t['reference'], t['vae_core']):>12.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
-              f"{paired_ratio(t['gemm'], t['gemm+opt']):>7.0%}")
-    print("ceiling: the roofline's share of GEMM+opt, (c) / (d), the most a step that updates its parameters after its "
-          "GEMMs could reach")
+        line = (f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['autograd']:>12.3f} {ms['reference']:>13.3f} {ms['gemm']:>8.3f} "
+                f"{ms['gemm+opt']:>12.3f} {paired_ratio(t['reference'], t['vae_core']):>12.2f}x "
+                f"{paired_ratio(t['autograd'], t['vae_core']):>13.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
+                f"{paired_ratio(t['gemm'], t['gemm+opt']):>7.0%}")
+        if args.baseline:
+            line += f" {paired_ratio(t['baseline'], t['vae_core']):>13.3f}x"
+        print(line, flush=True)
+    print("vs reference, autograd/fast and vs REV: the other's time over vae_core's (above 1: vae_core's default step is "
+          "faster); ceiling: the roofline's share of GEMM+opt, (c) / (d), the most a step that updates its parameters "
+          "after its GEMMs could reach")
 
 
 if __name__ == "__main__":

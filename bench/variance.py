@@ -6,13 +6,10 @@ defaults under 10 s (Frey) and 60 s (MNIST). Run: `python bench/variance.py [--s
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vae_core.explorer import shipped_models  # noqa: E402
-from vae_core.variance import VarianceConfig, fixed_minibatch, measure_variance, subject  # noqa: E402
+from vae_app.sources import shipped_models
+from vae_core.variance import VarianceConfig, fixed_minibatch, measure_variance, subject
 
 
 def timed(f) -> float:

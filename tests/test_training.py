@@ -229,3 +229,27 @@ def test_a_timed_checkpoint_never_saves_non_finite_parameters(tmp_path):
     assert last.kind == "failed" and "non-finite" in last.message and last.samples_evaluated == 20_500
     assert runs.checkpoint_samples(tmp_path / "run") == 20_400  # the step before, not the poisoned one
     assert torch.isfinite(Trainer.resume_from(tmp_path / "run").params.flat).all()
+
+
+def test_the_autograd_step_trains_to_the_fast_steps_bound(tmp_path):
+    """`--step autograd` is the same algorithm as the fast step: the same run, to within 1% of its test bound."""
+    bounds = {}
+    for step in ("fast", "autograd"):
+        trainer = Trainer.from_config(digits_config(step=step, samples=60_000), tmp_path / step)
+        assert trainer.algorithm.step == step
+        bounds[step] = trainer.run().test_lower_bound
+    assert bounds["fast"] > -40  # it learned: an untrained model scores about -44
+    assert abs(bounds["autograd"] - bounds["fast"]) < 0.01 * abs(bounds["fast"]), bounds
+
+
+@pytest.mark.parametrize("change, step", [({}, "fast"), ({"activation": "relu"}, "autograd"),
+                                          ({"hidden": (40, 30)}, "autograd"), ({"init": "default"}, "fast")])
+def test_auto_step_takes_the_fast_step_only_for_the_papers_network(tmp_path, change, step):
+    trainer = Trainer.from_config(digits_config(**change), tmp_path / "run")
+    assert trainer.algorithm.step == step
+    assert trainer.run().test_lower_bound > -45
+
+
+def test_asking_for_the_fast_step_on_another_network_is_refused():
+    with pytest.raises(ValueError, match="serves the paper's network only"):
+        digits_config(step="fast", activation="relu").validate()

@@ -1,5 +1,5 @@
-"""The model a page works on, as one small typed value that knows how to load itself: a model shipped in
-assets/models, a saved run, the run training in this session (a parameter snapshot), or an untrained model.
+"""The model a page works on, as one small typed value that knows how to load itself: a model file (shipped in
+assets/models, or a saved run's), the run training in this session (a parameter snapshot), or an untrained model.
 
 Each has a `label` for the pages' pickers and a `key` that names the model's version, so that caches hold one
 entry per version and a live run's new snapshot is a new key.
@@ -24,50 +24,34 @@ def shipped_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SHIPPED_MODELS.glob("*.safetensors"))}
 
 
-def _file_key(path: Path) -> tuple:
-    stat = path.stat()
-    return str(path), stat.st_mtime_ns, stat.st_size
-
-
 @dataclass(frozen=True)
-class ShippedModel:
+class ModelFile:
+    """A model saved in a file: one shipped in assets/models ("shipped"), or a run's model.safetensors ("run")."""
     path: Path
+    kind: str = "shipped"
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.kind == "shipped" else self.path.parent.name
 
     @property
     def label(self) -> str:
-        return f"shipped: {self.path.stem}"
+        return f"{self.kind}: {self.name}"
 
     @property
     def key(self) -> tuple:
-        return _file_key(self.path)
+        stat = self.path.stat()
+        return str(self.path), stat.st_mtime_ns, stat.st_size
 
     @property
     def card(self) -> str:
+        """The model card beside a shipped model."""
         card = self.path.with_suffix(".md")
-        return card.read_text() if card.is_file() else ""
+        return card.read_text() if self.kind == "shipped" and card.is_file() else ""
 
     def load(self) -> LatentSpace:
         model, metadata = runs.load_model(self.path)
-        return LatentSpace(model, metadata["dataset"], self.path.stem)
-
-
-@dataclass(frozen=True)
-class SavedRun:
-    run_dir: Path
-
-    @property
-    def label(self) -> str:
-        return f"run: {self.run_dir.name}"
-
-    @property
-    def key(self) -> tuple:
-        return _file_key(self.run_dir / runs.MODEL)
-
-    card = ""
-
-    def load(self) -> LatentSpace:
-        model, metadata = runs.load_model(self.run_dir / runs.MODEL)
-        return LatentSpace(model, metadata["dataset"], self.run_dir.name)
+        return LatentSpace(model, metadata["dataset"], self.name)
 
 
 @dataclass(frozen=True)
@@ -115,7 +99,7 @@ class UntrainedModel:
         return LatentSpace(VAE(config, generator=torch.Generator().manual_seed(self.seed)), self.dataset, self.label)
 
 
-Source = ShippedModel | SavedRun | LiveRun | UntrainedModel
+Source = ModelFile | LiveRun | UntrainedModel
 
 
 def model_sources(live_worker=None, untrained: tuple[str, ...] = ()) -> dict[str, Source]:
@@ -124,10 +108,10 @@ def model_sources(live_worker=None, untrained: tuple[str, ...] = ()) -> dict[str
     sources: list[Source] = []
     if live_worker is not None and live_worker.snapshot is not None:
         sources.append(LiveRun(live_worker.run_dir, live_worker.config["dataset"], live_worker.snapshot))
-    sources += [ShippedModel(path) for path in shipped_models().values()]
+    sources += [ModelFile(path) for path in shipped_models().values()]
     for run_dir in runs.list_runs():
         record = runs.read_run(run_dir, metrics=False)
         if (run_dir / runs.MODEL).is_file() and runs.MODEL not in record.problems:
-            sources.append(SavedRun(run_dir))
+            sources.append(ModelFile(run_dir / runs.MODEL, "run"))
     sources += [UntrainedModel(d) for d in untrained]
     return {s.label: s for s in sources}

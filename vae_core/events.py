@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     TRIAL = "trial"  # one per step size tried, then one naming the choice
     STARTED = "started"  # the run's config is written and its minibatches begin
     MINIBATCH = "minibatch"  # a step that logs its minibatch bound
@@ -17,9 +17,6 @@ class EventKind(str, enum.Enum):
     FINISHED = "finished"
     STOPPED = "stopped"
     FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def ends(self) -> bool:

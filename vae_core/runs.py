@@ -35,7 +35,7 @@ RUN_FILES = (CONFIG, METRICS, MODEL, CHECKPOINT, STATUS)
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header larger than this is not one of ours
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     """Where a run stands. The trainer writes running, paused, finished, stopped and failed; the app adds the
     states of a run it has started but not yet heard from; a reader concludes interrupted (it says running but
     nobody holds its lock) and damaged (its files cannot be read)."""
@@ -48,9 +48,6 @@ class RunState(str, enum.Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     DAMAGED = "damaged"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def active(self) -> bool:
