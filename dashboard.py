@@ -5,11 +5,15 @@
 if __name__ == "__main__":
     import streamlit as st
 
+    from vae_app.guard import page_guard
+
     st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon=":material/blur_on:", layout="wide")
-    st.navigation([
+    page = st.navigation([
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/latent_explorer.py", title="Latent explorer", icon=":material/scatter_plot:"),
         st.Page("pages/estimator_variance.py", title="Estimator variance", icon=":material/query_stats:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
-    ]).run()
+    ])
+    with page_guard():  # a page's unexpected failure is a message, never a traceback in the browser
+        page.run()

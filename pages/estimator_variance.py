@@ -3,6 +3,7 @@ import streamlit as st
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
 from vae_app import figures
+from vae_app.guard import guarded
 from vae_app.sources import model_sources
 from vae_app.views import pool
 from vae_app.views import variance as views
@@ -36,6 +37,7 @@ if go:
 
 
 @st.fragment(run_every=0.5)
+@guarded
 def measuring(jobs):
     """Progress while the measurements run in their own processes; the whole page again once they are done."""
     for name, job in jobs.items():

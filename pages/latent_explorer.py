@@ -4,6 +4,7 @@ import streamlit as st
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
 from vae_app import figures, images
+from vae_app.guard import guarded
 from vae_app.sources import LiveRun, model_sources
 from vae_app.views import explorer as views
 from vae_app.views import pool
@@ -24,6 +25,7 @@ if live:  # frozen: keep the snapshot seen when the toggle went off
 
 
 @st.fragment(run_every=2.0 if follow else None)
+@guarded
 def explore():
     source = sources[name]
     if follow:  # the worker's latest snapshot
@@ -35,14 +37,17 @@ def explore():
             st.markdown(source.card)
     pad, manifold, between, samples, recon, scatter = st.tabs(
         ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"])
-    J = space.latent_dim
+    J, tested = space.latent_dim, space.has_test_set
     with pad:
+        plane, around = "", 0
         if J > 2:
             left, right = st.columns(2)
-            plane = left.selectbox("Pad moves", views.pad_plane_choices(J), key="plane")
-            around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around")
-        base, directions, dims_text = views.pad_plane(space, plane if J > 2 else "", around if J > 2 else 0)
-        st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move.")
+            plane = left.selectbox("Pad moves", views.pad_plane_choices(space), key="plane")
+            if tested:
+                around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around")
+        base, directions, dims_text = views.pad_plane(space, plane, around)
+        st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move."
+                   + ("" if tested else " The encoded test set is not drawn beneath it: its data is not here."))
         st.iframe(views.pad(space, base, directions), height=330)
     with manifold:
         left, right = st.columns(2)
@@ -56,10 +61,13 @@ def explore():
             index = picked[0]["point_index"]
             st.image(images.png(cells[index], scale=8), caption=f"z = {np.round(zs[index], 2).tolist()}")
     with between:
-        left, right = st.columns(2)
-        first = left.number_input("From test image", 0, space.test_size - 1, 0, key="from")
-        second = right.number_input("To test image", 0, space.test_size - 1, 1, key="to")
-        st.image(views.strip(space.interpolation(first, second, 12), space.image_shape), caption="decoded path")
+        if tested:
+            left, right = st.columns(2)
+            first = left.number_input("From test image", 0, space.test_size - 1, 0, key="from")
+            second = right.number_input("To test image", 0, space.test_size - 1, 1, key="to")
+            st.image(views.strip(space.interpolation(first, second, 12), space.image_shape), caption="decoded path")
+        else:
+            st.info(views.needs_test_set(space))
     with samples:
         if st.button("Reseed", key="reseed"):
             st.session_state["seed"] = st.session_state.get("seed", 0) + 1
@@ -69,8 +77,14 @@ def explore():
             column.image(views.sample_mosaic(other_space, st.session_state.get("seed", 0)),
                          caption=f"{other} (J = {other_space.latent_dim})")
     with recon:
-        st.image(views.reconstruction_mosaic(space), caption="test images (odd rows) and reconstructions (even rows)")
+        if tested:
+            st.image(views.reconstruction_mosaic(space), caption="test images (odd rows) and reconstructions (even rows)")
+        else:
+            st.info(views.needs_test_set(space))
     with scatter:
+        if not tested:
+            st.info(views.needs_test_set(space))
+            return
         method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="projection") if J > 2 else "pca"
         event = st.plotly_chart(figures.scatter_figure(space, method), on_select="rerun", selection_mode="points",
                                 key="scatter")
@@ -78,6 +92,5 @@ def explore():
         if picked:
             index = picked[0]["point_index"]
             st.image(images.png(space.test_images([index])[0], scale=8), caption=f"test image {index}")
-
 
 explore()

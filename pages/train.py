@@ -6,6 +6,7 @@ import pages  # noqa: F401  (first: see pages/__init__.py)
 
 from vae_app import figures, forms
 from vae_app.components import live_chart
+from vae_app.guard import guarded
 from vae_app.views import pool
 from vae_app.views import train as views
 from vae_app.views.home import dataset_table
@@ -24,6 +25,7 @@ if config is not None:
 
 
 @st.fragment(run_every=1.0 if pool().active_workers() else None)
+@guarded
 def reattach():
     """Runs still training whose page was closed or reloaded can be taken back; others' are only listed."""
     for other in pool().active_workers():
@@ -55,6 +57,7 @@ smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing")
 
 
 @st.fragment(run_every=0.5 if drawn_state.active else None)
+@guarded
 def live_view():
     worker.touch(owner)
     progress = views.progress(worker)
@@ -74,6 +77,7 @@ def live_view():
 
 
 @st.fragment(run_every=2.0 if drawn_state.active else None)  # parameter snapshots arrive every two seconds
+@guarded
 def gallery():
     if worker.snapshot is not None:
         images = views.gallery(worker)

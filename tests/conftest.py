@@ -14,7 +14,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The verified copies of MNIST and Frey Face; CI sets VAE_DATA_DIR, so these tests never skip there."""
-    path = Path(os.environ.get("VAE_DATA_DIR") or REPO.parent / "shared" / "data")
+    path = Path(os.environ.get("VAE_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
     if not (path / "mnist").is_dir() or not (path / "frey").is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"real data is required in CI but {path} lacks mnist/ or frey/")

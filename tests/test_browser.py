@@ -12,6 +12,17 @@ REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "test-output"
 
 
+def network_address() -> str | None:
+    """This machine's address on its network (not loopback), or None where it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # chooses the outgoing interface; sends nothing
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
 @pytest.fixture
 def server(tmp_path, data_dir):
     with socket.socket() as s:
@@ -19,8 +30,7 @@ def server(tmp_path, data_dir):
         port = s.getsockname()[1]
     env = {**os.environ, "VAE_RUNS_DIR": str(tmp_path / "runs"), "VAE_DATA_DIR": str(data_dir)}
     log = tmp_path / "server.log"  # the server's output and its training processes'
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-                                "--server.address", "127.0.0.1", "--server.headless", "true"],
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port)],
                                cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -29,6 +39,10 @@ def server(tmp_path, data_dir):
             break
         except OSError:
             time.sleep(0.3)
+    outside = network_address()
+    if outside is not None:  # .streamlit/config.toml binds loopback only: the machine's own address is refused
+        with pytest.raises(OSError):
+            socket.create_connection((outside, port), timeout=2).close()
     yield f"http://127.0.0.1:{port}", log
     process.terminate()
     process.wait(timeout=10)

@@ -22,6 +22,7 @@ def _measure_variance(source, settings, reports) -> None:
     try:
         space = source.load()
         train = data.load(space.dataset, download=False).train
+        settings.validate(space.model, len(train))
         x = lab.fixed_minibatch(train, settings.batch_size, settings.seed)
         result = lab.measure_variance(space.model, x, settings, lambda f: reports.put(("progress", f)))
         reports.put(("result", result))

@@ -22,6 +22,8 @@ from .estimators import importance_weighted_bound
 from .events import EventKind, TrainEvent
 from .training import Trainer, dataset_lower_bound, format_duration
 
+IW_SAMPLES_LIMIT = 100_000  # K: the importance-weighted bound is computed in memory-bounded chunks, so this bounds time
+
 
 def _argument_type(parse):
     """An argparse type from one of config.py's parsers: its ValueError becomes argparse's message."""
@@ -145,14 +147,14 @@ def cmd_train(args) -> int:
 @torch.no_grad()
 def cmd_evaluate(args) -> int:
     run_dir = Path(args.run_dir)
-    if args.iw_samples < 1:
-        raise ValueError(f"--iw-samples K must be at least 1, got {args.iw_samples}")
+    if not 1 <= args.iw_samples <= IW_SAMPLES_LIMIT:
+        raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
     record = runs.read_run(run_dir, metrics=False)
     if not (run_dir / runs.MODEL).is_file():
         raise FileNotFoundError(f"{run_dir} holds no {runs.MODEL}; give the folder of a run trained with `train`")
     for name in (runs.CONFIG, runs.MODEL):
         if name in record.problems:
-            raise runs.RunError(f"{run_dir} cannot be evaluated: {name} {record.problems[name]}")
+            raise runs.RunError(f"{run_dir} cannot be evaluated: {record.problems[name]}")
     config = TrainConfig.from_dict(record.train_config)
     dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
     model, _ = runs.load_model(run_dir / runs.MODEL)
@@ -182,9 +184,11 @@ def cmd_variance(args) -> int:
 
     if args.untrained == (args.source is not None):
         raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
-    model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
     config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
+    config.validate()  # the limits, before any model is built
+    model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
+    config.validate(model, len(dataset.train))
     started = time.perf_counter()
     with _progress_bar(1000, "‰") as bar:
         bar.set_postfix_str("measuring", refresh=False)
@@ -205,17 +209,22 @@ def cmd_variance(args) -> int:
 
 
 def cmd_data(args) -> int:
+    """Downloads what is missing, or with --verify checks every file on this machine and reports each."""
     names = [args.dataset] if args.dataset else list(data_module.DATASETS)
     failures = 0
     for name in names:
+        if args.verify:
+            for file, problem in data_module.verify(name, args.data_dir).items():
+                failures += problem is not None
+                print(f"{name}/{file}: " + (f"FAILED: {problem}" if problem else "ok"))
         try:
             dataset = data_module.load(name, args.data_dir, download=not args.verify, progress=DownloadBars())
             where = data_module.availability(args.data_dir)[name]
             print(f"{name}: ok, {len(dataset.train)} train + {len(dataset.test)} test images of "
                   f"{dataset.image_shape[0]}x{dataset.image_shape[1]} ({where})")
         except data_module.DataError as e:
-            failures += 1
-            print(f"{name}: FAILED: {e}")
+            failures += not args.verify  # with --verify, each bad file is counted above
+            print(f"{name}: FAILED: {e}" if not args.verify else f"{name}: FAILED (see above)")
     return 1 if failures else 0
 
 

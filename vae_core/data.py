@@ -11,9 +11,11 @@ import functools
 import gzip
 import hashlib
 import os
+import stat
 import struct
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -87,15 +89,45 @@ def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     return dirs + [cache_dir() / name]
 
 
+def _fetch_hint(path: Path) -> str:
+    return f"`python -m vae_core data --dataset {path.parent.name}`"
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes; DataError naming the file when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror or e}). Check that it is a file you may read, or delete "
+                        f"it and run {_fetch_hint(path)} to fetch a fresh copy.") from None
+
+
 def _decompressed(path: Path) -> bytes:
-    raw = path.read_bytes()
+    raw = _read(path)
     if not path.name.endswith(".gz"):
         return raw
     try:
         return gzip.decompress(raw)
-    except (EOFError, gzip.BadGzipFile, OSError) as e:
-        raise DataError(f"{path} is truncated or not a gzip file ({e}). Delete it and run "
-                        f"`python -m vae_core data --dataset {path.parent.name}` to fetch a fresh copy.") from e
+    except (EOFError, gzip.BadGzipFile, OSError, zlib.error) as e:
+        raise DataError(f"{path} is truncated, corrupted or not a gzip file ({e}). Delete it and run "
+                        f"{_fetch_hint(path)} to fetch a fresh copy.") from None
+
+
+def _present(path: Path) -> bool:
+    """Whether a dataset file is at `path`; DataError when something else is there (a folder, a broken or looping
+    link), which would otherwise read as a missing file."""
+    if not os.path.lexists(path):
+        return False
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise DataError(f"{path} cannot be opened ({e.strerror or e}): a broken or looping link? Replace it with the "
+                        f"file, or delete it and run {_fetch_hint(path)}.") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise DataError(f"{path} is {kind}, where the dataset file {path.name} should be. Move it away and run "
+                        f"{_fetch_hint(path)}.")
+    return True
 
 
 def _verified_content(path: Path, spec: DataFile) -> bytes:
@@ -141,6 +173,16 @@ def _download(spec: DataFile, target: Path, progress: Progress | None) -> None:
                     f"{target.parent.name}/{spec.name}, or train on the bundled `digits` dataset.")
 
 
+def locate_file(name: str, spec: DataFile, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where the file is on this machine; DataError saying where it was looked for when it is not."""
+    dirs = _search_dirs(name, data_dir)
+    path = next((d / spec.name for d in dirs if _present(d / spec.name)), None)
+    if path is None:
+        raise DataError(f"{spec.name} was not found in {', '.join(map(str, dirs))}. Run "
+                        f"`python -m vae_core data --dataset {name}`, set ${DATA_DIR_ENV}, or use `digits`.")
+    return path
+
+
 def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
            progress: Progress | None = None) -> dict[str, Path]:
     """Paths of the dataset's files, downloading those that are missing (unless `download` is False)."""
@@ -148,16 +190,19 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool 
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     found = {}
     for spec in SOURCES[name]:
-        dirs = _search_dirs(name, data_dir)
-        path = next((d / spec.name for d in dirs if (d / spec.name).is_file()), None)
-        if path is None:
-            if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-                raise DataError(f"{spec.name} was not found in {', '.join(map(str, dirs))}. Run "
-                                f"`python -m vae_core data --dataset {name}`, set ${DATA_DIR_ENV}, or use `digits`.")
-            path = dirs[-1] / spec.name
-            _download(spec, path, progress)
-        found[spec.name] = path
+        try:
+            found[spec.name] = locate_file(name, spec, data_dir)
+        except DataError:
+            if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0") or _something_there(name, spec, data_dir):
+                raise
+            found[spec.name] = _search_dirs(name, data_dir)[-1] / spec.name
+            _download(spec, found[spec.name], progress)
     return found
+
+
+def _something_there(name: str, spec: DataFile, data_dir) -> bool:
+    """Whether a path of the file's name exists in a searched folder (a folder, a link): not to be downloaded over."""
+    return any(os.path.lexists(d / spec.name) for d in _search_dirs(name, data_dir))
 
 
 def _idx(path: Path, spec: DataFile, magic: int, count: int, item_shape: tuple[int, ...]) -> np.ndarray:
@@ -219,8 +264,9 @@ def _load_digits() -> Dataset:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(name: str, paths: tuple[tuple[str, Path], ...]) -> Dataset:
-    dataset = _load_digits() if name == "digits" else {"mnist": _load_mnist, "frey": _load_frey}[name](dict(paths))
+def _load_cached(name: str, files: tuple[tuple[str, Path, int, int], ...]) -> Dataset:
+    paths = {file: path for file, path, _, _ in files}
+    dataset = _load_digits() if name == "digits" else {"mnist": _load_mnist, "frey": _load_frey}[name](paths)
     for array in (dataset.train, dataset.test):
         array.setflags(write=False)  # shared between callers through the cache
     return dataset
@@ -230,7 +276,22 @@ def load(name: str, data_dir: str | os.PathLike | None = None, download: bool = 
          progress: Progress | None = None) -> Dataset:
     """Loads a dataset by name ("mnist", "frey" or "digits"); raises DataError with advice if it cannot."""
     paths = locate(name, data_dir, download, progress)
-    return _load_cached(name, tuple(sorted(paths.items())))
+    files = tuple(sorted((file, path, path.stat().st_mtime_ns, path.stat().st_size) for file, path in paths.items()))
+    return _load_cached(name, files)  # a file replaced in place is read again
+
+
+def verify(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, str | None]:
+    """Checks every file of the dataset on this machine (none is downloaded): file name -> what is wrong, or None
+    when it is present and passes its checksum. Unlike `load`, it goes on past the first bad file."""
+    problems: dict[str, str | None] = {}
+    for spec in SOURCES[name]:
+        try:
+            path = locate_file(name, spec, data_dir)
+            _verified_content(path, spec)
+            problems[spec.name] = None
+        except DataError as e:
+            problems[spec.name] = str(e)
+    return problems
 
 
 def available(name: str, data_dir: str | os.PathLike | None = None) -> bool:

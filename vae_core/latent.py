@@ -41,6 +41,12 @@ class LatentSpace:
     def _test(self) -> data.Dataset:
         return data.load(self.dataset, download=False)
 
+    @property
+    def has_test_set(self) -> bool:
+        """Whether the dataset is on this machine: encodings, reconstructions and interpolations need its test set;
+        decoding (manifolds, samples, the pad) needs none."""
+        return data.available(self.dataset)
+
     @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder means p_θ(x|z) for z (N, J): images (N, h, w)."""

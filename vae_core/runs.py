@@ -201,6 +201,7 @@ class RunLock:
     (by, pid, host, since). The operating system releases it when the holder's process ends, however it ends."""
 
     def __init__(self, run_dir: str | os.PathLike, by: str):
+        self._fd = None
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -208,6 +209,7 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
+            self._fd = None
             holder = lock_holder(self.run_dir)
             raise RunError(f"{self.run_dir} is being trained by {describe_holder(holder)}; wait for it to end or stop "
                            f"it first (one writer per run)") from None
@@ -359,7 +361,7 @@ class RunRecord:
         return next((r for r in reversed(self.metrics) if "test_lower_bound" in r), {})
 
     def describe_problems(self) -> str:
-        return "; ".join(f"{name}: {what}" for name, what in self.problems.items())
+        return "; ".join(self.problems.values())
 
 
 def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
@@ -373,16 +375,21 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
         record.config = read_json(path / CONFIG)
         if not isinstance(record.config, dict) or not isinstance(record.config.get("train_config"), dict):
             raise ValueError("it holds no train_config")
-        problems = TrainConfig.from_dict(record.train_config).problems(machine=False)
-        if problems:
-            raise ValueError("; ".join(problems.values()))
     except FileNotFoundError:
         record.config = None
         if record.holder is None:
-            record.problems[CONFIG] = "missing"
-    except (OSError, ValueError, TypeError) as e:
+            record.problems[CONFIG] = f"{CONFIG} is missing (the run ended before its first step)"
+    except (OSError, ValueError) as e:
         record.config = None
-        record.problems[CONFIG] = f"cannot be read ({e})"
+        record.problems[CONFIG] = f"{CONFIG} cannot be read ({e})"
+    if record.config is not None:
+        try:
+            problems = TrainConfig.from_dict(record.train_config).problems(machine=False)
+        except (TypeError, ValueError) as e:
+            problems = {"config": str(e)}
+        if problems:
+            record.config = None
+            record.problems[CONFIG] = f"{CONFIG} holds settings that cannot be trained ({'; '.join(problems.values())})"
     if (path / STATUS).exists():
         try:
             record.status = read_json(path / STATUS)
@@ -390,7 +397,7 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
                 raise ValueError("not an object")
         except (OSError, ValueError) as e:
             record.status = {}
-            record.problems[STATUS] = f"cannot be read ({e})"
+            record.problems[STATUS] = f"{STATUS} cannot be read ({e})"
     if (path / CHECKPOINT).exists():
         try:
             _, metadata = read_header(path / CHECKPOINT)
@@ -405,7 +412,7 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
     if metrics:
         record.metrics, lost = read_metrics(path / METRICS)
         if lost:
-            record.problems[METRICS] = lost
+            record.problems[METRICS] = f"{METRICS}: {lost}"
     return record
 
 

@@ -147,14 +147,16 @@ class Trainer:
                     progress: data_module.Progress | None = None, by: str = "the library") -> "Trainer":
         """Continues the run in `run_dir` from its last checkpoint, optionally to a larger budget."""
         run_dir = Path(run_dir)
-        if not (run_dir / runs.CHECKPOINT).is_file():
-            raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({runs.CHECKPOINT} is missing)")
-        lock = runs.RunLock(run_dir, by)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir} is not a folder; give the folder of a run to continue")
+        lock = runs.RunLock(run_dir, by)  # refuses while another process trains the run
         try:
+            if not (run_dir / runs.CHECKPOINT).is_file():
+                raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({runs.CHECKPOINT} is missing)")
             record = runs.read_run(run_dir)
             for name in (runs.CONFIG, runs.CHECKPOINT):
                 if name in record.problems:
-                    raise RunError(f"{run_dir} cannot be continued: {name} {record.problems[name]}")
+                    raise RunError(f"{run_dir} cannot be continued: {record.problems[name]}")
             config = TrainConfig.from_dict(record.train_config)
             if samples is not None:
                 config.samples = check_continue_budget(run_dir, samples)
@@ -228,7 +230,7 @@ class Trainer:
         # Rows logged after the checkpoint are dropped: they will be produced again.
         self.recorder.rows = [r for r in record.metrics if r["samples_evaluated"] <= self.samples_evaluated]
         if runs.METRICS in record.problems:
-            self.notes.append(f"{runs.METRICS} was damaged ({record.problems[runs.METRICS]}): the learning curve "
+            self.notes.append(f"{record.problems[runs.METRICS]}: the learning curve "
                               f"before {self.samples_evaluated:,} samples keeps only those rows; training continues "
                               f"from the checkpoint")
 

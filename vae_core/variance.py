@@ -38,6 +38,9 @@ VALUE_ESTIMATORS = {"A": estimator_a, "B": estimator_b,
                     "iw": lambda model, x, L, eps: importance_weighted_bound(model, x, L, eps=eps, max_elements=2**62)}
 
 
+VARIANCE_LIMITS = {"batch_size": 10_000, "repeats": 100_000, "L": 10_000}
+
+
 @dataclass
 class VarianceConfig:
     batch_size: int = 10  # M
@@ -47,19 +50,51 @@ class VarianceConfig:
     seed: int = 0
     max_elements: int = 2**23  # decoder outputs per chunk of replicates (R_chunk x L x M x D); larger is slower here
 
-    def validate(self) -> None:
+    def problems(self, model: VAE | None = None, train_size: int | None = None) -> list[str]:
+        """What is wrong with these settings (for `model` and a training set of `train_size`, when given)."""
         problems = []
-        for name in ("batch_size", "repeats"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < (2 if name == "repeats" else 1):
-                problems.append(f"{name} must be a whole number of at least {2 if name == 'repeats' else 1}, "
-                                f"got {getattr(self, name)!r}")
+        for name, low, what in (("batch_size", 1, "the minibatch M"), ("repeats", 2, "the replicates R")):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                problems.append(f"{what} must be a whole number of at least {low}, got {value!r}")
+            elif value > VARIANCE_LIMITS[name]:
+                problems.append(f"{what} must be at most {VARIANCE_LIMITS[name]:,}, got {value:,}")
         if not self.samples or any(not isinstance(L, int) or L < 1 for L in self.samples):
             problems.append(f"every L must be a whole number of at least 1, got {list(self.samples)!r}")
+        elif max(self.samples) > VARIANCE_LIMITS["L"]:
+            problems.append(f"every L must be at most {VARIANCE_LIMITS['L']:,}, got {max(self.samples):,}")
         unknown = [e for e in self.estimators if e not in GRADIENT_ESTIMATORS]
         if unknown or not self.estimators:
             problems.append(f"estimators must be among {', '.join(GRADIENT_ESTIMATORS)}, got {list(self.estimators)!r}")
         if problems:
+            return problems
+        if train_size is not None and self.batch_size > train_size:
+            problems.append(f"the minibatch M must be at most the {train_size:,} training datapoints of this model's "
+                            f"data, got {self.batch_size:,}")
+        if model is not None:
+            from .config import memory_allowed
+            needed, allowed = self.memory_needed(model), memory_allowed()
+            if needed > allowed:
+                problems.append(f"these settings need about {needed / 2**30:.1f} GiB of memory, more than the "
+                                f"{allowed / 2**30:.1f} GiB allowed here: lower R, L or M")
+        return problems
+
+    def validate(self, model: VAE | None = None, train_size: int | None = None) -> None:
+        problems = self.problems(model, train_size)
+        if problems:
             raise ValueError("; ".join(problems))
+
+    def memory_needed(self, model: VAE) -> int:
+        """Bytes the measurement needs, estimated before anything is allocated: the noise of every replicate at the
+        largest L, a chunk's decoder outputs and per-replicate gradients, and the moments' accumulators."""
+        c = model.config
+        out = c.data_dim * (2 if c.likelihood == "gaussian" else 1)
+        parameters = sum(p.numel() for p in model.parameters())
+        L, M, J = max(self.samples), self.batch_size, c.latent_dim
+        chunk = max(1, self.max_elements // (L * M * out))  # replicates per chunk
+        noise = 2 * self.repeats * L * M * J * 4  # ε and z0
+        work = 8 * min(chunk, self.repeats) * L * M * (out + sum(c.hidden)) * 4 + 2 * min(chunk, self.repeats) * parameters * 4
+        return noise + work + 2 * (len(self.estimators) + 1) * parameters * 8
 
 
 class _LinearisedDecoder:
@@ -188,7 +223,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
                      moments: bool = False) -> VarianceResult:
     """Measures every figure of the module docstring for `model` on the minibatch `x` (M, D). With `moments`, the
     result also keeps each gradient's per-parameter mean and variance (for MNIST, megabytes per estimator and L)."""
-    config.validate()
+    config.validate(model)
     model = model.eval()
     objectives = _Objectives(model)
     params = {k: v.detach() for k, v in objectives.named_parameters()}
@@ -289,7 +324,11 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
         return model, data.load(metadata["dataset"], data_dir, download=False)
     if dataset is None:
         raise ValueError("give a run folder or model file, or --untrained with --dataset")
+    from .config import TrainConfig
+    shape = TrainConfig(dataset=dataset, latent_dim=latent_dim, hidden=(hidden_dim,) if hidden_dim else None, seed=seed)
+    problems = {k: v for k, v in shape.problems().items() if k in ("latent_dim", "hidden", "seed")}
+    if problems:  # before the network is allocated
+        raise ValueError("; ".join(problems.values()))
     loaded = data.load(dataset, data_dir, download=False)
-    config = ModelConfig(loaded.data_dim, latent_dim, (hidden_dim or data.DEFAULT_HIDDEN[dataset],), loaded.likelihood,
-                         loaded.image_shape)
+    config = ModelConfig(loaded.data_dim, latent_dim, shape.hidden_layers, loaded.likelihood, loaded.image_shape)
     return VAE(config, generator=torch.Generator().manual_seed(seed)), loaded

@@ -22,27 +22,39 @@ def latent_space(source: Source) -> LatentSpace:
     return _space(source.key, source)
 
 
-def pad_plane_choices(J: int) -> list[str]:
-    return ["first two principal components"] + [f"z{a + 1}, z{b + 1}" for a in range(J) for b in range(a + 1, J)]
+def needs_test_set(space: LatentSpace) -> str:
+    """What to do when the model's test set is not on this machine."""
+    return (f"This needs the {space.dataset} test set, which is not on this machine: run `python -m vae_core data "
+            f"--dataset {space.dataset}`, or set VAE_DATA_DIR to a folder holding {space.dataset}/.")
+
+
+def pad_plane_choices(space: LatentSpace) -> list[str]:
+    J = space.latent_dim
+    pairs = [f"z{a + 1}, z{b + 1}" for a in range(J) for b in range(a + 1, J)]
+    return (["first two principal components"] if space.has_test_set else []) + pairs
 
 
 def pad_plane(space: LatentSpace, choice: str, around: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """Base point and the two directions the pad moves along: z1, z2 for J = 2; for J > 2 two chosen
-    dimensions or the first two principal components, around the encoding of test image `around`."""
+    dimensions or the first two principal components, around the encoding of test image `around` (around z = 0
+    without the test set)."""
     J = space.latent_dim
     if J == 1:
         return np.zeros(1), np.array([[1.0], [0.0]]), "z1"
     if J == 2:
         return np.zeros(2), np.eye(2), "z1, z2"
-    base = space.encode([around])[0]
+    base, where = (space.encode([around])[0], f"test image {around}") if space.has_test_set else (np.zeros(J), "z = 0")
     if choice == "first two principal components":
-        return base, space.principal_plane(), f"the first two principal components around test image {around}"
+        return base, space.principal_plane(), f"the first two principal components around {where}"
     a, b = (int(s.strip()[1:]) - 1 for s in choice.split(","))
-    return base, np.eye(J)[[a, b]], f"{choice} around test image {around}"
+    return base, np.eye(J)[[a, b]], f"{choice} around {where}"
 
 
 def pad(space: LatentSpace, base, directions) -> str:
-    """The morph pad's page over the encoded test set (its first 3000 points), in the pad's own coordinates."""
+    """The morph pad's page over the encoded test set (its first 3000 points, none without the test set), in the
+    pad's own coordinates."""
+    if not space.has_test_set:
+        return pad_html(space, base, directions, np.zeros((0, 2)), None)
     points = space.test_encodings[:3000] - base
     plane = points @ np.asarray(directions).T
     labels = None if space.test_labels is None else space.test_labels[:3000]

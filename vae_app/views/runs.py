@@ -30,7 +30,11 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
                      "budget": config.get("samples"), "train bound": last.get("train_lower_bound"),
                      "test bound": last.get("test_lower_bound"), "problems": record.describe_problems(),
                      "path": str(run_dir)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in ("J", "L", "M", "samples", "budget"):  # whole numbers, blank where a damaged run says nothing
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table
 
 
 def continue_budget(text: str, run_dir: str | Path) -> int:
