@@ -14,6 +14,7 @@ if __name__ == "__main__":
         st.Page("pages/latent_explorer.py", title="Latent explorer", icon=":material/scatter_plot:"),
         st.Page("pages/estimator_variance.py", title="Estimator variance", icon=":material/query_stats:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+        st.Page("pages/paper.py", title="Paper", icon=":material/article:"),
     ])
     with page_guard():  # a page's unexpected failure is a message, never a traceback in the browser
         page.run()

@@ -195,10 +195,10 @@ def test_a_killed_run_resumes_from_its_timed_checkpoint_as_if_never_killed(tmp_p
     evaluated_at = 0
     for event in killed.events():  # leaving the loop stands for a kill: no stop, no last checkpoint
         evaluated_at = event.samples_evaluated if event.kind == "evaluation" else evaluated_at
-        if killed.samples_evaluated >= 300_000:
+        if killed.samples_evaluated >= 290_000:
             break
     saved_at = runs.checkpoint_samples(tmp_path / "killed")
-    assert evaluated_at < saved_at <= 300_000  # past the last evaluation (step 2,585 of 4,000)
+    assert evaluated_at < saved_at <= 290_000  # past the last evaluation (at 200,000 samples)
     resumed = Trainer.resume_from(tmp_path / "killed")
     assert resumed.samples_evaluated == saved_at and killed.seconds - resumed.seconds < 0.05 + 0.1
     assert max(r["samples_evaluated"] for r in resumed.metrics) <= saved_at  # rows after it come again
@@ -253,3 +253,33 @@ def test_auto_step_takes_the_fast_step_only_for_the_papers_network(tmp_path, cha
 def test_asking_for_the_fast_step_on_another_network_is_refused():
     with pytest.raises(ValueError, match="serves the paper's network only"):
         digits_config(step="fast", activation="relu").validate()
+
+
+def test_a_short_frey_run_of_wake_sleep_raises_the_bound(data_dir, tmp_path):
+    trainer = Trainer.from_config(TrainConfig(dataset="frey", algorithm="wake-sleep", samples=100_000, lr=0.02,
+                                              data_dir=str(data_dir)), tmp_path / "run")
+    assert trainer.algorithm.name == "wake-sleep" and trainer.algorithm.step == "fast"
+    last = trainer.run()
+    evaluations = [r for r in trainer.metrics if "test_lower_bound" in r]
+    assert last.kind == "finished" and last.test_lower_bound > evaluations[0]["test_lower_bound"] + 300
+    assert json.loads((tmp_path / "run" / runs.CONFIG).read_text())["algorithm"] == "wake-sleep"
+
+
+@pytest.mark.parametrize("algorithm", ["aevb", "wake-sleep"])
+def test_stop_then_resume_equals_an_uninterrupted_run_for_each_algorithm(tmp_path, algorithm):
+    whole = Trainer.from_config(digits_config(algorithm=algorithm), tmp_path / "whole")
+    whole.run()
+    part = Trainer.from_config(digits_config(algorithm=algorithm), tmp_path / "part")
+    part.run(lambda e: part.stop() if e.samples_evaluated >= 7_300 else None)
+    resumed = Trainer.resume_from(tmp_path / "part")
+    resumed.run()
+    assert torch.equal(resumed.params.flat, whole.params.flat)
+
+
+def test_evaluations_land_on_the_papers_budgets(tmp_path):
+    """One long run gives the bounds at 10^5, 3·10^5, 10^6 (Fig. 2's x axis): the 1-2-3-5 series, the first step and
+    the last."""
+    trainer = Trainer.from_config(digits_config(samples=1_234_500), tmp_path / "run")
+    samples = sorted(step * 100 for step in trainer._eval_steps())
+    assert samples[:4] == [100, 200, 300, 500] and samples[-1] == 1_234_500
+    assert {100_000, 300_000, 1_000_000} <= set(samples) and len(samples) == 18

@@ -5,9 +5,9 @@ minimise into the flat parameter buffer (by parameter name) and returns the valu
 takes an optimizer step (`training.py`). Some algorithms do several updates per minibatch, or keep state
 of their own (persistent chains), which the loop checkpoints with the parameters.
 
-AEVB (Algorithm 1) has two implementations of the same gradient: the hand-derived step of `fast_step.py`,
-for the paper's network on the CPU in float32, and an autograd step over `estimators.py` for every other
-network, device or dtype. `make_algorithm` picks by the `step` setting.
+AEVB (Algorithm 1) and the wake-sleep baseline of Fig. 2 each have two implementations of the same gradient:
+the hand-derived step of `fast_step.py`, for the paper's network on the CPU in float32, and an autograd step for
+every other network, device or dtype. `make_algorithm` picks by the `step` setting.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .estimators import ESTIMATORS, estimator_terms
-from .fast_step import Grads, StepValues, lower_bound_gradient
-from .models import VAE
+from .estimators import ESTIMATORS, estimator_terms, kl_to_standard_normal, reparameterize
+from .fast_step import Grads, StepValues, lower_bound_gradient, wake_sleep_gradient
+from .models import VAE, dream, dream_noise
 
 
 class Minibatch(NamedTuple):
@@ -108,9 +108,59 @@ class AutogradAEVB(AEVB):
         return StepValues(-loss.item(), reconstruction, kl)
 
 
+class WakeSleep(AEVB):
+    """The wake-sleep algorithm (Hinton, Dayan, Frey & Neal 1995) as the paper ran it against AEVB (Fig. 2): the same
+    encoder as recognition model, the same decoder, initialisation, M, optimizer and prior on the parameters.
+
+    Wake phase: z ~ q_φ(z|x) for the minibatch, with no gradient through z; θ takes a step on log p(z) + log p_θ(x|z).
+    Sleep phase: M dreams, z ~ N(0, I) then x ~ p_θ(x|z) (Frey Face dreams clipped to [0, 1]); φ takes a step on
+    log q_φ(z|x) of the dreams. Both phases' gradients go into one buffer, so one optimizer step serves both. The
+    logged and evaluated value is the same lower bound as AEVB's (estimator B), so the curves compare.
+    Noise per update: ε (L, M, J) for the wake sample, z (M, J) and pixel noise (M, D) for the dreams.
+    """
+    name = "wake-sleep"
+
+    def draw_noise(self, batch, generator):
+        x, c = batch.x, self.model.config
+        return {**super().draw_noise(batch, generator),
+                "z_dream": torch.randn((len(x), c.latent_dim), generator=generator, device=x.device, dtype=x.dtype),
+                "x_noise": dream_noise(c.likelihood, tuple(x.shape), generator, x.device, x.dtype)}
+
+
+class FastWakeSleep(WakeSleep):
+    step = "fast"
+
+    def gradient(self, batch, noise, grads, with_values=False):
+        return wake_sleep_gradient(self.model, batch.x, noise["eps"], noise["z_dream"], noise["x_noise"], grads,
+                                   with_values)
+
+
+class AutogradWakeSleep(WakeSleep):
+    step = "autograd"
+
+    def gradient(self, batch, noise, grads, with_values=False):
+        x, eps, model = batch.x, noise["eps"], self.model
+        with torch.enable_grad():
+            posterior = model.encoder(x)  # (M, J)
+            z = reparameterize(posterior, eps).detach()  # (L, M, J): a sample; the wake phase trains θ only
+            log_px = model.decoder(z).log_prob(x)  # (L, M)
+            with torch.no_grad():
+                x_dream = dream(model.decoder(noise["z_dream"]), noise["x_noise"])  # (M, D)
+            sleep = model.encoder(x_dream).log_prob(noise["z_dream"])  # (M,): log q_φ(z|x) of the dreams
+            autograd_into(model, -(log_px.mean() + sleep.mean()), grads)
+        if not with_values:
+            return None
+        with torch.no_grad():
+            reconstruction, kl = log_px.mean().item(), kl_to_standard_normal(posterior).mean().item()
+        return StepValues(reconstruction - kl, reconstruction, kl)
+
+
+IMPLEMENTATIONS = {("aevb", "fast"): FastAEVB, ("aevb", "autograd"): AutogradAEVB,
+                   ("wake-sleep", "fast"): FastWakeSleep, ("wake-sleep", "autograd"): AutogradWakeSleep}
+
+
 def make_algorithm(config: TrainConfig, model: VAE, device: torch.device) -> Algorithm:
     """The algorithm `config` names, with the gradient step it asks for ("auto": the fast step wherever it applies)."""
-    if config.step == "fast" or (config.step == "auto" and config.fast_step_unavailable() is None
-                                 and device.type == "cpu" and next(model.parameters()).dtype == torch.float32):
-        return FastAEVB(model, config)
-    return AutogradAEVB(model, config)
+    fast = config.step == "fast" or (config.step == "auto" and config.fast_step_unavailable() is None
+                                     and device.type == "cpu" and next(model.parameters()).dtype == torch.float32)
+    return IMPLEMENTATIONS[config.algorithm, "fast" if fast else "autograd"](model, config)

@@ -21,14 +21,14 @@ STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps
     "sgd": (1e-4, 1e-3, 1e-2),  # momentum 0.9: an effective step ten times these
 }
 OPTIMIZERS = tuple(STEP_SIZE_CANDIDATES)
-ALGORITHMS = ("aevb",)
+ALGORITHMS = ("aevb", "wake-sleep")
 STEPS = ("auto", "fast", "autograd")  # how AEVB's gradient is computed; auto: fast wherever it applies
 DEVICES = ("auto", "cpu", "cuda")
 MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of the memory available now
 
 # Upper bounds, checked before anything is allocated (docs/RELIABILITY.md).
 LIMITS = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "samples_per_point": 10_000,
-          "samples": 10**12, "seed": 2**32 - 1, "evaluations": 1000, "trial_steps": 10_000}
+          "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000}
 
 
 def parse_sample_count(text: str | int | float) -> int:
@@ -125,8 +125,8 @@ class TrainConfig:
     init: str = setting("paper", "initial parameters: paper draws each from N(0, 0.01²) (Section 5); default is "
                         "PyTorch's layer initialisation", "Initialisation", "data and model",
                         choices=INITIALISATIONS)
-    algorithm: str = setting("aevb", "the learning algorithm: aevb (Algorithm 1)", "Algorithm", "objective",
-                             choices=ALGORITHMS)
+    algorithm: str = setting("aevb", "the learning algorithm: aevb (Algorithm 1), or wake-sleep (the baseline of "
+                             "Fig. 2, with the same networks)", "Algorithm", "objective", choices=ALGORITHMS)
     estimator: str = setting("B", "SGVB estimator: B, with the analytic KL (eq. 7), or A (eq. 6)", "Estimator",
                              "objective", choices=("B", "A"))
     samples_per_point: int = setting(1, "L, samples of z per datapoint in each step", "Samples per datapoint L",
@@ -145,16 +145,14 @@ class TrainConfig:
     binarize: bool = setting(False, "train on dynamically binarised pixels (Bernoulli data only)",
                              "Binarise minibatches", "optimisation")
     seed: int = setting(0, "seeds the initialisation, the minibatches and the noise", "Seed", "optimisation")
-    step: str = setting("auto", "how the AEVB gradient is computed: fast (derived by hand, the paper's network on "
-                        "the CPU in float32), autograd, or auto (fast wherever it applies)", "Gradient step",
+    step: str = setting("auto", "how the gradient is computed: fast (derived by hand, the paper's network on the CPU "
+                        "in float32), autograd, or auto (fast wherever it applies)", "Gradient step",
                         "advanced", choices=STEPS)
     device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
                           "advanced", choices=DEVICES)
     data_dir: str | None = setting(None, "folder holding mnist/ and frey/ (default: $VAE_DATA_DIR, then the cache)",
                                    "Data folder", "advanced", metavar="DIR",
                                    placeholder="$VAE_DATA_DIR, then ~/.cache/vae_core")
-    evaluations: int = setting(20, "evaluations of the full bounds, log-spaced over the budget", "Evaluations",
-                               "advanced")
     eval_train_size: int = setting(10_000, "training points in each scheduled evaluation (the final one uses all)",
                                    "Training points per evaluation", "advanced")
     trial_steps: int = setting(30, "steps per candidate step size when lr is auto", "Trial steps per step size",
@@ -174,8 +172,7 @@ class TrainConfig:
         for name, choices in ((n, s.choices) for n, s in settings().items() if s.choices):
             if getattr(self, name) not in choices:
                 problems[name] = f"{name} must be one of {', '.join(map(str, choices))}, got {getattr(self, name)!r}"
-        for name in ("latent_dim", "samples_per_point", "batch_size", "samples", "evaluations", "eval_train_size",
-                     "trial_steps"):
+        for name in ("latent_dim", "samples_per_point", "batch_size", "samples", "eval_train_size", "trial_steps"):
             value = getattr(self, name)
             if not _whole(value) or value < 1:
                 problems[name] = f"{name} must be a whole number of at least 1, got {value!r}"
@@ -228,8 +225,8 @@ class TrainConfig:
 
     def fast_step_unavailable(self) -> str | None:
         """Why the hand-derived AEVB step cannot train this configuration, or None when it can."""
-        if self.algorithm != "aevb":
-            return f"serves AEVB only, not {self.algorithm}"
+        if self.algorithm not in ("aevb", "wake-sleep"):
+            return f"serves AEVB and wake-sleep only, not {self.algorithm}"
         if len(self.hidden_layers) != 1 or self.activation != "tanh":
             return "serves the paper's network only (one tanh hidden layer)"
         if resolve_device(self.device).type != "cpu":

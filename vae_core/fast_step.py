@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import _LOG_2PI, VAE, MLP
+from .models import _LOG_2PI, MLP, VAE, BernoulliImage, DiagonalGaussian, dream
 
 _ONEDNN = torch.backends.mkldnn.is_available()
 Grads = dict[str, torch.Tensor]  # parameter name -> its view of the flat gradient buffer
@@ -99,27 +99,26 @@ def output_gradient(likelihood: str, out: torch.Tensor, x: torch.Tensor, L: int,
 
 
 def decoder_backward(decoder: MLP, d_out: torch.Tensor, g: torch.Tensor, z: torch.Tensor, grads: Grads,
-                     prefix: str = "decoder") -> torch.Tensor:
-    """Writes the decoder's gradients given ∂/∂(output) and returns ∂/∂z (N, J)."""
+                     with_z: bool = True) -> torch.Tensor | None:
+    """Writes the decoder's gradients given ∂/∂(output) and, `with_z`, returns ∂/∂z (N, J)."""
     # Each bias gradient is summed as soon as its operand is written: after a GEMM the sum took up to 3x longer.
-    torch.sum(d_out, 0, out=grads[f"{prefix}.out.bias"])
-    torch.mm(d_out.t(), g, out=grads[f"{prefix}.out.weight"])
+    torch.sum(d_out, 0, out=grads["decoder.out.bias"])
+    torch.mm(d_out.t(), g, out=grads["decoder.out.weight"])
     d_g = _linear(d_out, decoder.out.weight.t(), None)  # (N, H)
     torch.ops.aten.tanh_backward.grad_input(d_g, g, grad_input=d_g)  # tanh' = 1 - tanh²
-    torch.sum(d_g, 0, out=grads[f"{prefix}.hidden.0.bias"])
-    torch.mm(d_g.t(), z, out=grads[f"{prefix}.hidden.0.weight"])
-    return torch.mm(d_g, decoder.hidden[0].weight)  # (N, J)
+    torch.sum(d_g, 0, out=grads["decoder.hidden.0.bias"])
+    torch.mm(d_g.t(), z, out=grads["decoder.hidden.0.weight"])
+    return torch.mm(d_g, decoder.hidden[0].weight) if with_z else None  # (N, J)
 
 
-def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, h: torch.Tensor, x: torch.Tensor, grads: Grads,
-                     prefix: str = "encoder") -> None:
+def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, h: torch.Tensor, x: torch.Tensor, grads: Grads) -> None:
     """Writes the encoder's gradients given ∂/∂[μ, log σ²] (M, 2J)."""
-    torch.sum(d_z_params, 0, out=grads[f"{prefix}.out.bias"])
-    torch.mm(d_z_params.t(), h, out=grads[f"{prefix}.out.weight"])
+    torch.sum(d_z_params, 0, out=grads["encoder.out.bias"])
+    torch.mm(d_z_params.t(), h, out=grads["encoder.out.weight"])
     d_h = torch.mm(d_z_params, encoder.out.weight)  # (M, H)
     torch.ops.aten.tanh_backward.grad_input(d_h, h, grad_input=d_h)  # tanh' = 1 - tanh²
-    torch.sum(d_h, 0, out=grads[f"{prefix}.hidden.0.bias"])
-    torch.mm(d_h.t(), x, out=grads[f"{prefix}.hidden.0.weight"])
+    torch.sum(d_h, 0, out=grads["encoder.hidden.0.bias"])
+    torch.mm(d_h.t(), x, out=grads["encoder.hidden.0.weight"])
 
 
 @torch.no_grad()
@@ -163,4 +162,51 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
         kl = -0.5 * (1 + z_logvar - z_mean.square() - z_std.square()).sum().item() / M  # Appendix B
     else:  # (1/L) Σ_l [log q(z|x) - log p(z)] = ½‖z‖² - ½‖ε‖² - ½ Σ log σ², averaged
         kl = 0.5 * ((z.square() - eps.square()).sum().item() * per_sample - z_logvar.sum().item() / M)
+    return StepValues(reconstruction - kl, reconstruction, kl)
+
+
+def decoder_distribution(likelihood: str, out: torch.Tensor) -> BernoulliImage | DiagonalGaussian:
+    """p_θ(x|z) from the decoder's output layer (as models.py's decoders build it)."""
+    if likelihood == "bernoulli":
+        return BernoulliImage(out)
+    mean_logits, x_logvar = out.chunk(2, dim=-1)
+    return DiagonalGaussian(torch.sigmoid(mean_logits), x_logvar)
+
+
+@torch.no_grad()
+def wake_sleep_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, z_dream: torch.Tensor, x_noise: torch.Tensor,
+                        grads: Grads, with_values: bool = False) -> StepValues | None:
+    """The wake-sleep algorithm's gradients (Hinton et al. 1995, as the paper ran it for Fig. 2), derived by hand.
+
+    Wake, into θ: -(1/(L M)) Σ log p_θ(x|z) at z = μ + σ ⊙ ε ~ q_φ(z|x), no gradient through z (log p(z) has none
+    in θ). Sleep, into φ: -(1/M) Σ log q_φ(z_d|x_d) on M dreams, z_d ~ N(0, I) and x_d ~ p_θ(x|z_d) (`models.dream`).
+    x: (M, D); eps: (L, M, J); z_dream: (M, J); x_noise: (M, D). The values are estimator B's on the data minibatch.
+    """
+    L, M, J = eps.shape
+    likelihood = model.config.likelihood
+    # Wake phase: the decoder learns from z ~ q(z|x).
+    h, z_params = encoder_forward(model.encoder, x)
+    z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
+    z_std = torch.exp(0.5 * z_logvar)
+    z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # (L·M, J), a sample, not a path
+    g, out = decoder_forward(model.decoder, z)
+    d_out, log_px_sum = output_gradient(likelihood, out, x, L, 1.0 / (L * M))
+    decoder_backward(model.decoder, d_out, g, z, grads, with_z=False)
+
+    # Sleep phase: the encoder learns to recognise the decoder's dreams.
+    _, out_dream = decoder_forward(model.decoder, z_dream)
+    x_dream = dream(decoder_distribution(likelihood, out_dream), x_noise)  # (M, D)
+    h_dream, params_dream = encoder_forward(model.encoder, x_dream)
+    mean_dream, logvar_dream = params_dream[:, :J], params_dream[:, J:]
+    # -log q(z|x) = ½ Σ_j (log 2π + log σ_j² + (z_j - μ_j)²/σ_j²) (eq. 9): its derivatives in μ and log σ², over M
+    scaled = (z_dream - mean_dream).mul_(torch.exp(-logvar_dream))  # (z - μ)/σ², (M, J)
+    d_params = torch.empty_like(params_dream)
+    torch.mul(scaled, -1.0 / M, out=d_params[:, :J])
+    torch.addcmul(scaled.new_tensor(0.5 / M), scaled, z_dream - mean_dream, value=-0.5 / M, out=d_params[:, J:])
+    encoder_backward(model.encoder, d_params, h_dream, x_dream, grads)
+
+    if not with_values:
+        return None
+    reconstruction = log_px_sum() / (L * M)
+    kl = -0.5 * (1 + z_logvar - z_mean.square() - z_std.square()).sum().item() / M  # Appendix B
     return StepValues(reconstruction - kl, reconstruction, kl)

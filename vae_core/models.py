@@ -146,6 +146,22 @@ class GaussianMLPDecoder(MLP):
         return DiagonalGaussian(torch.sigmoid(mean_logits), x_logvar)
 
 
+def dream_noise(likelihood: str, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                device=None, dtype=None) -> torch.Tensor:
+    """The noise that turns a decoder's output into a sample x ~ p_θ(x|z) (`dream`): uniform for Bernoulli pixels,
+    standard normal for Gaussian ones."""
+    draw = torch.rand if likelihood == "bernoulli" else torch.randn
+    return draw(shape, generator=generator, device=device, dtype=dtype)
+
+
+def dream(px: BernoulliImage | DiagonalGaussian, noise: torch.Tensor) -> torch.Tensor:
+    """x ~ p_θ(x|z) from `dream_noise`: a Bernoulli pixel is 1 where its noise falls below its mean; a Gaussian pixel is
+    μ + σ·noise, clipped to [0, 1] as the authors' code clips Frey Face dreams."""
+    if isinstance(px, BernoulliImage):
+        return (noise < px.mean).to(noise.dtype)
+    return (px.mean + px.stddev * noise).clamp_(0.0, 1.0)
+
+
 class VAE(nn.Module):
     """Encoder q_φ(z|x), decoder p_θ(x|z) and the prior p(z) = N(0, I)."""
 

@@ -258,9 +258,11 @@ class Trainer:
         return step < 10 * self.log_every or step % self.log_every == 0
 
     def _eval_steps(self) -> set[int]:
-        """Steps after which the full bounds are evaluated: log-spaced, as the paper's x-axis, and the last."""
-        S = self.total_steps
-        return set(np.unique(np.round(np.geomspace(1, S, min(S, self.config.evaluations))).astype(int)).tolist()) | {S}
+        """Steps after which the full bounds are evaluated: the first, then at 1, 2, 3 and 5 x 10^k training samples (a
+        log-spaced series on the paper's x axis that lands on 10^5, 3·10^5, 10^6 and 10^7), and the last."""
+        M, S = self.config.batch_size, self.total_steps
+        marks = (m * 10**k for k in range(13) for m in (1, 2, 3, 5))
+        return {1, S} | {math.ceil(n / M) for n in marks if M <= n and math.ceil(n / M) < S}
 
     # One iteration of Algorithm 1.
     def train_step(self, with_values: bool = False) -> StepValues | None:

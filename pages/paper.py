@@ -1,0 +1,50 @@
+import uuid
+
+import streamlit as st
+
+import pages  # noqa: F401  (first: see pages/__init__.py)
+
+from vae_app.views import paper as views
+from vae_app.views import pool
+from vae_app.workers import PoolFull
+from vae_core import data
+from vae_core.config import parse_sample_count
+
+st.title("The paper's figures")
+st.caption("Kingma & Welling's Figure 2, drawn from the runs on this machine that use the paper's settings "
+           "(Section 5: the Appendix C networks, M = 100, L = 1, estimator B, Adagrad, the N(0, I) prior on θ): "
+           "AEVB against the wake-sleep algorithm with the same networks. Every run and seed is a line.")
+panels = views.figure_2_panels()
+log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
+st.plotly_chart(views.figure_2(panels, log_x), key="figure_2")
+
+st.subheader("The paper's claims, as your runs measure them")
+st.dataframe(views.claims_table(panels), hide_index=True, width="stretch")
+
+missing = views.missing_table(panels)
+st.subheader("Missing runs")
+if missing.empty:
+    st.success("Every configuration of Figure 2 has a run for both algorithms.")
+else:
+    st.dataframe(missing, hide_index=True)
+    left, right = st.columns([1, 2])
+    budget = left.text_input("Training samples per run", value="1e6", key="missing_budget",
+                             help="the paper's x axis goes to 10^8; 10^6 takes about a minute per MNIST run here")
+    if right.button("Train what is missing", key="train_missing", type="primary"):
+        try:
+            configs = [c for c in views.missing_configs(panels, parse_sample_count(budget)) if data.available(c.dataset)]
+            owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
+            started = []
+            for config in configs:
+                try:
+                    started.append(pool().start(config, owner))
+                except PoolFull:
+                    break
+            st.info(f"Started {len(started)} of {len(configs)} missing runs (at most {pool().max_workers} train at once); "
+                    f"press again when they finish to start the rest.")
+        except ValueError as e:
+            st.error(f"Cannot start: {e}")
+
+st.subheader("Figures 4 and 5")
+st.page_link("pages/latent_explorer.py", label="The learned manifolds (Fig. 4) and samples (Fig. 5): the Latent explorer",
+             icon=":material/scatter_plot:")

@@ -1,0 +1,88 @@
+"""The paper's figures as data: which runs belong to Figure 2, and what they say of the paper's claims."""
+import time
+
+import pytest
+
+from vae_core import paper
+from vae_core.config import TrainConfig
+from vae_core.paper import Curve
+
+
+@pytest.mark.parametrize("change, panel", [
+    ({"dataset": "mnist", "latent_dim": 5}, ("mnist", 5)),
+    ({"dataset": "frey", "latent_dim": 20, "algorithm": "wake-sleep", "seed": 3, "samples": 10**8}, ("frey", 20)),
+    ({"dataset": "frey", "latent_dim": 2, "lr": 0.02, "step": "autograd"}, ("frey", 2)),
+    ({"dataset": "mnist", "latent_dim": 4}, None),  # not one of the paper's J
+    ({"dataset": "frey", "latent_dim": 2, "estimator": "A"}, None),
+    ({"dataset": "frey", "latent_dim": 2, "hidden": (400,)}, None),
+    ({"dataset": "frey", "latent_dim": 2, "lr": 0.05}, None),  # outside Section 5's step sizes
+    ({"dataset": "digits", "latent_dim": 2}, None),
+])
+def test_a_run_belongs_to_a_panel_only_with_the_papers_settings(change, panel):
+    assert paper.figure_2_panel(TrainConfig(**change).to_dict()) == panel
+
+
+def curves(aevb_test, ws_test, aevb_train=None, ws_train=None):
+    samples = [10**4, 10**5, 10**6]
+    return [Curve("a", "aevb", 0, samples, aevb_train or aevb_test, aevb_test),
+            Curve("w", "wake-sleep", 0, samples, ws_train or ws_test, ws_test)]
+
+
+def test_claims_read_the_curves():
+    panels = {panel: [] for panel in paper.FIGURE_2}
+    panels[("frey", 2)] = curves([100, 500, 800], [50, 300, 600])
+    panels[("frey", 5)] = curves([100, 300, 400], [100, 450, 700])  # wake-sleep ahead here
+    panels[("frey", 10)] = [Curve("a", "aevb", 0, [10**4, 10**6], [90, 790], [100, 800])]
+    verdicts = paper.claims(panels)
+    better, faster = verdicts[("frey", 2)]
+    assert better.holds is True and "AEVB 800.00, wake-sleep 600.00" in better.evidence
+    assert faster.holds is True and "by AEVB at 215,443 samples, by wake-sleep at 1,000,000" in faster.evidence
+    assert verdicts[("frey", 5)][0].holds is False
+    assert verdicts[("frey", 10)][0].holds is None  # only one algorithm
+    assert verdicts[("mnist", 3)][0].holds is None
+    gap = verdicts["frey"][0]
+    assert gap.holds is True and "J = 2: +0.00" in gap.evidence and "J = 10: -10.00" in gap.evidence
+    assert ("mnist", 3, "aevb") in paper.missing(panels) and ("frey", 2, "aevb") not in paper.missing(panels)
+    assert ("frey", 10, "wake-sleep") in paper.missing(panels)
+
+
+def test_a_curve_interpolates_on_the_log_axis():
+    c = Curve("a", "aevb", 0, [100, 10_000], [0.0, 2.0], [0.0, 2.0])
+    assert c.at(1000) == pytest.approx(1.0) and c.at(50) is None
+    assert c.reaches(1.0) == 1000 and c.reaches(0.0) == 100 and c.reaches(2.5) is None
+
+
+def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(monkeypatch, tmp_path, repo, data_dir):
+    from streamlit.testing.v1 import AppTest
+
+    from vae_app.views import pool
+    from vae_core.training import Trainer
+    for algorithm in ("aevb", "wake-sleep"):
+        Trainer.from_config(TrainConfig(dataset="frey", latent_dim=2, algorithm=algorithm, samples=3000, lr=0.02,
+                                        data_dir=str(data_dir)), runs_dir=tmp_path / "runs").run()
+    Trainer.from_config(TrainConfig(dataset="digits", samples=2000, lr=0.02), runs_dir=tmp_path / "runs").run()  # not Fig. 2
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
+    at = AppTest.from_file(str(repo / "dashboard.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/paper.py").run()
+    assert not at.exception
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert figure.count('"name":"aevb (train)"') == 1 and figure.count('"name":"wake-sleep (test)"') == 1
+    assert "MNIST, J = 200" in figure and "Frey Face, J = 2" in figure
+    claims = at.dataframe[0].value.set_index("where")
+    assert claims.loc["Frey Face, J = 2"].iloc[0]["verdict"] in ("✓ holds", "✗ does not hold")
+    assert claims.loc["MNIST, J = 3"]["verdict"] == "— not yet"
+    missing = at.dataframe[1].value
+    assert len(missing) == 16 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
+    at.text_input(key="missing_budget").set_value("2000")
+    at.button(key="train_missing").click().run()
+    assert "Started 2 of 16 missing runs" in at.info[0].value
+    workers = pool().active_workers()
+    for worker in workers:
+        worker.stop()
+    deadline = time.monotonic() + 30
+    while any(w.active for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {w.config["dataset"] for w in workers} == {"mnist"} and {w.config["latent_dim"] for w in workers} == {3}

@@ -1,0 +1,58 @@
+"""The Paper page's views: Figure 2 drawn from the runs that exist, what is missing, and the paper's claims as the
+runs measure them."""
+from __future__ import annotations
+
+import pandas as pd
+
+from vae_core import paper, runs
+from vae_core.config import TrainConfig
+
+COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728"}
+NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
+CLAIMED = {True: "✓ holds", False: "✗ does not hold", None: "— not yet"}
+
+
+def figure_2_panels(runs_dir=None) -> dict[tuple[str, int], list[paper.Curve]]:
+    return paper.figure_2_curves([runs.read_run(path) for path in runs.list_runs(runs_dir)])
+
+
+def figure_2(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = True):
+    """Figure 2 as the paper lays it out: MNIST's five panels above Frey Face's four, lower bound against training
+    samples evaluated, AEVB and wake-sleep, train (solid) and test (dashed), one line per run."""
+    from plotly.subplots import make_subplots
+
+    titles = [f"{NAMES[d]}, J = {J}" for d, J in paper.FIGURE_2]
+    figure = make_subplots(rows=2, cols=5, subplot_titles=titles + [""], horizontal_spacing=0.05, vertical_spacing=0.14)
+    shown = set()
+    for index, panel in enumerate(paper.FIGURE_2):
+        row, col = (1, index + 1) if index < 5 else (2, index - 4)  # MNIST above, Frey Face below
+        for curve in panels[panel]:
+            for which, dash in (("train", "solid"), ("test", "dash")):
+                name = f"{curve.algorithm} ({which})"
+                figure.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", row=row, col=col,
+                                   line=dict(color=COLORS[curve.algorithm], dash=dash, width=1.5), name=name,
+                                   legendgroup=name, showlegend=name not in shown,
+                                   hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}}<extra>{name}</extra>")
+                shown.add(name)
+    figure.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10)
+    figure.update_yaxes(title_text="lower bound", title_font_size=10, col=1)
+    figure.update_layout(height=620, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.12))
+    return figure
+
+
+def missing_table(panels) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": d, "J": J, "algorithm": a} for d, J, a in paper.missing(panels)],
+                        columns=["dataset", "J", "algorithm"])
+
+
+def claims_table(panels) -> pd.DataFrame:
+    rows = []
+    for where, verdicts in paper.claims(panels).items():
+        label = f"{NAMES[where]}, all J" if isinstance(where, str) else f"{NAMES[where[0]]}, J = {where[1]}"
+        rows += [{"where": label, "claim": v.claim, "verdict": CLAIMED[v.holds], "evidence": v.evidence} for v in verdicts]
+    return pd.DataFrame(rows)
+
+
+def missing_configs(panels, samples: int) -> list[TrainConfig]:
+    """A run of each missing (dataset, J, algorithm), with the paper's settings and the budget given."""
+    return [paper.figure_2_config(d, J, a, samples) for d, J, a in paper.missing(panels)]

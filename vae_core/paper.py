@@ -1,0 +1,145 @@
+"""The paper's experiments as data: the configurations of Figure 2, the settings they share, which runs belong to
+them, and what the runs say of the paper's claims. The Paper page and the sweep's `--figure 2` preset both read
+them from here.
+
+Figure 2: lower bound against training samples evaluated, AEVB against wake-sleep with the same networks, on MNIST
+(J = 3, 5, 10, 20, 200) and Frey Face (J = 2, 5, 10, 20); train and test bounds; Section 5's settings throughout.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import STEP_SIZE_CANDIDATES, TrainConfig
+from .runs import RunRecord
+
+FIGURE_2 = (("mnist", 3), ("mnist", 5), ("mnist", 10), ("mnist", 20), ("mnist", 200),
+            ("frey", 2), ("frey", 5), ("frey", 10), ("frey", 20))  # (dataset, J), the paper's panel order
+FIGURE_2_ALGORITHMS = ("aevb", "wake-sleep")
+# What may differ between two runs of one panel without leaving the paper's settings.
+FREE = {"dataset", "latent_dim", "algorithm", "samples", "seed", "lr", "step", "device", "data_dir", "eval_train_size",
+        "trial_steps", "checkpoint_seconds"}
+
+
+def figure_2_config(dataset: str, latent_dim: int, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
+    """One run of Figure 2: Section 5's settings (the defaults) for a panel and an algorithm."""
+    return TrainConfig(dataset=dataset, latent_dim=latent_dim, algorithm=algorithm, samples=samples, seed=seed)
+
+
+def figure_2_panel(train_config: dict) -> tuple[str, int] | None:
+    """The panel of Figure 2 a run belongs to, or None when its settings are not the paper's (another network,
+    estimator, L, M, optimizer, or a step size outside Section 5's set)."""
+    defaults = TrainConfig().to_dict()
+    try:
+        config = TrainConfig.from_dict(train_config).to_dict()
+    except (TypeError, ValueError):
+        return None
+    if any(config[k] != v for k, v in defaults.items() if k not in FREE):
+        return None
+    if config["lr"] != "auto" and config["lr"] not in STEP_SIZE_CANDIDATES["adagrad"]:
+        return None
+    panel = (config["dataset"], config["latent_dim"])
+    return panel if panel in FIGURE_2 and config["algorithm"] in FIGURE_2_ALGORITHMS else None
+
+
+@dataclass
+class Curve:
+    """One run's evaluated bounds: samples evaluated, train and test lower bounds."""
+    run: str
+    algorithm: str
+    seed: int
+    samples: list[int] = field(default_factory=list)
+    train: list[float] = field(default_factory=list)
+    test: list[float] = field(default_factory=list)
+
+    def at(self, samples: float, which: str = "test") -> float | None:
+        """The bound at `samples`, interpolated on the log axis between evaluations; None outside the curve."""
+        if not self.samples or not self.samples[0] <= samples <= self.samples[-1]:
+            return None
+        return float(np.interp(math.log(samples), np.log(self.samples), getattr(self, which)))
+
+    def reaches(self, bound: float, which: str = "train") -> int | None:
+        """The number of samples at which the curve first reaches `bound`, interpolated on the log axis between the
+        evaluations around the crossing; None if it never does."""
+        values = getattr(self, which)
+        for i, (s, b) in enumerate(zip(self.samples, values)):
+            if b >= bound:
+                if i == 0 or b == values[i - 1]:
+                    return s
+                fraction = (bound - values[i - 1]) / (b - values[i - 1])
+                return round(math.exp(math.log(self.samples[i - 1]) + fraction * math.log(s / self.samples[i - 1])))
+        return None
+
+
+def curve(record: RunRecord) -> Curve:
+    rows = [r for r in record.metrics if "test_lower_bound" in r]
+    return Curve(record.name, record.train_config.get("algorithm", "aevb"), record.train_config.get("seed", 0),
+                 [r["samples_evaluated"] for r in rows], [r["train_lower_bound"] for r in rows],
+                 [r["test_lower_bound"] for r in rows])
+
+
+def figure_2_curves(records: list[RunRecord]) -> dict[tuple[str, int], list[Curve]]:
+    """The runs of each panel (every seed), from the run records given; damaged runs are left out."""
+    panels: dict[tuple[str, int], list[Curve]] = {panel: [] for panel in FIGURE_2}
+    for record in records:
+        panel = None if record.damaged else figure_2_panel(record.train_config)
+        if panel is not None and record.last_evaluation:
+            panels[panel].append(curve(record))
+    return panels
+
+
+def missing(panels: dict[tuple[str, int], list[Curve]]) -> list[tuple[str, int, str]]:
+    """(dataset, J, algorithm) of Figure 2 with no run yet."""
+    return [(d, J, a) for (d, J), curves in panels.items() for a in FIGURE_2_ALGORITHMS
+            if not any(c.algorithm == a for c in curves)]
+
+
+@dataclass
+class Verdict:
+    claim: str
+    holds: bool | None  # None: not enough runs to tell
+    evidence: str
+
+
+def _best(curves: list[Curve], algorithm: str) -> list[Curve]:
+    return [c for c in curves if c.algorithm == algorithm and c.samples]
+
+
+def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] | str, list[Verdict]]:
+    """What the runs say of the paper's claims, per panel: AEVB reaches a better test bound than wake-sleep at the
+    largest budget both have reached, and gets to wake-sleep's best training bound with fewer samples; and across
+    the panels of a dataset, that more latent dimensions did not make AEVB overfit (its train-test gap)."""
+    verdicts: dict = {}
+    for panel, curves in panels.items():
+        aevb, ws = _best(curves, "aevb"), _best(curves, "wake-sleep")
+        if not aevb or not ws:
+            verdicts[panel] = [Verdict("AEVB reaches a better bound", None, "needs runs of both algorithms")]
+            continue
+        budget = min(max(c.samples[-1] for c in aevb), max(c.samples[-1] for c in ws))
+        a = np.mean([v for c in aevb if (v := c.at(budget)) is not None])
+        w = np.mean([v for c in ws if (v := c.at(budget)) is not None])
+        target = max(max(c.train) for c in ws)
+        reached = [c.reaches(target) for c in aevb]
+        first = min((r for r in reached if r is not None), default=None)
+        ws_first = min(c.reaches(target) for c in ws)
+        verdicts[panel] = [
+            Verdict("AEVB reaches a better bound", bool(a > w),
+                    f"test bound at {budget:,.0f} samples: AEVB {a:.2f}, wake-sleep {w:.2f}"),
+            Verdict("AEVB converges faster", None if first is None else bool(first < ws_first),
+                    f"wake-sleep's best training bound {target:.2f} was reached by AEVB at "
+                    + (f"{first:,} samples, by wake-sleep at {ws_first:,}" if first is not None else "no point yet"))]
+    for dataset in ("mnist", "frey"):
+        gaps = {J: np.mean([c.train[-1] - c.test[-1] for c in _best(panels[(d, J)], "aevb")])
+                for d, J in FIGURE_2 if d == dataset and _best(panels[(d, J)], "aevb")}
+        if len(gaps) < 2:
+            verdicts[dataset] = [Verdict("More latent dimensions did not cause overfitting", None,
+                                         "needs AEVB runs at two values of J or more")]
+            continue
+        small, large = min(gaps), max(gaps)
+        verdicts[dataset] = [Verdict("More latent dimensions did not cause overfitting",
+                                     bool(gaps[large] - gaps[small] < 0.05 * abs(np.mean([c.test[-1] for c in _best(
+                                         panels[(dataset, large)], "aevb")])) + 1.0),
+                                     "train - test gap of AEVB: " + ", ".join(f"J = {J}: {g:+.2f}" for J, g in gaps.items()))]
+    return verdicts
