@@ -4,10 +4,10 @@ import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
+from vae_app.guard import guarded
 from vae_app.views import paper as views
 from vae_app.views import pool
 from vae_app.workers import PoolFull
-from vae_core import data
 from vae_core.config import parse_sample_count
 
 st.title("The paper's figures")
@@ -23,6 +23,24 @@ st.dataframe(views.claims_table(panels), hide_index=True, width="stretch")
 
 missing = views.missing_table(panels)
 st.subheader("Missing runs")
+owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
+jobs = [job for job in pool().sweeps if job.owner == owner]
+
+
+@st.fragment(run_every=2.0 if any(job.active for job in jobs) else None)
+@guarded
+def sweeping():
+    """The session's sweeps: how far each is, on local Ray."""
+    for job in jobs:
+        counts = job.progress()
+        done = counts["finished"] + counts["failed"]
+        st.progress(done / len(job.trials), text=f"sweep {job.sweep_dir.name}: {counts['finished']} finished, "
+                    f"{counts['failed']} failed, {counts['training']} training, {counts['waiting']} waiting"
+                    + ("" if job.active else " (ended)"))
+        if job.active and st.button("Stop this sweep", key=f"stop {job.sweep_dir.name}"):
+            job.stop()
+
+
 if missing.empty:
     st.success("Every configuration of Figure 2 has a run for both algorithms.")
 else:
@@ -30,20 +48,19 @@ else:
     left, right = st.columns([1, 2])
     budget = left.text_input("Training samples per run", value="1e6", key="missing_budget",
                              help="the paper's x axis goes to 10^8; 10^6 takes about a minute per MNIST run here")
-    if right.button("Train what is missing", key="train_missing", type="primary"):
+    if right.button("Train what is missing", key="train_missing", type="primary", disabled=any(j.active for j in jobs)):
         try:
-            configs = [c for c in views.missing_configs(panels, parse_sample_count(budget)) if data.available(c.dataset)]
-            owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
-            started = []
-            for config in configs:
-                try:
-                    started.append(pool().start(config, owner))
-                except PoolFull:
-                    break
-            st.info(f"Started {len(started)} of {len(configs)} missing runs (at most {pool().max_workers} train at once); "
-                    f"press again when they finish to start the rest.")
-        except ValueError as e:
+            sweep_dir = views.missing_sweep(panels, parse_sample_count(budget))
+            if sweep_dir is None:
+                st.info("The missing runs need data that is not on this machine (see Home).")
+            else:
+                job = pool().start_sweep(sweep_dir, owner)
+                st.info(f"Training {len(job.trials)} runs as a sweep on local Ray, {job.slots} at a time, in "
+                        f"{sweep_dir.name}.")
+                jobs.append(job)
+        except (ValueError, PoolFull) as e:
             st.error(f"Cannot start: {e}")
+sweeping()
 
 st.subheader("Figures 4 and 5")
 st.page_link("pages/latent_explorer.py", label="The learned manifolds (Fig. 4) and samples (Fig. 5): the Latent explorer",

@@ -12,6 +12,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -168,19 +171,68 @@ class TrainingWorker:
         return time.monotonic() - self._seen.value > ORPHAN_SECONDS
 
 
+class SweepJob:
+    """A sweep (vae_core/sweep.py) on a local Ray, run by `python -m vae_core sweep --resume` in a process of its own,
+    at most `slots` trials at once; its progress is read from its trials' run folders."""
+
+    def __init__(self, sweep_dir: Path, slots: int, owner: str):
+        from vae_core.sweep import Sweep
+
+        self.sweep_dir, self.slots, self.owner = Path(sweep_dir), slots, owner
+        self.trials = list(Sweep.load(sweep_dir).trials)
+        self.log = self.sweep_dir / "sweep.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vae_core", "sweep", "--resume", str(self.sweep_dir), "--max-concurrent", str(slots),
+             "--cpus-per-trial", "1"], stdout=subprocess.DEVNULL, stderr=self.log.open("w"), start_new_session=True)
+
+    @property
+    def active(self) -> bool:
+        return self.process.poll() is None
+
+    def progress(self) -> dict[str, int]:
+        """Trials by state: finished, failed, training, and waiting (not begun, or stopped to be continued)."""
+        counts = {"finished": 0, "failed": 0, "training": 0, "waiting": 0}
+        for name in self.trials:
+            run_dir = self.sweep_dir / name
+            state = runs.read_run(run_dir, metrics=False).state if run_dir.exists() else None
+            if state in (RunState.FINISHED, RunState.FAILED):
+                counts[str(state)] += 1
+            else:
+                counts["training" if state is not None and state.active else "waiting"] += 1
+        return counts
+
+    def stop(self) -> None:
+        """Like Ctrl-C: Tune stops its trials, which keep their checkpoints."""
+        if self.active:
+            os.killpg(self.process.pid, signal.SIGINT)
+
+
 class WorkerPool:
-    """The runs training in this app process, at most `max_workers` at a time."""
+    """The runs training in this app process, at most `max_workers` at a time: single runs and sweeps' trials."""
 
     def __init__(self, max_workers: int | None = None):
         self.max_workers = max_workers or int(os.environ.get("VAE_MAX_TRAININGS", "2"))
         self.workers: dict[str, TrainingWorker] = {}
+        self.sweeps: list[SweepJob] = []
         self._lock = threading.Lock()
 
+    @property
+    def busy(self) -> int:
+        """Trainings under way: single runs and the slots of running sweeps."""
+        return len(self.active_workers()) + sum(s.slots for s in self.sweeps if s.active)
+
     def _admit(self) -> None:
-        busy = self.active_workers()
-        if len(busy) >= self.max_workers:
-            raise PoolFull(f"{len(busy)} trainings are already running, the most this machine allows at once "
+        if self.busy >= self.max_workers:
+            raise PoolFull(f"{self.busy} trainings are already running, the most this machine allows at once "
                            f"({self.max_workers}). Stop one, or wait for one to finish, then start again.")
+
+    def start_sweep(self, sweep_dir: Path, owner: str) -> SweepJob:
+        """Runs the sweep saved in `sweep_dir` with as many trials at once as the pool has free slots."""
+        with self._lock:
+            self._admit()
+            job = SweepJob(sweep_dir, self.max_workers - self.busy, owner)
+            self.sweeps.append(job)
+            return job
 
     def start(self, config: TrainConfig, owner: str, runs_dir: str | Path | None = None) -> TrainingWorker:
         """Validates the config and starts training it in a new run directory."""
@@ -222,14 +274,3 @@ class WorkerPool:
             raise PermissionError(f"{worker.run_dir.name} belongs to another open session")
         worker.owner = owner
         worker.touch(owner)
-
-
-_pool: WorkerPool | None = None
-
-
-def pool() -> WorkerPool:
-    """The process-wide pool (one per app server, shared by all its browser sessions)."""
-    global _pool
-    if _pool is None:
-        _pool = WorkerPool()
-    return _pool

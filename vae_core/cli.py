@@ -228,6 +228,71 @@ def cmd_data(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_sweep(args) -> int:
+    """A grid of runs on Ray Tune (vae_core/sweep.py)."""
+    from . import sweep as sweeps
+
+    grid = {name: values for name in settings() if (values := getattr(args, name, None)) is not None}
+    if args.resume:
+        if not (Path(args.resume) / sweeps.SWEEP).is_file():
+            raise FileNotFoundError(f"{args.resume} holds no {sweeps.SWEEP}; give the folder of a sweep to resume")
+        sweep = sweeps.Sweep.load(args.resume)
+    else:
+        if args.figure is not None:
+            seeds = grid.pop("seed", [0])
+            samples = grid.pop("samples", [TrainConfig().samples])
+            if grid:
+                raise ValueError(f"--figure {args.figure} runs the paper's settings; it takes only --samples and --seed, "
+                                 f"not {', '.join(flag(n) for n in grid)}")
+            configs = sweeps.PRESETS[args.figure](samples[0], seeds)
+        else:
+            if args.grid:
+                grid = {**sweeps.parse_grid_file(args.grid), **grid}
+            if not grid:
+                raise ValueError("give the grid: settings with several values (e.g. --latent-dim 2 5 --seed 0 1), "
+                                 "a --grid file, or --figure 2")
+            configs = sweeps.expand(grid)
+        sweep_dir = Path(args.sweep_dir) if args.sweep_dir else runs.new_run_dir(None, "sweep")
+        if (sweep_dir / sweeps.SWEEP).exists():
+            raise runs.RunError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir}")
+        sweep = sweeps.Sweep.from_configs(sweep_dir, configs)
+        sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+        sweep.save(sys.argv)
+    for name, problem in sweep.problems().items():
+        print(f"trial {name} will fail: {problem}", file=sys.stderr)
+    print(f"sweep of {len(sweep.trials)} trials in {sweep.sweep_dir}", file=sys.stderr)
+    result = sweeps.run(sweep, args.address, args.cpus_per_trial, args.gpus_per_trial, args.storage,
+                        resume=args.resume is not None, max_concurrent=args.max_concurrent)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for trial in result["trials"]:
+            bound = f"{trial['test_lower_bound']:.2f}" if trial["test_lower_bound"] is not None else "-"
+            print(f"{trial['name']:<40} {trial['status']:<9} test {bound:>10}  {trial.get('message', '')}")
+    return 1 if any(t["status"] == "failed" for t in result["trials"]) else 0
+
+
+def _parse_switch(text: str) -> bool:
+    if text.lower() in ("true", "yes", "on", "1"):
+        return True
+    if text.lower() in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{text!r} is neither true nor false")
+
+
+def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of TrainConfig, each taking one or more values: the grid."""
+    defaults = TrainConfig()
+    for name, s in settings().items():
+        default = getattr(defaults, name)
+        parse = _parse_switch if isinstance(default, bool) else (s.parse or (type(default) if isinstance(default, (int, float)) else str))
+        kwargs = {"choices": s.choices} if s.choices else {}
+        if name == "hidden":  # each value is a whole network: "500" or "200,200"
+            parse = lambda text: settings()["hidden"].parse(text.replace(",", " "))
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+", type=_argument_type(parse),
+                            metavar=s.metavar or "V", help=f"{s.help} (one or more values)", **kwargs)
+
+
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of TrainConfig, with its help, choices and parser; a flag not given is left out of the
     parsed arguments (argparse.SUPPRESS), so the dataclass's default applies, and --resume can tell what was given."""
@@ -285,6 +350,25 @@ def build_parser() -> argparse.ArgumentParser:
     variance.add_argument("--data-dir", default=None)
     variance.add_argument("--json", action="store_true")
     variance.set_defaults(func=cmd_variance)
+
+    sweep = sub.add_parser("sweep", help="a grid of runs on Ray Tune (local by default, a cluster by --address)")
+    add_sweep_flags(sweep)
+    from .sweep import PRESETS
+    sweep.add_argument("--figure", type=int, choices=sorted(PRESETS),
+                       help="the paper's configurations of this figure (with --samples and --seed)")
+    sweep.add_argument("--grid", metavar="FILE", help="a JSON or YAML file mapping settings to lists of values")
+    sweep.add_argument("--sweep-dir", help="folder for the sweep's run folders (default: a new folder under ./runs); "
+                                           "on a cluster, a path every node mounts")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue a stopped sweep: finished trials are kept, "
+                                                             "unfinished ones continue from their checkpoints")
+    sweep.add_argument("--address", help="a running Ray cluster ('auto', or host:port; default: $RAY_ADDRESS, else an "
+                                         "embedded Ray on this machine's cores)")
+    sweep.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial; its torch threads follow")
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions allowed)")
+    sweep.add_argument("--storage", help="where Tune keeps its state (default <sweep-dir>/.tune; a cloud URI works)")
+    sweep.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
+    sweep.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
+    sweep.set_defaults(func=cmd_sweep)
 
     data = sub.add_parser("data", help="download the datasets, or check the copies on this machine")
     data.add_argument("--dataset", choices=data_module.DATASETS, default=None)

@@ -432,13 +432,33 @@ def checked_progress(progress, train_config: dict) -> dict:
     return progress
 
 
+SWEEP_FILE = "sweep.json"  # marks a sweep's folder, whose run folders are its trials (vae_core/sweep.py)
+
+
+def _is_run(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).exists() for name in (*RUN_FILES, LOCK))
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Run folders under `runs_dir` (newest first): those holding any run file, damaged ones included."""
+    """Run folders under `runs_dir`, and those of the sweeps under it (newest first): those holding any run file,
+    damaged ones included."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and any((p / name).exists() for name in (*RUN_FILES, LOCK))]
-    return sorted(found, key=lambda p: p.name, reverse=True)
+    found = []
+    for folder in root.iterdir():
+        if (folder / SWEEP_FILE).is_file():
+            found += [p for p in folder.iterdir() if _is_run(p)]
+        elif _is_run(folder):
+            found.append(folder)
+    return sorted(found, key=lambda p: (p.parent.name if (p.parent / SWEEP_FILE).is_file() else p.name, p.name),
+                  reverse=True)
+
+
+def sweep_of(run_dir: str | os.PathLike) -> str | None:
+    """The name of the sweep a run belongs to, if any."""
+    parent = Path(run_dir).parent
+    return parent.name if (parent / SWEEP_FILE).is_file() else None
 
 
 def checkpoint_samples(run_dir: str | os.PathLike) -> int:

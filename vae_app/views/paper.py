@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vae_core import paper, runs
-from vae_core.config import TrainConfig
+from pathlib import Path
+
+from vae_core import data, paper, runs
+from vae_core.sweep import Sweep
 
 COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728"}
 NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
@@ -53,6 +55,13 @@ def claims_table(panels) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def missing_configs(panels, samples: int) -> list[TrainConfig]:
-    """A run of each missing (dataset, J, algorithm), with the paper's settings and the budget given."""
-    return [paper.figure_2_config(d, J, a, samples) for d, J, a in paper.missing(panels)]
+def missing_sweep(panels, samples: int) -> Path | None:
+    """A sweep (saved, not started) of a run for each missing (dataset, J, algorithm) whose data is on this machine,
+    with the paper's settings and the budget given; None when nothing is missing here."""
+    configs = [paper.figure_2_config(d, J, a, samples).to_dict() for d, J, a in paper.missing(panels)
+               if data.available(d)]
+    if not configs:
+        return None
+    sweep = Sweep.from_configs(runs.new_run_dir(None, "paper"), configs)
+    sweep.save(["the Paper page: train what is missing"])
+    return sweep.sweep_dir

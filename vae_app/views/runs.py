@@ -20,7 +20,8 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
         record = runs.read_run(run_dir)
         config, last = record.train_config, record.last_evaluation
         state = (live or {}).get(str(run_dir)) or record.state
-        rows.append({"run": record.name, "state": str(state),
+        sweep = runs.sweep_of(run_dir)
+        rows.append({"run": f"{sweep}/{record.name}" if sweep else record.name, "sweep": sweep or "", "state": str(state),
                      "trained by": runs.describe_holder(record.holder) if record.holder else "",
                      "algorithm": (record.config or {}).get("algorithm", "aevb") if record.config else None,
                      "dataset": config.get("dataset"), "J": config.get("latent_dim"),

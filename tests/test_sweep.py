@@ -1,0 +1,105 @@
+"""Sweeps on Ray Tune: a grid through embedded Ray, on a simulated two-node cluster, and a driver killed mid-sweep
+and resumed, which loses no finished trial and repeats none."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vae_core import runs, sweep
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "digits", "--hidden", "20", "--lr", "0.02"]
+
+
+def run_sweep(*args, env=None, timeout=600):
+    out = subprocess.run([sys.executable, "-m", "vae_core", "sweep", *args, "--json"], cwd=REPO, capture_output=True,
+                         text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return out, (json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None)
+
+
+def test_grids_expand_and_name_their_trials():
+    configs = sweep.expand({"latent_dim": [2, 5], "seed": [0, 1]}, {"dataset": "frey"})
+    s = sweep.Sweep.from_configs("/tmp/x", configs)
+    assert list(s.trials) == ["J2-seed0", "J2-seed1", "J5-seed0", "J5-seed1"]
+    assert all(t["dataset"] == "frey" for t in s.trials.values())
+    with pytest.raises(ValueError, match="unknown settings in the grid: latent"):
+        sweep.expand({"latent": [2]})
+    figure = sweep.Sweep.from_configs("/tmp/y", sweep.figure_2(10**5, [0]))
+    assert len(figure.trials) == 18 and "mnist-J200-wake-sleep" in figure.trials
+    assert all(t["samples"] == 10**5 for t in figure.trials.values())
+
+
+def test_a_grid_file_in_yaml_or_json(tmp_path):
+    (tmp_path / "g.yaml").write_text("latent_dim: [2, 3]\nalgorithm: [aevb]\n")
+    assert sweep.parse_grid_file(tmp_path / "g.yaml") == {"latent_dim": [2, 3], "algorithm": ["aevb"]}
+    (tmp_path / "bad.json").write_text('{"latent_dim": 2}')
+    with pytest.raises(ValueError, match="non-empty list of values"):
+        sweep.parse_grid_file(tmp_path / "bad.json")
+
+
+def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
+    """2 settings x 2 seeds on digits, and a trial whose setting cannot train, which fails with its message while the
+    others finish; the runs are ordinary run folders, grouped under the sweep."""
+    out, result = run_sweep(*TINY, "--latent-dim", "2", "3", "--seed", "0", "1", "--samples", "2000",
+                            "--sweep-dir", str(tmp_path / "s"), "--cpus-per-trial", "1")
+    assert out.returncode == 0, out.stderr
+    assert result["engine"] == "ray" and result["address"] == "local" and result["wall_seconds"] > 0
+    trials = {t["name"]: t for t in result["trials"]}
+    assert set(trials) == {"J2-seed0", "J2-seed1", "J3-seed0", "J3-seed1"}
+    for name, trial in trials.items():
+        assert trial["status"] == "finished" and trial["test_lower_bound"] < 0
+        record = runs.read_run(trial["run_dir"])
+        assert record.state == "finished" and record.last_evaluation["test_lower_bound"] == trial["test_lower_bound"]
+    assert "sweep: 4 done, 0 failed, 0 stopped of 4" in out.stderr
+    assert {runs.sweep_of(p) for p in runs.list_runs(tmp_path)} == {"s"} and len(runs.list_runs(tmp_path)) == 4
+    failing, result = run_sweep(*TINY, "--latent-dim", "2", "0", "--samples", "2000", "--sweep-dir", str(tmp_path / "f"))
+    assert failing.returncode == 1 and "trial J0 will fail: latent_dim must be a whole number" in failing.stderr
+    trials = {t["name"]: t for t in result["trials"]}
+    assert trials["J2"]["status"] == "finished" and trials["J0"]["status"] == "failed"
+    assert "latent_dim must be a whole number of at least 1" in trials["J0"]["message"]
+
+
+def test_a_sweep_runs_its_trials_on_both_nodes_of_a_cluster(tmp_path):
+    """A simulated two-node cluster on this machine (ray.cluster_utils.Cluster), the sweep given its address."""
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        out, result = run_sweep(*TINY, "--seed", "0", "1", "2", "3", "--samples", "20000", "--sweep-dir",
+                                str(tmp_path / "s"), "--address", cluster.address, env={"RAY_ADDRESS": ""})
+        assert out.returncode == 0, out.stderr
+        assert result["address"] == cluster.address
+        assert all(t["status"] == "finished" for t in result["trials"])
+        assert len({t["node"] for t in result["trials"]}) == 2  # both nodes trained trials
+    finally:
+        cluster.shutdown()
+
+
+def test_a_killed_driver_resumes_losing_no_finished_trial_and_repeating_none(tmp_path):
+    args = [*TINY, "--seed", "0", "1", "2", "--samples", "30000", "--sweep-dir", str(tmp_path / "s"),
+            "--max-concurrent", "1", "--json"]
+    driver = subprocess.Popen([sys.executable, "-m", "vae_core", "sweep", *args], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = tmp_path / "s" / "seed0"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if (first / runs.STATUS).is_file() and runs.read_run(first).state == "finished":
+            break
+        time.sleep(0.5)
+    assert runs.read_run(first).state == "finished"
+    finished = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray, at once
+    driver.wait(timeout=30)
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    out, result = run_sweep("--resume", str(tmp_path / "s"))
+    assert out.returncode == 0, out.stderr
+    assert all(t["status"] == "finished" for t in result["trials"]) and len(result["trials"]) == 3
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == finished  # not trained again
+    for trial in result["trials"]:
+        assert runs.read_run(trial["run_dir"]).samples_done == 30000
