@@ -1,7 +1,8 @@
 """Training-step throughput, side by side in one run (ratios, not absolute times).
 
 (a) vae_core's training step, as `Trainer` runs it (minibatch, noise, gradient, fused optimizer, logging), with
-    the default (hand-derived) step, and (a') the same with `--step autograd`;
+    the default (hand-derived) step, (a') the same with `--step autograd`, and (a'') the wake-sleep algorithm's
+    step (hand-derived) on the same configuration;
 (b) a reference loop written the way pytorch/examples writes a VAE: a DataLoader over a TensorDataset,
     separate mean and log-variance layers, autograd, `torch.optim.Adagrad` with its defaults, and a
     Python loop over the L samples;
@@ -85,12 +86,12 @@ def reference_steps(X, H, J, L, gaussian, M=100):
     return step
 
 
-def _trainer(X, H, J, L, gaussian, M=100, step="auto") -> Trainer:
+def _trainer(X, H, J, L, gaussian, M=100, step="auto", algorithm="aevb") -> Trainer:
     dataset = Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]),
                       "gaussian" if gaussian else "bernoulli")
     return Trainer.from_config(TrainConfig(dataset="digits", latent_dim=J, hidden=(H,), samples_per_point=L,
-                                           batch_size=M, samples=10**6, lr=0.01, device="cpu", step=step),
-                               run_dir=_scratch(), dataset=dataset)
+                                           batch_size=M, samples=10**6, lr=0.01, device="cpu", step=step,
+                                           algorithm=algorithm), run_dir=_scratch(), dataset=dataset)
 
 
 def baseline_package(rev: str):
@@ -134,8 +135,8 @@ def logged_steps(trainer: Trainer):
     return step
 
 
-def vae_core_steps(X, H, J, L, gaussian, M=100, step="auto"):
-    return logged_steps(_trainer(X, H, J, L, gaussian, M, step))  # the cadence of a 10^6 budget
+def vae_core_steps(X, H, J, L, gaussian, M=100, step="auto", algorithm="aevb"):
+    return logged_steps(_trainer(X, H, J, L, gaussian, M, step, algorithm))  # the cadence of a 10^6 budget
 
 
 def gemm_steps(trainer: Trainer):
@@ -219,27 +220,29 @@ def main() -> None:
                ("Frey 560-200-2", 560, 200, 2, 1, True)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M = 100, Adagrad; {blocks} interleaved blocks of "
           f"{per_block} steps: median times, and ratios as the median of each block's ratio")
-    print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'autograd ms':>12} {'reference ms':>13} {'GEMM ms':>8} "
-          f"{'GEMM+opt ms':>12} {'vs reference':>13} {'autograd/fast':>14} {'of GEMM roofline':>17} {'ceiling':>8}"
-          + (f" {'vs ' + args.baseline[:9]:>14}" if args.baseline else ""))
+    print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'autograd ms':>12} {'wake-sleep ms':>14} {'reference ms':>13} "
+          f"{'GEMM ms':>8} {'GEMM+opt ms':>12} {'vs reference':>13} {'autograd/fast':>14} {'WS speed/AEVB':>14} "
+          f"{'of GEMM roofline':>17} {'ceiling':>8}" + (f" {'vs ' + args.baseline[:9]:>14}" if args.baseline else ""))
     for name, D, H, J, L, gaussian in configs:
         X = torch.rand(6000, D)
         contenders = {"vae_core": vae_core_steps(X, H, J, L, gaussian), "autograd": vae_core_steps(X, H, J, L, gaussian, step="autograd"),
+                      "wake-sleep": vae_core_steps(X, H, J, L, gaussian, algorithm="wake-sleep"),
                       "reference": reference_steps(X, H, J, L, gaussian), "gemm": gemm_steps(_trainer(X, H, J, L, gaussian)),
                       "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian))}
         if args.baseline:
             contenders["baseline"] = baseline_steps(args.baseline, X, H, J, L, gaussian)
         t = interleaved(contenders, blocks, per_block)
         ms = {contender: statistics.median(seconds) * 1e3 for contender, seconds in t.items()}
-        line = (f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['autograd']:>12.3f} {ms['reference']:>13.3f} {ms['gemm']:>8.3f} "
-                f"{ms['gemm+opt']:>12.3f} {paired_ratio(t['reference'], t['vae_core']):>12.2f}x "
-                f"{paired_ratio(t['autograd'], t['vae_core']):>13.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
+        line = (f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['autograd']:>12.3f} {ms['wake-sleep']:>14.3f} "
+                f"{ms['reference']:>13.3f} {ms['gemm']:>8.3f} {ms['gemm+opt']:>12.3f} "
+                f"{paired_ratio(t['reference'], t['vae_core']):>12.2f}x {paired_ratio(t['autograd'], t['vae_core']):>13.2f}x "
+                f"{paired_ratio(t['vae_core'], t['wake-sleep']):>13.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
                 f"{paired_ratio(t['gemm'], t['gemm+opt']):>7.0%}")
         if args.baseline:
             line += f" {paired_ratio(t['baseline'], t['vae_core']):>13.3f}x"
         print(line, flush=True)
     print("vs reference, autograd/fast and vs REV: the other's time over vae_core's (above 1: vae_core's default step is "
-          "faster); ceiling: the roofline's share of GEMM+opt, (c) / (d), the most a step that updates its parameters "
+          "faster); WS speed/AEVB: wake-sleep's samples per second over AEVB's (target >= 0.9); ceiling: the roofline's share of GEMM+opt, (c) / (d), the most a step that updates its parameters "
           "after its GEMMs could reach")
 
 

@@ -1,9 +1,14 @@
 """Fixtures shared by the test modules: the real data, a headless Chromium, and a clean digits run."""
+import math
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+
+from vae_core.models import VAE, DiagonalGaussian, ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,3 +45,67 @@ def chromium():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+class LinearGaussian:
+    """A VAE whose encoder and decoder are linear-Gaussian: its ELBO, its gradients, log p(x) and the posterior
+    p(z|x) all have closed forms, against which estimators, the variance lab and HMC are tested."""
+    D, J = 4, 2
+
+    def __init__(self):
+        D, J = self.D, self.J
+
+        class LinearEncoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.to_mean = nn.Linear(D, J)
+                self.logvar = nn.Parameter(torch.tensor([-0.7, 0.4], dtype=torch.float64))
+
+            def forward(self, x):
+                return DiagonalGaussian(self.to_mean(x), self.logvar.expand(*x.shape[:-1], J))
+
+        class LinearGaussianDecoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.to_mean = nn.Linear(J, D)
+                self.logvar = nn.Parameter(torch.tensor([0.2, -0.3, 0.5, -0.1], dtype=torch.float64))
+
+            def forward(self, z):
+                return DiagonalGaussian(self.to_mean(z), self.logvar.expand(*z.shape[:-1], D))
+
+        self.model = VAE(ModelConfig(D, J, (1,), "gaussian", (1, D))).double()
+        self.model.encoder, self.model.decoder = LinearEncoder().double(), LinearGaussianDecoder().double()
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                if "to_mean" in name:
+                    p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.7)
+
+    def elbo(self, x):
+        """Per-datapoint mean of E_q[log N(x; A z + b, diag s)] - KL(q || N(0, I)), exactly."""
+        enc, dec = self.model.encoder, self.model.decoder
+        m, v = enc.to_mean(x), enc.logvar.exp()  # (M, J), (J,)
+        A, b, s = dec.to_mean.weight, dec.to_mean.bias, dec.logvar.exp()
+        residual = x - (m @ A.T + b)  # (M, D)
+        expected_log_lik = (-0.5 * torch.log(2 * math.pi * s) - (residual.square() + (A.square() * v).sum(1)) / (2 * s)).sum(-1)
+        kl = 0.5 * (v + m.square() - 1 - enc.logvar).sum(-1)  # Appendix B
+        return (expected_log_lik - kl).mean()
+
+    def log_px(self, x):
+        """log p(x) per datapoint: x ~ N(b, A Aᵀ + diag s)."""
+        dec = self.model.decoder
+        A, b, s = dec.to_mean.weight, dec.to_mean.bias, dec.logvar.exp()
+        return torch.distributions.MultivariateNormal(b, A @ A.T + torch.diag(s)).log_prob(x)
+
+    def posterior(self, x):
+        """p(z|x) = N(m, P⁻¹) with P = I + Aᵀ S⁻¹ A and m = P⁻¹ Aᵀ S⁻¹ (x - b): means (M, J) and covariance (J, J)."""
+        dec = self.model.decoder
+        A, b, s = dec.to_mean.weight.detach(), dec.to_mean.bias.detach(), dec.logvar.exp().detach()
+        covariance = torch.linalg.inv(torch.eye(self.J, dtype=A.dtype) + A.T @ (A / s[:, None]))
+        means = (x - b) / s @ A @ covariance
+        return means, covariance
+
+
+@pytest.fixture(scope="session")
+def linear_gaussian() -> LinearGaussian:
+    return LinearGaussian()

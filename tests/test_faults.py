@@ -355,8 +355,8 @@ FAULTS = [
     Fault("the Runs page with runs damaged in seven ways", "damage", runs_page,
           r"(?s)(?=.*cut-checkpoint is damaged: checkpoint\.safetensors is truncated)(?=.*cut-config is damaged: config)"
           r"(?=.*cut-status is damaged: status\.json cannot be read)(?=.*cut-metrics is damaged: metrics\.jsonl: line)"
-          r"(?=.*budget-1e20 is damaged: config\.json)(?=.*failed-no-metrics,failed)(?=.*only-a-lock is damaged)"
-          r"(?=.*\nother,finished)(?=.*\ngood,finished)(?!.*exception)", None, setup=damage_every_way),
+          r"(?=.*budget-1e20 is damaged: config\.json)(?=.*failed-no-metrics,,failed)(?=.*only-a-lock is damaged)"
+          r"(?=.*\nother,,finished)(?=.*\ngood,,finished)(?!.*exception)", None, setup=damage_every_way),
     # 3. Limits before allocation.
     Fault("--latent-dim 1000000000", "limits", lambda s: cli("train", "--latent-dim", "1000000000"),
           r"latent_dim must be at most 1,024"),

@@ -283,3 +283,55 @@ def test_evaluations_land_on_the_papers_budgets(tmp_path):
     samples = sorted(step * 100 for step in trainer._eval_steps())
     assert samples[:4] == [100, 200, 300, 500] and samples[-1] == 1_234_500
     assert {100_000, 300_000, 1_000_000} <= set(samples) and len(samples) == 18
+
+
+def test_mcem_raises_the_marginal_likelihood_and_resumes_exactly(tmp_path):
+    """Appendix E on digits: persistent chains, an HMC E-step, 5 updates of θ a minibatch; the chains are part of the
+    checkpoint, so a stopped and resumed run equals an uninterrupted one."""
+    config = digits_config(algorithm="mcem", evaluation="marginal", marginal_points=40, train_size=300, samples=6000,
+                           latent_dim=2, hidden=(20,))
+    whole = Trainer.from_config(config, tmp_path / "whole")
+    assert whole.algorithm.name == "mcem" and whole.algorithm.chains.shape == (300, 2)
+    last = whole.run()
+    scores = [r["test_marginal_log_likelihood"] for r in whole.metrics if runs.is_evaluation(r)]
+    assert "test_lower_bound" not in whole.metrics[-1]  # no encoder is learned: no bound to report
+    assert scores[-1] > scores[0] + 3, scores
+    part = Trainer.from_config(config, tmp_path / "part")
+    part.run(lambda e: part.stop() if e.samples_evaluated >= 2500 else None)
+    resumed = Trainer.resume_from(tmp_path / "part")
+    resumed.run()
+    assert torch.equal(resumed.params.flat, whole.params.flat)
+    assert torch.equal(resumed.algorithm.chains, whole.algorithm.chains)
+    assert last.test_marginal_log_likelihood == scores[-1]
+
+
+def test_mcem_needs_the_marginal_evaluation():
+    with pytest.raises(ValueError, match="needs evaluation 'marginal'"):
+        digits_config(algorithm="mcem").validate()
+
+
+def test_full_vb_trains_and_its_gradient_is_aevbs_as_q_theta_narrows(tmp_path):
+    """With σ of q(θ) tiny, θ ≈ μ: the gradient is AEVB's, plus μ/N from KL(q(θ) || N(0, I)) on the decoder's means."""
+    from vae_core.algorithms import AutogradAEVB, FullVB, Minibatch
+    trainer = Trainer.from_config(digits_config(algorithm="full-vb", vb_logvar=-40.0), tmp_path / "run")
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0  # the prior is in the KL
+    algorithm, grads = trainer.algorithm, trainer.params.grads
+    batch = Minibatch(trainer.x_train[:50], torch.arange(50))
+    noise = algorithm.draw_noise(batch, torch.Generator().manual_seed(0))
+    algorithm.gradient(batch, noise, grads)
+    full = {k: v.clone() for k, v in grads.items()}
+    AutogradAEVB(trainer.model, trainer.config).gradient(batch, noise, grads)
+    N = len(trainer.x_train)
+    for name, p in trainer.model.named_parameters():
+        expected = grads[name] + (p.detach() / N if name.startswith("decoder.") else 0)
+        torch.testing.assert_close(full[name], expected, rtol=1e-4, atol=1e-6)
+    from torch.distributions import Normal, kl_divergence
+    posterior = algorithm.posterior
+    with torch.no_grad():
+        for lv in posterior.decoder_logvar.values():
+            lv.uniform_(-3, 1)
+        exact = sum(kl_divergence(Normal(mu, (0.5 * posterior.decoder_logvar[n.replace(".", "_")]).exp()), Normal(0.0, 1.0)).sum()
+                    for n, mu in trainer.model.decoder.named_parameters())
+        torch.testing.assert_close(posterior.kl(), exact)
+        algorithm.reset()
+    assert trainer.run().test_lower_bound > -40  # and it learns

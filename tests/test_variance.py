@@ -4,73 +4,24 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from vae_core.models import VAE, DiagonalGaussian, ModelConfig
+from vae_core.models import VAE, ModelConfig
 from vae_core.variance import GRADIENT_ESTIMATORS, VarianceConfig, measure_variance
 
 D, J, M = 4, 2, 3
 
 
-class LinearEncoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.to_mean = nn.Linear(D, J)
-        self.logvar = nn.Parameter(torch.tensor([-0.7, 0.4], dtype=torch.float64))
-
-    def forward(self, x):
-        return DiagonalGaussian(self.to_mean(x), self.logvar.expand(*x.shape[:-1], J))
-
-
-class LinearGaussianDecoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.to_mean = nn.Linear(J, D)
-        self.logvar = nn.Parameter(torch.tensor([0.2, -0.3, 0.5, -0.1], dtype=torch.float64))
-
-    def forward(self, z):
-        return DiagonalGaussian(self.to_mean(z), self.logvar.expand(*z.shape[:-1], D))
-
-
-def linear_gaussian_vae():
-    model = VAE(ModelConfig(D, J, (1,), "gaussian", (1, D))).double()
-    model.encoder, model.decoder = LinearEncoder().double(), LinearGaussianDecoder().double()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "to_mean" in name:
-                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.7)
-    return model
-
-
-def closed_form_elbo(model, x):
-    """Per-datapoint mean of E_q[log N(x; A z + b, diag s)] - KL(q || N(0, I)), exactly."""
-    enc, dec = model.encoder, model.decoder
-    m, v = enc.to_mean(x), enc.logvar.exp()  # (M, J), (J,)
-    A, b, s = dec.to_mean.weight, dec.to_mean.bias, dec.logvar.exp()
-    residual = x - (m @ A.T + b)  # (M, D)
-    expected_log_lik = (-0.5 * torch.log(2 * math.pi * s) - (residual.square() + (A.square() * v).sum(1)) / (2 * s)).sum(-1)
-    kl = 0.5 * (v + m.square() - 1 - enc.logvar).sum(-1)  # Appendix B
-    return (expected_log_lik - kl).mean()
-
-
-def closed_form_log_px(model, x):
-    A, b, s = model.decoder.to_mean.weight, model.decoder.to_mean.bias, model.decoder.logvar.exp()
-    covariance = A @ A.T + torch.diag(s)  # x ~ N(b, A Aᵀ + diag s)
-    return torch.distributions.MultivariateNormal(b, covariance).log_prob(x).mean()
-
-
 @pytest.fixture(scope="module")
-def measured():
-    model = linear_gaussian_vae()
+def measured(linear_gaussian):
+    model = linear_gaussian.model
     x = torch.randn(M, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     config = VarianceConfig(batch_size=M, repeats=400, samples=(1, 2, 5, 10, 20, 50, 100), seed=2)
     return model, x, measure_variance(model, x, config, moments=True)
 
 
-def test_mean_gradients_agree_with_the_closed_form(measured):
+def test_mean_gradients_agree_with_the_closed_form(measured, linear_gaussian):
     model, x, result = measured
-    exact = torch.autograd.grad(closed_form_elbo(model, x), list(model.parameters()))
+    exact = torch.autograd.grad(linear_gaussian.elbo(x), list(model.parameters()))
     names = [n for n, _ in model.named_parameters()]
     phi = torch.cat([g.reshape(-1) for n, g in zip(names, exact) if n.startswith("encoder.")]).numpy()
     theta = torch.cat([g.reshape(-1) for n, g in zip(names, exact) if n.startswith("decoder.")]).numpy()
@@ -83,9 +34,9 @@ def test_mean_gradients_agree_with_the_closed_form(measured):
         assert np.all(np.abs(mean - theta) <= 4.5 * np.sqrt(var / 400) + 1e-9)
 
 
-def test_value_means_agree_with_the_closed_form_and_iw_rises_toward_log_px(measured):
+def test_value_means_agree_with_the_closed_form_and_iw_rises_toward_log_px(measured, linear_gaussian):
     model, x, result = measured
-    elbo, log_px = closed_form_elbo(model, x).item(), closed_form_log_px(model, x).item()
+    elbo, log_px = linear_gaussian.elbo(x).item(), linear_gaussian.log_px(x).mean().item()
     for row in (r for r in result.rows if r["estimator"] in ("A", "B")):
         assert abs(row["value_mean"] - elbo) < 4.5 * math.sqrt(row["minibatch_value_variance"] / 400)
     L, iw = result.table("value_mean", "iw")

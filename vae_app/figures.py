@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from vae_core import runs
 from vae_core.latent import LatentSpace
 from vae_core.variance import GRADIENT_ESTIMATORS, VarianceResult
 
@@ -54,6 +55,10 @@ def to_json(figure: dict) -> str:
     return json.dumps(figure)
 
 
+EVALUATED = {"train_lower_bound": "train", "test_lower_bound": "test",  # what an evaluation may hold, as the legend says
+             "train_marginal_log_likelihood": "train log p(x)", "test_marginal_log_likelihood": "test log p(x)"}
+
+
 def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing: float = 0.6) -> dict:
     """Lower bound against samples evaluated: the smoothed minibatch bound over its faint raw curve, and the
     full train and test bounds at each evaluation, for each labelled run."""
@@ -67,10 +72,11 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
             traces.append(_line(**_thin(x, y), name=f"{prefix}minibatch (raw)", opacity=0.25, line={"width": 1},
                                 showlegend=len(series) == 1))
             traces.append(_line(**_thin(x, smooth(y, smoothing)), name=f"{prefix}minibatch (smoothed)"))
-        evaluations = [r for r in rows if "test_lower_bound" in r]
-        for key, name in (("train_lower_bound", "train"), ("test_lower_bound", "test")):
-            if evaluations:
-                traces.append(_line([r["samples_evaluated"] for r in evaluations], [r[key] for r in evaluations],
+        evaluations = [r for r in rows if runs.is_evaluation(r)]
+        for key, name in EVALUATED.items():
+            scored = [r for r in evaluations if r.get(key) is not None]
+            if scored:
+                traces.append(_line([r["samples_evaluated"] for r in scored], [r[key] for r in scored],
                                     f"{prefix}{name}", mode="lines+markers"))
     return _figure(traces, "Lower bound (ELBO)", log_x)
 

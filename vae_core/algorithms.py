@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .estimators import ESTIMATORS, estimator_terms, kl_to_standard_normal, reparameterize
+from .estimators import ESTIMATORS, ModelView, estimator_terms, kl_to_standard_normal, reparameterize
 from .fast_step import Grads, StepValues, lower_bound_gradient, wake_sleep_gradient
 from .models import VAE, dream, dream_noise
 
@@ -32,6 +32,7 @@ class Algorithm:
     name: ClassVar[str]
     step: ClassVar[str]  # which implementation computes the gradient: "fast" or "autograd"
     updates_per_minibatch: ClassVar[int] = 1
+    uses_weight_decay: ClassVar[bool] = True  # the prior N(0, I) on θ as weight decay (MAP); full VB has its own KL
 
     def __init__(self, model: VAE, config: TrainConfig):
         self.model, self.config = model, config
@@ -155,12 +156,140 @@ class AutogradWakeSleep(WakeSleep):
         return StepValues(reconstruction - kl, reconstruction, kl)
 
 
+class MonteCarloEM(Algorithm):
+    """Monte Carlo EM (Appendix E), the baseline of Fig. 3: no encoder, persistent posterior chains instead.
+
+    Each training point keeps a sample z of its posterior. For a minibatch, the E-step moves those samples by one HMC
+    transition of 10 leapfrog steps targeting log p(z) + log p_θ(x|z), with one step size for all chains tuned
+    toward 90% acceptance; then 5 updates of θ ascend (1/M) Σ log p_θ(x, z) at the acquired samples. Chains start
+    from the prior. The chains and the step size are checkpointed with the parameters. A minibatch counts its M
+    training samples evaluated, whatever the number of updates (docs/REPRODUCTION.md).
+    """
+    name, step = "mcem", "autograd"
+    updates_per_minibatch = 5  # Appendix E
+
+    def __init__(self, model: VAE, config: TrainConfig, train_size: int):
+        super().__init__(model, config)
+        self.chains = torch.zeros(train_size, model.config.latent_dim, device=next(model.parameters()).device)  # (N, J)
+        self.hmc_step = torch.zeros(1, dtype=torch.float64)
+        self.reset()
+
+    def reset(self):
+        init = torch.Generator(device=self.chains.device).manual_seed(self.config.seed + 3)  # the prior, seeded
+        self.chains.copy_(torch.randn(self.chains.shape, generator=init, device=self.chains.device))
+        self.hmc_step.fill_(0.01)
+
+    def state(self):
+        return {"chains": self.chains, "hmc_step": self.hmc_step}
+
+    def draw_noise(self, batch, generator):
+        return {}
+
+    def prepare(self, batch, generator):
+        """The E-step: one HMC transition of the minibatch's chains."""
+        from .hmc import Sampler, log_joint
+
+        sampler = Sampler(leapfrog_steps=10, step_size=float(self.hmc_step), target=0.9)  # Appendix E
+        z, _, _ = sampler.transition(log_joint(self.model, batch.x), self.chains[batch.index][None], generator)
+        self.chains[batch.index] = z[0].detach()
+        self.hmc_step.fill_(sampler.step_size)
+
+    def gradient(self, batch, noise, grads, with_values=False):
+        z = self.chains[batch.index]  # (M, J), the E-step's samples
+        with torch.enable_grad():
+            log_px = self.model.decoder(z).log_prob(batch.x)  # (M,)
+            autograd_into(self.model, -log_px.mean(), grads)  # log p(z) has no θ
+        if not with_values:
+            return None
+        reconstruction = log_px.mean().item()
+        log_prior = self.model.prior(z).log_prob(z).mean().item()
+        return StepValues(reconstruction + log_prior, reconstruction, -log_prior)  # log p(x, z): not a bound
+
+
+class DecoderPosterior(nn.Module):
+    """Full VB's trainable parameters (Appendix F): the encoder φ, and q(θ) = N(μ, diag σ²) over the decoder's
+    parameters, whose means μ are the model's own decoder and whose log-variances sit beside them."""
+
+    def __init__(self, model: VAE, logvar: float):
+        super().__init__()
+        self.encoder, self.decoder = model.encoder, model.decoder
+        self.decoder_logvar = nn.ParameterDict({name.replace(".", "_"): nn.Parameter(torch.full_like(p, logvar))
+                                                for name, p in model.decoder.named_parameters()})
+
+    def sample(self, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """θ = μ + σ ⊙ ζ, one draw of every decoder parameter (Appendix F's reparameterisation)."""
+        return {name: p + torch.exp(0.5 * self.decoder_logvar[name.replace(".", "_")]) * noise[name]
+                for name, p in self.decoder.named_parameters()}
+
+    def kl(self) -> torch.Tensor:
+        """KL(q(θ) || p(θ)) with p(θ) = N(0, I), in closed form (Appendix B's formula, over the parameters)."""
+        total = 0.0
+        for name, mu in self.decoder.named_parameters():
+            lv = self.decoder_logvar[name.replace(".", "_")]
+            total = total + 0.5 * (lv.exp() + mu.square() - 1 - lv).sum()
+        return total
+
+
+class FullVB(Algorithm):
+    """Full variational Bayes (Appendix F): a diagonal Gaussian q(θ) over the decoder's parameters with prior N(0, I),
+    trained with the estimator of Algorithm 2, both z and θ reparameterised: per datapoint
+
+        (1/M) Σ_i [ -KL(q_φ(z|x_i) || p(z)) + (1/L) Σ_l log p_θ(x_i|z_il) ] - KL(q(θ) || p(θ)) / N,  θ = μ + σ ⊙ ζ
+
+    with one draw of θ per minibatch. The prior on θ enters through its KL, so the optimizer adds no weight decay.
+    Evaluations score the lower bound of the mean network θ = μ (the model saved with the run).
+    """
+    name, step = "full-vb", "autograd"
+    uses_weight_decay = False
+
+    def __init__(self, model: VAE, config: TrainConfig, train_size: int):
+        super().__init__(model, config)
+        self.posterior = DecoderPosterior(model, config.vb_logvar)
+        self.train_size = train_size
+
+    @property
+    def module(self):
+        return self.posterior
+
+    def reset(self):
+        with torch.no_grad():
+            for lv in self.posterior.decoder_logvar.values():
+                lv.fill_(self.config.vb_logvar)
+
+    def draw_noise(self, batch, generator):
+        noise = AEVB.draw_noise(self, batch, generator)  # ε for z
+        for name, p in self.model.decoder.named_parameters():
+            noise[name] = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+        return noise
+
+    def gradient(self, batch, noise, grads, with_values=False):
+        from torch.func import functional_call
+
+        x, eps = batch.x, noise["eps"]
+        with torch.enable_grad():
+            theta = self.posterior.sample(noise)
+            decoder = lambda z: functional_call(self.model.decoder, theta, (z,))
+            view = ModelView(self.model, decoder)
+            reconstruction, kl = estimator_terms(view, x, eps, "B")  # (M,) each
+            kl_theta = self.posterior.kl() / self.train_size
+            bound = (reconstruction - kl).mean() - kl_theta
+            autograd_into(self.posterior, -bound, grads)
+        if not with_values:
+            return None
+        return StepValues(bound.item(), reconstruction.mean().item(), kl.mean().item() + kl_theta.item())
+
+
 IMPLEMENTATIONS = {("aevb", "fast"): FastAEVB, ("aevb", "autograd"): AutogradAEVB,
                    ("wake-sleep", "fast"): FastWakeSleep, ("wake-sleep", "autograd"): AutogradWakeSleep}
 
 
-def make_algorithm(config: TrainConfig, model: VAE, device: torch.device) -> Algorithm:
-    """The algorithm `config` names, with the gradient step it asks for ("auto": the fast step wherever it applies)."""
+def make_algorithm(config: TrainConfig, model: VAE, device: torch.device, train_size: int) -> Algorithm:
+    """The algorithm `config` names, with the gradient step it asks for ("auto": the fast step wherever it applies);
+    `train_size` is N, for the algorithms that keep state per training point or scale by it."""
+    if config.algorithm == "mcem":
+        return MonteCarloEM(model, config, train_size)
+    if config.algorithm == "full-vb":
+        return FullVB(model, config, train_size)
     fast = config.step == "fast" or (config.step == "auto" and config.fast_step_unavailable() is None
                                      and device.type == "cpu" and next(model.parameters()).dtype == torch.float32)
     return IMPLEMENTATIONS[config.algorithm, "fast" if fast else "autograd"](model, config)

@@ -170,7 +170,19 @@ def cmd_evaluate(args) -> int:
             bar.update(len(part))
     result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": total / len(x_test),
               "iw_samples": args.iw_samples}
-    bad = [k for k in ("test_lower_bound", "test_log_likelihood") if result[k] != result[k] or abs(result[k]) == float("inf")]
+    if args.marginal_likelihood:  # Appendix D, on the first --points of each set
+        from .marginal import MarginalConfig, marginal_log_likelihood
+        MarginalConfig().validate(model.config.latent_dim)
+        x_train = torch.tensor(dataset.train[:config.train_size])
+        for split, x in (("train", x_train[:args.points]), ("test", x_test[:args.points])):
+            with _progress_bar(len(x), "point") as bar:
+                bar.set_postfix_str(f"{split}: marginal likelihood (Appendix D)", refresh=False)
+                estimate, error = marginal_log_likelihood(model, x, generator=generator)
+                bar.update(len(x))
+            result[f"{split}_marginal_log_likelihood"] = estimate.mean().item()
+            result[f"{split}_marginal_log_likelihood_error"] = (error.square().sum().sqrt() / len(x)).item()
+        result["marginal_points"] = args.points
+    bad = [k for k in result if k.endswith(("bound", "likelihood")) and (result[k] != result[k] or abs(result[k]) == float("inf"))]
     if bad:
         print(f"error: the model's {' and '.join(bad)} came out {result[bad[0]]}: its weights give non-finite "
               f"densities on the test set, so there is no number to report", file=sys.stderr)
@@ -329,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="test lower bound and importance-weighted log-likelihood of a run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--iw-samples", type=int, default=100, metavar="K")
+    evaluate.add_argument("--marginal-likelihood", action="store_true",
+                          help="also estimate log p(x) by Appendix D (HMC and a kernel density; J below 5)")
+    evaluate.add_argument("--points", type=int, default=1000, metavar="N",
+                          help="with --marginal-likelihood: the first N training and test points (the paper: 1000)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", action="store_true")

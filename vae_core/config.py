@@ -21,7 +21,8 @@ STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps
     "sgd": (1e-4, 1e-3, 1e-2),  # momentum 0.9: an effective step ten times these
 }
 OPTIMIZERS = tuple(STEP_SIZE_CANDIDATES)
-ALGORITHMS = ("aevb", "wake-sleep")
+ALGORITHMS = ("aevb", "wake-sleep", "mcem", "full-vb")
+EVALUATIONS = ("bound", "marginal")
 STEPS = ("auto", "fast", "autograd")  # how AEVB's gradient is computed; auto: fast wherever it applies
 DEVICES = ("auto", "cpu", "cuda")
 MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of the memory available now
@@ -55,6 +56,16 @@ def parse_step_size(text: str | float) -> float | str:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"the step size must be a positive number or 'auto', got {text!r}")
     return value
+
+
+def parse_optional_count(text: str | int | None) -> int | None:
+    """A whole number, or nothing (empty) for "all"."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number (leave it empty for all)") from None
 
 
 def parse_hidden(text: str | list | tuple | None) -> tuple[int, ...] | None:
@@ -125,8 +136,10 @@ class TrainConfig:
     init: str = setting("paper", "initial parameters: paper draws each from N(0, 0.01²) (Section 5); default is "
                         "PyTorch's layer initialisation", "Initialisation", "data and model",
                         choices=INITIALISATIONS)
-    algorithm: str = setting("aevb", "the learning algorithm: aevb (Algorithm 1), or wake-sleep (the baseline of "
-                             "Fig. 2, with the same networks)", "Algorithm", "objective", choices=ALGORITHMS)
+    algorithm: str = setting("aevb", "the learning algorithm: aevb (Algorithm 1); wake-sleep (Fig. 2's baseline, the "
+                             "same networks); mcem, Monte Carlo EM with HMC (Appendix E, evaluates the marginal "
+                             "likelihood); full-vb, a Gaussian posterior over θ too (Appendix F)", "Algorithm",
+                             "objective", choices=ALGORITHMS)
     estimator: str = setting("B", "SGVB estimator: B, with the analytic KL (eq. 7), or A (eq. 6)", "Estimator",
                              "objective", choices=("B", "A"))
     samples_per_point: int = setting(1, "L, samples of z per datapoint in each step", "Samples per datapoint L",
@@ -145,6 +158,16 @@ class TrainConfig:
     binarize: bool = setting(False, "train on dynamically binarised pixels (Bernoulli data only)",
                              "Binarise minibatches", "optimisation")
     seed: int = setting(0, "seeds the initialisation, the minibatches and the noise", "Seed", "optimisation")
+    train_size: int | None = setting(None, "train on the first N training points only (Fig. 3: 1000); empty: all",
+                                     "Training points", "data and model", metavar="N", parse=parse_optional_count,
+                                     placeholder="all")
+    evaluation: str = setting("bound", "what evaluations score: the lower bound (estimator B, L = 1), or marginal: "
+                              "the bound and Appendix D's estimate of log p(x) (J below 5; mcem needs it)",
+                              "Evaluation", "advanced", choices=EVALUATIONS)
+    marginal_points: int = setting(1000, "datapoints of the training and test sets whose log p(x) a marginal "
+                                   "evaluation estimates (Fig. 3: the first 1000)", "Points for log p(x)", "advanced")
+    vb_logvar: float = setting(-10.0, "full-vb: the log-variance every parameter's q(θ) starts from",
+                               "Initial log σ² of q(θ)", "advanced")
     step: str = setting("auto", "how the gradient is computed: fast (derived by hand, the paper's network on the CPU "
                         "in float32), autograd, or auto (fast wherever it applies)", "Gradient step",
                         "advanced", choices=STEPS)
@@ -172,7 +195,8 @@ class TrainConfig:
         for name, choices in ((n, s.choices) for n, s in settings().items() if s.choices):
             if getattr(self, name) not in choices:
                 problems[name] = f"{name} must be one of {', '.join(map(str, choices))}, got {getattr(self, name)!r}"
-        for name in ("latent_dim", "samples_per_point", "batch_size", "samples", "eval_train_size", "trial_steps"):
+        for name in ("latent_dim", "samples_per_point", "batch_size", "samples", "eval_train_size", "trial_steps",
+                     "marginal_points"):
             value = getattr(self, name)
             if not _whole(value) or value < 1:
                 problems[name] = f"{name} must be a whole number of at least 1, got {value!r}"
@@ -187,11 +211,22 @@ class TrainConfig:
             elif len(self.hidden) > LIMITS["hidden_layers"] or max(self.hidden) > LIMITS["hidden_units"]:
                 problems["hidden"] = (f"at most {LIMITS['hidden_layers']} hidden layers of at most "
                                       f"{LIMITS['hidden_units']:,} units each, got {list(self.hidden)}")
-        if "dataset" not in problems and "batch_size" not in problems:
-            n = data_module.TRAIN_SIZES[self.dataset]
+        if self.train_size is not None and (not _whole(self.train_size) or not 1 <= self.train_size):
+            problems["train_size"] = f"train_size must be a whole number of at least 1, got {self.train_size!r}"
+        elif "dataset" not in problems and self.train_size is not None and self.train_size > data_module.TRAIN_SIZES[self.dataset]:
+            problems["train_size"] = (f"train_size must be at most the {data_module.TRAIN_SIZES[self.dataset]} "
+                                      f"training datapoints of {self.dataset}, got {self.train_size}")
+        if "dataset" not in problems and "batch_size" not in problems and "train_size" not in problems:
+            n = self.train_size or data_module.TRAIN_SIZES[self.dataset]
             if self.batch_size > n:  # M distinct rows a step
                 problems["batch_size"] = (f"batch_size M must be at most the {n} training datapoints of "
                                           f"{self.dataset}, got {self.batch_size}")
+        if self.algorithm == "mcem" and self.evaluation != "marginal":
+            problems["evaluation"] = ("mcem learns no encoder, so its lower bound says nothing: it needs evaluation "
+                                      "'marginal' (Appendix D's estimate of log p(x))")
+        if self.evaluation == "marginal" and _whole(self.latent_dim) and self.latent_dim > 4:
+            problems["evaluation"] = (f"the marginal-likelihood estimator of Appendix D is for J below 5, got "
+                                      f"J = {self.latent_dim}; evaluate the bound instead")
         if self.lr != "auto" and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
                                       and math.isfinite(self.lr) and self.lr > 0):
             problems["lr"] = f"lr must be a positive number or 'auto', got {self.lr!r}"
@@ -236,7 +271,7 @@ class TrainConfig:
     def memory_needed(self) -> int:
         """Bytes that training this configuration needs, estimated before anything is allocated: the data, the
         parameters with their gradient, optimizer state and checkpoint copies, and one step's activations."""
-        D, N = math.prod(data_module.IMAGE_SHAPES[self.dataset]), data_module.TRAIN_SIZES[self.dataset]
+        D, N = math.prod(data_module.IMAGE_SHAPES[self.dataset]), self.train_size or data_module.TRAIN_SIZES[self.dataset]
         out = 2 * D if data_module.LIKELIHOODS[self.dataset] == "gaussian" else D
         hidden, J = self.hidden_layers, self.latent_dim
         sizes = [D, *hidden, 2 * J], [J, *hidden[::-1], out]

@@ -15,6 +15,14 @@ import torch
 from .models import VAE, DiagonalGaussian
 
 
+class ModelView:
+    """What the estimators need of a model, with parts swapped in: its encoder, a decoder (a linearised stand-in in the
+    variance lab, one with sampled parameters in full VB) and the prior."""
+
+    def __init__(self, model: VAE, decoder):
+        self.encoder, self.decoder, self.prior = model.encoder, decoder, model.prior
+
+
 def standard_normal_noise(L: int, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """ε ~ p(ε) = N(0, I), shape (L, *like.shape)."""
     return torch.randn((L, *like.shape), generator=generator, dtype=like.dtype, device=like.device)

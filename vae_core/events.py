@@ -41,6 +41,8 @@ class TrainEvent:
     kl: float | None = None
     train_lower_bound: float | None = None
     test_lower_bound: float | None = None
+    train_marginal_log_likelihood: float | None = None  # Appendix D's estimate, when the run evaluates it
+    test_marginal_log_likelihood: float | None = None
     lr: float | None = None
     message: str = ""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import STEP_SIZE_CANDIDATES, TrainConfig
-from .runs import RunRecord
+from .runs import RunRecord, is_evaluation
 
 FIGURE_2 = (("mnist", 3), ("mnist", 5), ("mnist", 10), ("mnist", 20), ("mnist", 200),
             ("frey", 2), ("frey", 5), ("frey", 10), ("frey", 20))  # (dataset, J), the paper's panel order
@@ -74,7 +74,7 @@ class Curve:
 
 
 def curve(record: RunRecord) -> Curve:
-    rows = [r for r in record.metrics if "test_lower_bound" in r]
+    rows = [r for r in record.metrics if is_evaluation(r)]
     return Curve(record.name, record.train_config.get("algorithm", "aevb"), record.train_config.get("seed", 0),
                  [r["samples_evaluated"] for r in rows], [r["train_lower_bound"] for r in rows],
                  [r["test_lower_bound"] for r in rows])

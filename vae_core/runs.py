@@ -279,6 +279,11 @@ def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:
     return run_dir
 
 
+def is_evaluation(row: dict) -> bool:
+    """A metrics row of an evaluation (the bounds, or the marginal likelihood), not of a minibatch."""
+    return row.get("kind") == str(EventKind.EVALUATION)
+
+
 class RunRecorder:
     """Writes a run's status.json and metrics.jsonl as the trainer's events arrive: a listener on the events.
     The metrics are rewritten whole (atomically) at each checkpoint, so they always match the checkpoint."""
@@ -297,13 +302,13 @@ class RunRecorder:
         elif event.kind == EventKind.PAUSED:
             self._status(RunState.PAUSED, event)
         elif event.kind.ends:
-            summary = {"train_lower_bound": event.train_lower_bound, "test_lower_bound": event.test_lower_bound,
-                       "samples_per_second": event.samples_per_second} if event.kind != EventKind.FAILED else {}
+            summary = {k: v for k, v in event.to_row().items() if k.startswith(("train_", "test_"))}
+            summary = {**summary, "samples_per_second": event.samples_per_second} if event.kind != EventKind.FAILED else {}
             self._status(RunState(str(event.kind)), event, **summary)
 
     @property
     def last_evaluation(self) -> dict:
-        return next((r for r in reversed(self.rows) if "test_lower_bound" in r), {})
+        return next((r for r in reversed(self.rows) if is_evaluation(r)), {})
 
     def _status(self, state: RunState, event: TrainEvent, **extra) -> None:
         write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
@@ -358,7 +363,7 @@ class RunRecord:
 
     @property
     def last_evaluation(self) -> dict:
-        return next((r for r in reversed(self.metrics) if "test_lower_bound" in r), {})
+        return next((r for r in reversed(self.metrics) if is_evaluation(r)), {})
 
     def describe_problems(self) -> str:
         return "; ".join(self.problems.values())

@@ -112,11 +112,11 @@ class Trainer:
                  lock: runs.RunLock | None = None):
         self.config, self.model, self.dataset, self.run_dir, self.lock = config, model, dataset, Path(run_dir), lock
         self.device = next(model.parameters()).device
-        self.algorithm: Algorithm = make_algorithm(config, model, self.device)
+        self.x_train = torch.tensor(dataset.train[:config.train_size], device=self.device)  # Fig. 3 trains on 1000
+        self.x_test = torch.tensor(dataset.test, device=self.device)
+        self.algorithm: Algorithm = make_algorithm(config, model, self.device, len(self.x_train))
         self.params = FlatParameters(self.algorithm.module)
         self._initial = self.params.flat.detach().clone()  # every candidate step size starts from here
-        self.x_train = torch.tensor(dataset.train, device=self.device)
-        self.x_test = torch.tensor(dataset.test, device=self.device)
         self.stream = MinibatchStream(self.x_train, config.batch_size, config.binarize)
         self.recorder = RunRecorder(self.run_dir)
         self.lr: float | None = None if config.lr == "auto" else float(config.lr)
@@ -211,7 +211,8 @@ class Trainer:
         self.seconds = self._saved_seconds = 0.0  # training time so far, and at the last checkpoint
 
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        weight_decay = 1.0 / len(self.x_train) if self.config.weight_decay else 0.0  # ∇ -log p(θ)/N = θ/N
+        # MAP under p(θ) = N(0, I): ∇ -log p(θ)/N = θ/N per datapoint (full VB has the prior in its own KL)
+        weight_decay = 1.0 / len(self.x_train) if self.config.weight_decay and self.algorithm.uses_weight_decay else 0.0
         fused = self.device.type == "cpu" or self.config.optimizer != "adagrad"  # fused Adagrad is CPU-only
         kind = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.config.optimizer]
         extra = {"momentum": 0.9} if self.config.optimizer == "sgd" else {}
@@ -278,13 +279,23 @@ class Trainer:
         self.step += 1
         return values
 
-    def _evaluate(self, final: bool) -> tuple[float, float]:
-        """The lower bound (estimator B, L = 1) on the training set (a subset but for the final evaluation) and on
-        the test set, with a generator of its own: evaluation never moves the training stream."""
+    def _evaluate(self, final: bool) -> dict[str, float]:
+        """What an evaluation scores, with a generator of its own (evaluation never moves the training stream): the
+        lower bound (estimator B, L = 1) on the training set (a subset but for the final evaluation) and on the test
+        set; with evaluation "marginal", Appendix D's estimate of log p(x) on the first `marginal_points` of each."""
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
         model = self.algorithm.evaluation_model()
-        train = self.x_train if final else self.x_train[:self.config.eval_train_size]
-        return dataset_lower_bound(model, train, generator)[0], dataset_lower_bound(model, self.x_test, generator)[0]
+        scores = {}
+        if self.algorithm.name != "mcem":  # MCEM learns no encoder: its bound says nothing
+            train = self.x_train if final else self.x_train[:self.config.eval_train_size]
+            scores["train_lower_bound"] = dataset_lower_bound(model, train, generator)[0]
+            scores["test_lower_bound"] = dataset_lower_bound(model, self.x_test, generator)[0]
+        if self.config.evaluation == "marginal":
+            from .marginal import marginal_log_likelihood
+            n = self.config.marginal_points
+            for split, x in (("train", self.x_train[:n]), ("test", self.x_test[:n])):
+                scores[f"{split}_marginal_log_likelihood"] = marginal_log_likelihood(model, x, generator=generator)[0].mean().item()
+        return scores
 
     # Events: every report goes through `emit`, which hands it to the run's recorder first.
     def emit(self, kind: EventKind, **values) -> TrainEvent:
@@ -293,26 +304,27 @@ class Trainer:
         self.recorder.record(event)
         return event
 
-    def _save_checkpoint(self, bounds: tuple[float, float] | None = None) -> TrainEvent:
-        """What a resumed run continues from; with the (train, test) `bounds` of an evaluation, the model too.
-        Between evaluations model.safetensors stays the last evaluated model, which its metadata describes."""
+    def _save_checkpoint(self, scores: dict[str, float] | None = None) -> TrainEvent:
+        """What a resumed run continues from; with the `scores` of an evaluation, the model too. Between evaluations
+        model.safetensors stays the last evaluated model, which its metadata describes."""
         progress = {"step": self.step, "position": self.stream.position, "seconds": self.seconds,
                     "samples_evaluated": self.samples_evaluated}
         runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
-        if bounds is not None:
+        if scores is not None:
             runs.save_model(self.algorithm.evaluation_model(), self.run_dir / runs.MODEL, {
                 "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
-                "train_lower_bound": bounds[0], "test_lower_bound": bounds[1]})
+                **scores})
         self._saved_seconds = self.seconds
         return self.emit(EventKind.CHECKPOINT)  # the recorder writes the metrics so far
 
     def _evaluation(self, final: bool) -> Iterator[TrainEvent]:
-        train_bound, test_bound = self._evaluate(final)
-        if not (math.isfinite(train_bound) and math.isfinite(test_bound)):
-            yield self._fail(f"the lower bound became {train_bound} (train), {test_bound} (test)")
+        scores = self._evaluate(final)
+        bad = {k: v for k, v in scores.items() if not math.isfinite(v)}
+        if bad:
+            yield self._fail("the evaluation came out " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in bad.items()))
             return
-        yield self.emit(EventKind.EVALUATION, train_lower_bound=train_bound, test_lower_bound=test_bound)
-        yield self._save_checkpoint((train_bound, test_bound))
+        yield self.emit(EventKind.EVALUATION, **scores)
+        yield self._save_checkpoint(scores)
 
     def _fail(self, what: str) -> TrainEvent:
         kept = (f"The last good checkpoint in {self.run_dir} is kept." if (self.run_dir / runs.CHECKPOINT).is_file()
@@ -372,9 +384,9 @@ class Trainer:
                 if event.kind == EventKind.FAILED:
                     return
         last = self.recorder.last_evaluation
-        yield self.emit(EventKind.FINISHED if self.step >= self.total_steps else EventKind.STOPPED,
-                        train_lower_bound=last.get("train_lower_bound"), test_lower_bound=last.get("test_lower_bound"),
-                        lr=self.lr)
+        scores = {k: last.get(k) for k in ("train_lower_bound", "test_lower_bound", "train_marginal_log_likelihood",
+                                           "test_marginal_log_likelihood")}
+        yield self.emit(EventKind.FINISHED if self.step >= self.total_steps else EventKind.STOPPED, lr=self.lr, **scores)
 
     def run(self, callback: Callable[[TrainEvent], None] | None = None) -> TrainEvent:
         """Runs `events()` to the end, passing each event to `callback`; returns the last event."""

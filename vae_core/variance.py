@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .estimators import estimator_a, estimator_b, importance_weighted_bound, log_weight, reparameterize
+from .estimators import ModelView, estimator_a, estimator_b, importance_weighted_bound, log_weight, reparameterize
 from .models import VAE, DiagonalGaussian
 
 GRADIENT_ESTIMATORS = ("A", "B", "score", "score-baseline", "stl")
@@ -116,13 +116,6 @@ class _LinearisedDecoder:
         return self.log_px + ((self.z - self.z0) * self.grad_z).sum(-1)  # (L, M)
 
 
-class _View:
-    """The model with its decoder replaced: what the estimator functions need (encoder, decoder, prior)."""
-
-    def __init__(self, vae: VAE, decoder):
-        self.encoder, self.decoder, self.prior = vae.encoder, decoder, vae.prior
-
-
 class _Objectives(nn.Module):
     """Scalar objectives whose gradients are the estimators: per-datapoint means over the minibatch."""
 
@@ -134,7 +127,7 @@ class _Objectives(nn.Module):
                 baseline: torch.Tensor | None = None) -> torch.Tensor:  # eps: (L, M, J)
         """`decoded` = (log p(x|z0), ∂/∂z log p(x|z0), z0) swaps in the linearised decoder; `baseline` (M,) is
         f at z = μ for the score function's baseline (computed by the caller when the decoder is swapped)."""
-        vae = self.vae if decoded is None else _View(self.vae, _LinearisedDecoder(*decoded))
+        vae = self.vae if decoded is None else ModelView(self.vae, _LinearisedDecoder(*decoded))
         L = eps.shape[0]
         if estimator == "A":
             return estimator_a(vae, x, L, eps=eps).mean()  # eq. 6
@@ -266,7 +259,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
                     accumulated[estimator].add(list(g_phi.values()))
                 with torch.no_grad():
                     for name, f in VALUE_ESTIMATORS.items():
-                        per_replicate = lambda lp, gz, z, e: f(_View(model, _LinearisedDecoder(lp, gz, z)), x, L, eps=e)
+                        per_replicate = lambda lp, gz, z, e: f(ModelView(model, _LinearisedDecoder(lp, gz, z)), x, L, eps=e)
                         values[name].extend(vmap(per_replicate)(log_px, grad_z, z0, e_chunk))  # (R_chunk, M)
             else:  # the naive loop: the real decoder, one backward pass per replicate and estimator
                 for e in e_chunk:

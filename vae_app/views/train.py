@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from vae_core import runs
 from vae_core.training import format_duration
 
 from ..images import mosaic, scale_for
@@ -24,9 +25,11 @@ def progress(worker) -> dict:
         text += f", {format_duration((total - done) / rate)} left"
     if worker.active and worker.threads:  # one core is left to this page while it redraws
         text += f", on {worker.threads} of {training_threads(watched=False)} cores"
-    evaluations = [r for r in rows if "test_lower_bound" in r]
-    if evaluations:
-        text += f", train {evaluations[-1]['train_lower_bound']:.2f} / test {evaluations[-1]['test_lower_bound']:.2f} nats"
+    last = next((r for r in reversed(rows) if runs.is_evaluation(r)), {})
+    for train, test, what in (("train_lower_bound", "test_lower_bound", ""),
+                              ("train_marginal_log_likelihood", "test_marginal_log_likelihood", " (log p(x))")):
+        if last.get(test) is not None:
+            text += f", train {last[train]:.2f} / test {last[test]:.2f} nats{what}"
     return {"fraction": min(1.0, done / total) if total else 0.0, "text": text}
 
 
