@@ -7,7 +7,7 @@ if __name__ == "__main__":
 
     from vae_app.guard import page_guard
 
-    st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon=":material/blur_on:", layout="wide")
+    st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon="assets/icon.png", layout="wide")  # no font server
     page = st.navigation([
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),

@@ -1,9 +1,9 @@
-import numpy as np
 import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
 from vae_app import figures, images
+from vae_app.components import morph_pad
 from vae_app.guard import guarded
 from vae_app.sources import LiveRun, model_sources
 from vae_app.views import explorer as views
@@ -14,8 +14,12 @@ sources = model_sources(pool().get(st.session_state.get("run_dir", "")))
 if not sources:
     st.info("No model yet: ship one in assets/models, or train one on the Train page.")
     st.stop()
+shared = st.query_params.get("model")  # a shared link names its model
+if "model" not in st.session_state and shared in sources:
+    st.session_state["model"] = shared
 name = st.selectbox("Model", list(sources), help="a shipped pretrained model, a saved run, or the run training now",
                     key="model")
+st.query_params["model"] = name
 live = isinstance(sources[name], LiveRun)
 follow = live and st.toggle("Follow the training live", value=True, key="follow")
 if live:  # frozen: keep the snapshot seen when the toggle went off
@@ -46,9 +50,15 @@ def explore():
             if tested:
                 around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around")
         base, directions, dims_text = views.pad_plane(space, plane, around)
-        st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move."
+        st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move. Click a "
+                   f"test point to pick it: its q(z|x) is drawn at 1σ and 2σ."
                    + ("" if tested else " The encoded test set is not drawn beneath it: its data is not here."))
-        st.iframe(views.pad(space, base, directions), height=330)
+        view = f"{name}|{plane}|{around}"  # while it stays the same, the pad keeps its position
+        shared_position = st.query_params.get("pad", "0,0").split(",")
+        position = [float(v) for v in shared_position] if len(shared_position) == 2 else [0.0, 0.0]
+        moved = morph_pad()(config=views.pad(space, base, directions, view, position), key="pad", default=None)
+        if moved and moved["view"] == view:
+            st.query_params["pad"] = f"{moved['a']:.3f},{moved['b']:.3f}"  # shareable, and kept over a reload
     with manifold:
         left, right = st.columns(2)
         grid = left.slider("Grid size", 5, 30, 20, key="grid")
@@ -59,7 +69,7 @@ def explore():
         picked = event.selection.points if event and event.selection else []
         if picked:
             index = picked[0]["point_index"]
-            st.image(images.png(cells[index], scale=8), caption=f"z = {np.round(zs[index], 2).tolist()}")
+            st.image(images.png(cells[index], scale=8), caption=f"z = {views.format_z(zs[index])}")
     with between:
         if tested:
             left, right = st.columns(2)

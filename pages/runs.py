@@ -1,4 +1,5 @@
 import uuid
+from pathlib import Path
 
 import streamlit as st
 
@@ -8,41 +9,78 @@ from vae_app import figures
 from vae_app.views import pool
 from vae_app.views import runs as views
 from vae_app.workers import PoolFull
-from vae_core import RunError
+from vae_core import RunError, runs
 
 st.title("Runs")
 live = {str(w.run_dir): str(w.state) for w in pool().active_workers()}
 table = views.run_table(live=live)
-if table.empty:
+trash = runs.trashed()
+if table.empty and not trash:
     st.info("No runs yet: train one on the Train page, or with `python -m vae_core train`.")
     st.stop()
-st.dataframe(table.drop(columns="path"), hide_index=True, width="stretch", key="table")
-damaged = table[table["problems"] != ""]
-for _, row in damaged.iterrows():
+words = st.text_input("Filter", key="filter", placeholder="words in a run's name, tags, note, dataset, state...",
+                      help="shows the runs whose text holds every word; e.g. 'mnist finished' or a tag")
+shown = views.matching(table, words)
+st.dataframe(shown.drop(columns="path"), hide_index=True, width="stretch", key="table",
+             column_config={"run": st.column_config.TextColumn(help="the run's folder"),
+                            "state": st.column_config.TextColumn(help="interrupted: it says it trained, but nobody "
+                                                                      "holds its lock (its process ended)")})
+for _, row in shown[shown["problems"] != ""].iterrows():
     st.warning(f"{row['run']} is damaged: {row['problems']}")
 
-chosen = st.multiselect("Overlay the curves of", table["run"], default=list(table["run"][:1]), key="overlay")
-log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
-paths = dict(zip(table["run"], table["path"]))
-if chosen:
-    st.plotly_chart(figures.learning_curves({r: views.run_metrics(paths[r]) for r in chosen}, log_x, 0.6))
+if not shown.empty:
+    chosen = st.multiselect("Overlay the curves of", shown["run"], default=list(shown["run"][:1]), key="overlay",
+                            help="each run keeps its own colour; train solid, test dashed")
+    log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
+    paths = dict(zip(table["run"], table["path"]))
+    if chosen:
+        st.plotly_chart(figures.learning_curves({r: views.run_metrics(paths[r]) for r in chosen}, log_x, 0.6))
 
-run = st.selectbox("Run", table["run"], key="run")
-rows = views.run_metrics(paths[run])
-left, middle, right = st.columns(3)
-left.download_button("Metrics (CSV)", views.metrics_csv(rows), file_name=f"{run}-metrics.csv", mime="text/csv")
-model = views.model_file(paths[run])
-if model is not None:
-    middle.download_button("Model (safetensors)", model, file_name=f"{run}.safetensors")
-chosen_run = table.set_index("run").loc[run]
-if chosen_run["state"] in ("stopped", "interrupted", "failed", "finished"):  # from its last checkpoint
-    further = chosen_run["budget"] * (10 if chosen_run["state"] == "finished" else 1)
-    budget = right.text_input("Continue to (training samples)", value=str(further), key="continue_budget")
-    if right.button("Continue training", key="continue"):
+    run = st.selectbox("Run", shown["run"], key="run")
+    chosen_run = table.set_index("run").loc[run]
+    rows = views.run_metrics(paths[run])
+    left, middle, right = st.columns(3)
+    left.download_button("Metrics (CSV)", views.metrics_csv(rows), file_name=f"{Path(run).name}-metrics.csv",
+                         mime="text/csv")
+    model = views.model_file(paths[run])
+    if model is not None:
+        middle.download_button("Model (safetensors)", model, file_name=f"{Path(run).name}.safetensors")
+    if chosen_run["state"] in ("stopped", "interrupted", "failed", "finished"):  # from its last checkpoint
+        further = chosen_run["budget"] * (10 if chosen_run["state"] == "finished" else 1)
+        budget = right.text_input("Continue to (training samples)", value=str(further), key="continue_budget")
+        if right.button("Continue training", key="continue"):
+            try:
+                worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex),
+                                       views.continue_budget(budget, paths[run]))
+                st.session_state["run_dir"] = str(worker.run_dir)
+                st.switch_page("pages/train.py")
+            except (ValueError, PoolFull, FileNotFoundError, RunError) as e:
+                st.error(f"Cannot continue: {e}")
+
+    with st.form("labels"):
+        st.caption(f"Name, note and tags of {run}")
+        name = st.text_input("Name", value=chosen_run["name"], key=f"name {run}")
+        tags = st.text_input("Tags", value=chosen_run["tags"], key=f"tags {run}", help="separated by commas")
+        note = st.text_area("Note", value=chosen_run["note"], key=f"note {run}")
+        if st.form_submit_button("Save", key="save_labels"):
+            runs.label(paths[run], name=name, note=note, tags=tags.split(","))
+            st.rerun()
+    if st.button(f"Delete {run}", key="delete", disabled=chosen_run["trained by"] != "",
+                 help="moves the run to the trash, whence it can be restored"):
         try:
-            worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex),
-                                   views.continue_budget(budget, paths[run]))
-            st.session_state["run_dir"] = str(worker.run_dir)
-            st.switch_page("pages/train.py")
-        except (ValueError, PoolFull, FileNotFoundError, RunError) as e:
-            st.error(f"Cannot continue: {e}")
+            runs.delete(paths[run])
+            st.rerun()
+        except RunError as e:
+            st.error(f"Cannot delete: {e}")
+
+if trash:
+    with st.expander(f"Trash ({len(trash)})"):
+        for folder in trash:
+            left, right = st.columns([3, 1])
+            left.write(folder.name)
+            if right.button("Restore", key=f"restore {folder.name}"):
+                try:
+                    runs.restore(folder)
+                    st.rerun()
+                except RunError as e:
+                    st.error(f"Cannot restore: {e}")

@@ -4,7 +4,7 @@ import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
-from vae_app import figures, forms
+from vae_app import forms
 from vae_app.components import live_chart
 from vae_app.guard import guarded
 from vae_app.views import pool
@@ -15,11 +15,16 @@ from vae_core import TrainConfig
 
 st.title("Train")
 owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
+attached = pool().get(st.session_state.get("run_dir", ""))
+if attached is not None and st.session_state.get("form_shows") != str(attached.run_dir):
+    forms.fill(TrainConfig.from_dict(attached.config))  # the settings of the run this page follows
+    st.session_state["form_shows"] = str(attached.run_dir)
 frey_here = dataset_table().set_index("dataset")["available"]["frey"]
 config = forms.train_form(TrainConfig(dataset="frey" if frey_here else "digits"))
 if config is not None:
     try:
-        st.session_state["run_dir"] = str(pool().start(config, owner).run_dir)
+        worker = pool().start(config, owner)
+        st.session_state["run_dir"] = st.session_state["form_shows"] = str(worker.run_dir)
     except PoolFull as e:
         st.error(f"Cannot start: {e}")
 
@@ -64,14 +69,9 @@ def live_view():
     st.progress(progress["fraction"], text=progress["text"])
     if worker.message:
         (st.error if worker.state == "failed" else st.caption)(worker.message)
-    if worker.rows:
-        curves = figures.learning_curves({"run": worker.rows}, log_x, smoothing)
-        terms = figures.bound_terms(worker.rows, log_x, smoothing)
-        left, right = st.columns(2)
-        with left:
-            live_chart()(figure=figures.to_json(curves), key="curves")
-        with right:
-            live_chart()(figure=figures.to_json(terms), key="terms")
+    start, rows = views.unsent_rows(worker)
+    live_chart()(run=str(worker.run_dir), start=start, rows=views.chart_rows(rows), log_x=log_x, smoothing=smoothing,
+                 key="live_charts", default=None)
     if worker.state != drawn_state:
         st.rerun()  # the whole page, so the buttons and the gallery follow the new state
 

@@ -95,10 +95,10 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
         app.run()
     bar = app.get("progress")[0].proto.text
     assert "finished: 30,000 / 30,000 samples" in bar and "test" in bar
-    charts = [json.loads(json.loads(c.proto.json_args)["figure"]) for c in app.get("component_instance")]
-    assert [c["layout"]["title"]["text"] for c in charts] == ["Lower bound (ELBO)", "Where the bound comes from"]
-    test_curve = next(t for t in charts[0]["data"] if t["name"] == "test")
-    assert test_curve["x"][-1] == 30_000 and len(test_curve["y"]) == len(test_curve["x"]) > 1
+    args = json.loads(app.get("component_instance")[0].proto.json_args)
+    assert args["run"] == app.session_state["run_dir"] and args["log_x"] is True and args["smoothing"] == 0.6
+    sent = app.session_state["live_charts sent"]
+    assert sent["count"] == len(pool().get(args["run"]).rows) > 10  # every row has gone to the browser
     assert len(app.get("image")) == 2
     run_dir = app.session_state["run_dir"]
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
@@ -174,7 +174,9 @@ def test_latent_explorer_opens_on_the_shipped_frey_model(app_with_data):
     assert "10,000,000" in app.expander[0].markdown[0].value  # the model card
     assert [t.label for t in app.tabs] == ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)",
                                           "Reconstructions", "Latent scatter"]
-    assert "<canvas id=\"pad\"" in app.get("iframe")[0].proto.srcdoc
+    pad = json.loads(json.loads(app.get("component_instance")[0].proto.json_args)["config"])
+    assert pad["decoder"]["D"] == 560 and len(pad["points"]) == 365 and len(pad["sigmas"]) == 365
+    assert pad["span"] > 4.5  # the Frey encodings reach -4.5: the pad reaches them
     manifold = app.get("plotly_chart")[0].proto.spec
     assert manifold.count("z = (") == 1 and '"customdata"' in manifold
     assert len(app.get("image")) >= 3  # interpolation strip, samples, reconstructions
@@ -246,7 +248,7 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
             time.sleep(0.2)
         app.run()
         assert app.session_state["frozen"]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
-        assert frozen >= first and "<canvas id=\"pad\"" in app.get("iframe")[0].proto.srcdoc
+        assert frozen >= first and app.get("component_instance")
     finally:
         worker.stop()
 
@@ -272,6 +274,8 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     assert shown["fraction"] == 0.5
     assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {training_threads(False)} "
                              "cores, train -120.50 / test -119.25 nats")
+    paused = SimpleNamespace(**{**vars(running), "state": "paused"})
+    assert "left" not in progress(paused)["text"] and progress(paused)["text"].startswith("paused: 5,000 / 10,000")
     stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
     assert progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 2,500 samples/s, "
                                                "train -120.50 / test -119.25 nats")  # no time left, no cores
@@ -284,7 +288,7 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
     from vae_app import figures as plots
     rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "lower_bound": -1000 / (i + 1),
              "reconstruction": -900 / (i + 1), "kl": 100 / (i + 1)} for i in range(10_000)]
-    for figure in (plots.learning_curves({"run": rows}), plots.bound_terms(rows)):
+    for figure in (plots.learning_curves({"run": rows}),):
         for trace in go.Figure(figure).data:  # plotly checks the plain dict against its schema
             x = np.asarray(trace.x)
             assert len(x) <= 300 and x[0] == 100 and x[-1] == 1_000_000
@@ -292,26 +296,12 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
             assert per_decade.min() >= 9, per_decade  # evenly spaced alone: 1, 3, 27 and 269
 
 
-def test_bound_terms_chart_gives_the_small_kl_an_axis_of_its_own():
-    import plotly.graph_objects as go
-
-    from vae_app import figures as plots
-    rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "reconstruction": -1000.0 + i, "kl": 10.0 + i / 100}
-            for i in range(50)]
-    figure = go.Figure(plots.bound_terms(rows))  # plotly checks the plain dict against its schema
-    axes = {trace.name: trace.yaxis for trace in figure.data}
-    assert axes == {"reconstruction  E[log p(x|z)] raw": "y", "reconstruction  E[log p(x|z)]": "y",
-                    "KL(q(z|x) || p(z)), right axis raw": "y2", "KL(q(z|x) || p(z)), right axis": "y2"}
-    assert figure.layout.yaxis2.overlaying == "y" and figure.layout.yaxis2.side == "right"
-    kl = next(t for t in figure.data if t.name.startswith("KL") and not t.name.endswith("raw"))
-    assert min(kl.y) >= 10.0  # the smoothed KL itself, not the reconstruction term
-
-
-def test_live_chart_json_has_no_nan_for_the_browser_to_choke_on():
+def test_chart_rows_are_compact_and_have_no_nan_for_the_browser_to_choke_on():
     """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null)."""
-    from vae_app import figures as plots
-    rows = [{"kind": "evaluation", "samples_evaluated": 100 * (i + 1), "train_lower_bound": value,
-             "test_lower_bound": -100.0} for i, value in enumerate([-120.0, float("nan"), float("-inf"), -110.0])]
-    text = plots.to_json(plots.learning_curves({"run": rows}))
-    figure = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the chart's JSON"))
-    assert figure["data"][0]["name"] == "train" and figure["data"][0]["y"] == [-120.0, None, None, -110.0]
+    from vae_app.views.train import chart_rows
+    rows = [{"kind": "minibatch", "samples_evaluated": 100, "lower_bound": float("nan"), "reconstruction": -90.0,
+             "kl": 5.0},
+            {"kind": "evaluation", "samples_evaluated": 100, "train_lower_bound": float("-inf"), "test_lower_bound": -100.0}]
+    text = chart_rows(rows)
+    sent = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the chart's JSON"))
+    assert sent == {"minibatch": [[100, None, -90.0, 5.0]], "evaluation": [[100, None, -100.0, None, None]]}

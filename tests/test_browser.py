@@ -153,3 +153,35 @@ def test_morph_pad_follows_the_pointer_while_dragging(page):
     assert box is not None and fps > 0
     change = max(abs(a - b) for a, b in zip(before, seen_while_dragging))
     assert change > 0.1  # the face changed while the button was still down
+
+
+def test_live_charts_append_new_rows_without_redrawing_and_follow_the_theme(chromium):
+    """The Train page's charts, fed as the page feeds them: the first rows draw the charts, later ones are appended
+    (extendTraces, no new draw), the KL has its own axis, a non-finite value is a gap, and dark mode is followed."""
+    import json
+
+    from vae_app.components import live_chart_dir
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    page.goto((live_chart_dir() / "index.html").as_uri())
+
+    def render(start, minibatch, evaluation=(), theme=None, smoothing=0.6):
+        rows = json.dumps({"minibatch": minibatch, "evaluation": list(evaluation)})
+        page.evaluate("a => window.postMessage({type: 'streamlit:render', args: a.args, theme: a.theme}, '*')",
+                      {"args": {"run": "r", "start": start, "rows": rows, "log_x": True, "smoothing": smoothing},
+                       "theme": theme})
+        page.wait_for_timeout(150)
+
+    first = [[100 * (i + 1), -500 + i, -480 + i, 20.0] for i in range(50)]
+    render(0, first, [[100, -520.0, -519.0, None, None]])
+    draws = page.evaluate("() => window.liveCharts.draws")
+    assert draws >= 1 and page.evaluate("() => window.liveCharts.rows()") == 51
+    render(50, [[5100 + 100 * i, -400.0, -380.0, None if i == 0 else 20.0] for i in range(10)])  # None: a NaN sent
+    assert page.evaluate("() => window.liveCharts.draws") == draws  # appended, not drawn anew
+    assert page.evaluate("() => window.liveCharts.appends") >= 1
+    terms = page.evaluate("() => document.getElementById('terms').data.map(t => [t.name, t.yaxis || 'y', t.x.length])")
+    assert [t[1] for t in terms] == ["y", "y", "y2", "y2"] and terms[1][2] == 60  # KL on the right axis; 60 points
+    kl = page.evaluate("() => document.getElementById('terms').data[2].y")
+    assert kl[50] is None  # the gap
+    render(60, [], theme={"base": "dark", "textColor": "#fafafa"})
+    assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
+    assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew

@@ -7,7 +7,7 @@ import scipy.stats
 import torch
 from safetensors import safe_open
 
-from vae_app.components import pad_html
+from vae_app.components import morph_pad_dir, pad_config
 from vae_app.sources import shipped_models
 from vae_core import runs
 from vae_core.latent import LatentSpace
@@ -59,18 +59,55 @@ def test_interpolation_ends_at_the_two_encodings():
     assert originals.shape == (2, 8, 8)
 
 
+def open_pad(chromium, config: str):
+    """The morph pad component's page, given its configuration as Streamlit would render it."""
+    page = chromium.new_page()
+    page.goto((morph_pad_dir() / "index.html").as_uri())
+    page.evaluate("config => window.postMessage({type: 'streamlit:render', args: {config}}, '*')", config)
+    page.wait_for_function("() => window.vaePad.image() !== null")
+    return page
+
+
 @pytest.mark.parametrize("likelihood, dataset, shape", [("gaussian", "frey", (28, 20)), ("bernoulli", "mnist", (28, 28))])
-def test_browser_decode_matches_vae_core_within_1e_4(likelihood, dataset, shape, tmp_path, chromium):
+def test_browser_decode_matches_vae_core_within_1e_4(likelihood, dataset, shape, chromium):
     e = random_explorer(likelihood, dataset, shape, J=3)
     z = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32) * 2
-    page_file = tmp_path / "pad.html"
-    page_file.write_text(pad_html(e, np.zeros(3), np.eye(3)[:2], np.zeros((1, 2)), None))
-    page = chromium.new_page()
-    page.goto(page_file.as_uri())
+    page = open_pad(chromium, pad_config(e, np.zeros(3), np.eye(3)[:2], np.zeros((1, 2)), None, None, "v"))
     browser_images = np.array(page.evaluate("zs => zs.map(z => Array.from(window.vaePad.decode(z)))", z.tolist()))
     server = e.decode(z).reshape(20, -1)
     assert np.abs(browser_images - server).max() < 1e-4
     assert server.std() > 0.05  # the images differ: the comparison has teeth
+
+
+@pytest.mark.parametrize("activation, hidden", [("relu", (30, 20)), ("softplus", (25,))])
+def test_browser_decodes_other_networks_too(activation, hidden, chromium):
+    """Several hidden layers and other activations (issue 21's networks) decode in the browser as in vae_core."""
+    model = VAE(ModelConfig(64, 2, hidden, "bernoulli", (8, 8), activation, "default"),
+                generator=torch.Generator().manual_seed(0))
+    e = LatentSpace(model, "digits")
+    z = np.random.default_rng(1).normal(size=(10, 2)).astype(np.float32) * 2
+    page = open_pad(chromium, pad_config(e, np.zeros(2), np.eye(2), np.zeros((1, 2)), None, None, "v"))
+    browser_images = np.array(page.evaluate("zs => zs.map(z => Array.from(window.vaePad.decode(z)))", z.tolist()))
+    assert np.abs(browser_images - e.decode(z).reshape(10, -1)).max() < 1e-4
+
+
+def test_the_pad_keeps_its_position_while_the_view_stays_and_fits_its_range_to_the_points(chromium):
+    e = random_explorer("bernoulli", "digits", (8, 8))
+    points = np.array([[-4.5, 0.2], [1.0, 3.9], [0.0, 0.0]])
+    config = json.loads(pad_config(e, np.zeros(2), np.eye(2), points, None, np.full((3, 2), 0.3), "live", (1.0, -1.0)))
+    assert 4.5 < config["span"] < 6  # the farthest point fits, with a margin: not the old fixed ±3
+    page = open_pad(chromium, json.dumps(config))
+    assert page.evaluate("() => window.vaePad.position()") == [1.0, -1.0]
+    page.evaluate("() => { window.vaePad.position()[0] = 2.5; }")  # as a drag would leave it
+    config["decoder"] = json.loads(pad_config(random_explorer("bernoulli", "digits", (8, 8), seed=1), np.zeros(2),
+                                              np.eye(2), points, None, None, "live"))["decoder"]  # new live weights
+    page.evaluate("config => window.postMessage({type: 'streamlit:render', args: {config}}, '*')", json.dumps(config))
+    page.wait_for_timeout(200)
+    assert page.evaluate("() => window.vaePad.position()")[0] == 2.5  # kept: the same view
+    config["view"] = "another model"
+    page.evaluate("config => window.postMessage({type: 'streamlit:render', args: {config}}, '*')", json.dumps(config))
+    page.wait_for_timeout(200)
+    assert page.evaluate("() => window.vaePad.position()") == [1.0, -1.0]  # a new view starts where it says
 
 
 @pytest.mark.parametrize("name, dataset, pixels", [("frey-J2", "frey", 560), ("mnist-J2", "mnist", 784)])

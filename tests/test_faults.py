@@ -136,7 +136,8 @@ def app_page(sandbox: Sandbox, page: str, data: bool = False, act: Callable | No
         if act is not None:
             act(at)
         shown = [e.value for kind in ("error", "warning", "info", "caption") for e in getattr(at, kind)]
-        tables = [at.dataframe[i].value.to_csv(index=False) for i in range(len(at.dataframe))]
+        tables = ["row: " + "; ".join(f"{k}={v}" for k, v in row.items())
+                  for i in range(len(at.dataframe)) for row in at.dataframe[i].value.to_dict("records")]
         buttons = [b.label for b in at.button]
         text = "\n".join([*[f"exception: {e.value}" for e in at.exception], *shown, *tables, "buttons: " + ", ".join(buttons)])
         return Outcome(None, text)
@@ -302,7 +303,8 @@ FAULTS = [
     Fault("--resume with settings of its own", "writer",
           lambda s: cli("train", "--resume", str(s.run()), "--latent-dim", "5"), r"takes only --samples, not --latent-dim"),
     Fault("the Runs page with a run the CLI is training", "writer", locked_run_on_the_runs_page,
-          r"(?s)running,the CLI \(pid (\d+)\).*buttons: (?!.*Continue training).*pid \1", None,
+          r"(?s)run=good;[^\n]*state=running; trained by=the CLI \(pid (\d+)\).*buttons: (?!.*Continue training).*pid \1",
+          None,
           setup=to_good(lambda r: edit_json(r / runs.STATUS, lambda s: s.update(state="running")))),
     # 2. Damaged runs.
     Fault("--resume a run whose checkpoint is cut in half", "damage",
@@ -355,8 +357,8 @@ FAULTS = [
     Fault("the Runs page with runs damaged in seven ways", "damage", runs_page,
           r"(?s)(?=.*cut-checkpoint is damaged: checkpoint\.safetensors is truncated)(?=.*cut-config is damaged: config)"
           r"(?=.*cut-status is damaged: status\.json cannot be read)(?=.*cut-metrics is damaged: metrics\.jsonl: line)"
-          r"(?=.*budget-1e20 is damaged: config\.json)(?=.*failed-no-metrics,,failed)(?=.*only-a-lock is damaged)"
-          r"(?=.*\nother,,finished)(?=.*\ngood,,finished)(?!.*exception)", None, setup=damage_every_way),
+          r"(?=.*budget-1e20 is damaged: config\.json)(?=.*run=failed-no-metrics;[^\n]*state=failed)(?=.*only-a-lock is damaged)"
+          r"(?=.*run=other;[^\n]*state=finished)(?=.*run=good;[^\n]*state=finished)(?!.*exception)", None, setup=damage_every_way),
     # 3. Limits before allocation.
     Fault("--latent-dim 1000000000", "limits", lambda s: cli("train", "--latent-dim", "1000000000"),
           r"latent_dim must be at most 1,024"),

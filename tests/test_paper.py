@@ -76,11 +76,12 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     figure = at.get("plotly_chart")[0].proto.spec
     assert figure.count('"name":"aevb (train)"') == 1 and figure.count('"name":"wake-sleep (test)"') == 1
     assert "MNIST, J = 200" in figure and "Frey Face, J = 2" in figure
+    assert "N_train = 50,000" in at.get("plotly_chart")[1].proto.spec  # Figure 3 beside it
     claims = at.dataframe[0].value.set_index("where")
     assert claims.loc["Frey Face, J = 2"].iloc[0]["verdict"] in ("✓ holds", "✗ does not hold")
     assert claims.loc["MNIST, J = 3"]["verdict"] == "— not yet"
     missing = at.dataframe[1].value
-    assert len(missing) == 16 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
+    assert len(missing) == 16 + 6 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
     at.text_input(key="missing_budget").set_value("1000")
     at.button(key="train_missing").click().run()
     assert "Training 6 runs as a sweep on local Ray, 2 at a time" in at.info[0].value
@@ -93,4 +94,16 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     at.run()
     assert at.get("progress")[0].proto.text.startswith(f"sweep {job.sweep_dir.name}: 6 finished")
     missing = at.dataframe[1].value
-    assert len(missing) == 10 and set(missing["dataset"]) == {"mnist"}  # every Frey Face panel has both now
+    assert len(missing) == 10 + 6 and set(missing["dataset"]) == {"mnist"}  # every Frey Face panel has both now
+
+
+def test_figure_3_runs_and_claims():
+    assert paper.figure_3_panel(paper.figure_3_config(1000, "mcem", 10**6, seed=2).to_dict()) == 1000
+    assert paper.figure_3_panel(paper.figure_3_config(50000, "aevb", 10**6).to_dict()) == 50000
+    assert paper.figure_3_panel(TrainConfig(dataset="mnist", latent_dim=3, hidden=(100,), train_size=1000).to_dict()) is None
+    panels = {1000: [Curve("a", "aevb", 0, [10**4, 10**6], [-140, -120], [-150, -125]),
+                     Curve("m", "mcem", 0, [10**4, 10**6], [-150, -121], [-160, -124.5])], 50000: []}
+    better, wake_sleep = paper.claims_3(panels)[1000]
+    assert better.holds is True and "AEVB -125.00, mcem -124.50" in better.evidence  # within 1 nat: matches
+    assert wake_sleep.holds is None and paper.claims_3(panels)[50000][0].holds is None
+    assert paper.missing_3(panels) == [(1000, "wake-sleep"), (50000, "aevb"), (50000, "wake-sleep"), (50000, "mcem")]

@@ -335,3 +335,20 @@ def test_full_vb_trains_and_its_gradient_is_aevbs_as_q_theta_narrows(tmp_path):
         torch.testing.assert_close(posterior.kl(), exact)
         algorithm.reset()
     assert trainer.run().test_lower_bound > -40  # and it learns
+
+
+def test_a_run_can_be_named_tagged_deleted_to_the_trash_and_restored(tmp_path):
+    Trainer.from_config(digits_config(samples=2000), tmp_path / "runs" / "run").run()
+    run = tmp_path / "runs" / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    runs.label(run, name="first try", tags=["baseline", " paper ", ""])
+    assert runs.label(run, note="lr 0.02") == {"name": "first try", "note": "lr 0.02", "tags": ["baseline", "paper"]}
+    assert runs.read_run(run).title == "first try"
+    trash = runs.delete(run)
+    assert not run.exists() and runs.list_runs(tmp_path / "runs") == [] and runs.trashed(tmp_path / "runs") == [trash]
+    assert runs.restore(trash) == run.resolve()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != runs.META} == before
+    lock = runs.RunLock(run, "the CLI")
+    with pytest.raises(runs.RunError, match="being trained by the CLI"):
+        runs.delete(run)
+    lock.release()

@@ -1,5 +1,6 @@
-"""The custom components: the Train page's live chart (assets/live_chart.html) and the latent explorer's morph
-pad (assets/morph_pad.html with assets/decoder.js), which decodes in the browser while you drag."""
+"""The custom components, each a folder served to an iframe that speaks Streamlit's components v1 protocol: the Train
+page's live charts (assets/live_chart.html with plotly.js) and the latent explorer's morph pad (assets/morph_pad.html
+with assets/decoder.js), which decodes in the browser while you drag. Both follow Streamlit's light or dark theme."""
 from __future__ import annotations
 
 import base64
@@ -30,31 +31,30 @@ def decoder_payload(space: LatentSpace) -> dict:
                        for l in layers]}
 
 
-def pad_html(space: LatentSpace, base: np.ndarray, directions: np.ndarray, points: np.ndarray,
-             labels: np.ndarray | None, span: float = 3.0) -> str:
-    """The morph pad: a 2-D pad over `points` (faint), moving z = base + a·directions[0] + b·directions[1],
-    with one slider per latent dimension, decoding in the browser on every pointer move."""
-    config = {"decoder": decoder_payload(space), "base": np.asarray(base, dtype=float).tolist(),
-              "directions": np.asarray(directions, dtype=float).tolist(), "span": span,
-              "points": np.round(np.asarray(points, dtype=float), 3).tolist(),
-              "labels": None if labels is None else np.asarray(labels).tolist()}
-    template = (ASSETS / "morph_pad.html").read_text()
-    return (template.replace("/*DECODER_JS*/", (ASSETS / "decoder.js").read_text())
-            .replace("/*CONFIG*/null", json.dumps(config)))
+def pad_config(space: LatentSpace, base: np.ndarray, directions: np.ndarray, points: np.ndarray,
+               labels: np.ndarray | None, sigmas: np.ndarray | None, view: str, position=(0.0, 0.0)) -> str:
+    """What the morph pad draws: a 2-D pad over `points` (the encoded test set in the pad's coordinates, faint),
+    moving z = base + a·directions[0] + b·directions[1], with one slider per latent dimension, decoding in the browser
+    on every pointer move. `sigmas` (N, 2) are the encoder's σ along the pad's two directions, drawn as an ellipse
+    around a point the user picks. The pad's range follows the points. `view` names what is shown: while it stays
+    the same (a live model's new weights), the pad keeps its position; `position` is where a new view starts."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    span = float(np.clip(1.15 * np.quantile(np.abs(points), 0.995), 0.5, 12.0)) if len(points) else 3.0
+    return json.dumps({"decoder": decoder_payload(space), "base": np.asarray(base, dtype=float).tolist(),
+                       "directions": np.asarray(directions, dtype=float).tolist(), "span": span,
+                       "points": np.round(points, 3).tolist(),
+                       "labels": None if labels is None else np.asarray(labels).tolist(),
+                       "sigmas": None if sigmas is None else np.round(np.asarray(sigmas, dtype=float), 3).tolist(),
+                       "view": view, "position": [float(v) for v in position]})
 
 
-def live_chart_dir() -> Path:
-    """A folder for the Train page's chart component to serve: assets/live_chart.html as index.html beside
-    plotly.js from the installed plotly package (no network). Made once per version of either, in the user's
-    cache (or the temp folder where the cache cannot be written), and renamed into place whole so that a
+def component_dir(name: str, files: dict[str, bytes]) -> Path:
+    """A folder for a component to serve, holding `files` (index.html first): made once per version of them, in the
+    user's cache (or the temp folder where the cache cannot be written), and renamed into place whole so that a
     half-written folder is never served."""
-    import plotly
-    from plotly.offline import get_plotlyjs
-
-    page = (ASSETS / "live_chart.html").read_bytes()
-    name = hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:16]
+    version = hashlib.sha256(b"".join(files.values())).hexdigest()[:16]
     for root in (data.cache_dir(), Path(tempfile.gettempdir()) / "vae_core"):
-        folder = root / "live_chart" / name
+        folder = root / name / version
         if (folder / "index.html").is_file():
             return folder
         try:
@@ -63,15 +63,30 @@ def live_chart_dir() -> Path:
         except OSError:
             continue
         try:
-            (staging / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
-            (staging / "index.html").write_bytes(page)
+            for file, content in files.items():
+                (staging / file).write_bytes(content)
             staging.rename(folder)
         except OSError:  # another server process made it first, or this folder cannot be written
             shutil.rmtree(staging, ignore_errors=True)
             if not (folder / "index.html").is_file():
                 continue
         return folder
-    raise OSError(f"cannot write the live chart's folder in {data.cache_dir()} or the temp folder")
+    raise OSError(f"cannot write the {name} component's folder in {data.cache_dir()} or the temp folder")
+
+
+def live_chart_dir() -> Path:
+    """The Train page's live charts: assets/live_chart.html beside plotly.js from the installed plotly package (no
+    network)."""
+    from plotly.offline import get_plotlyjs
+
+    return component_dir("live_chart", {"index.html": (ASSETS / "live_chart.html").read_bytes(),
+                                        "plotly.min.js": get_plotlyjs().encode()})
+
+
+def morph_pad_dir() -> Path:
+    """The Latent explorer's morph pad: assets/morph_pad.html beside assets/decoder.js."""
+    return component_dir("morph_pad", {"index.html": (ASSETS / "morph_pad.html").read_bytes(),
+                                       "decoder.js": (ASSETS / "decoder.js").read_bytes()})
 
 
 @functools.cache
@@ -81,3 +96,11 @@ def live_chart():
     import streamlit.components.v1 as components
 
     return components.declare_component("live_chart", path=str(live_chart_dir()))
+
+
+@functools.cache
+def morph_pad():
+    """The morph pad component (see `live_chart`): it returns {"view", "a", "b", "pick"} when the user lets go."""
+    import streamlit.components.v1 as components
+
+    return components.declare_component("morph_pad", path=str(morph_pad_dir()))

@@ -1,12 +1,10 @@
-"""Plotly figures: learning curves (Train and Runs pages), the variance lab's charts, the Fig. 4 manifold and
-the latent scatter.
+"""Plotly figures: learning curves (the Runs page; the Train page's live charts draw themselves in the browser,
+assets/live_chart.html), the variance lab's charts, the Fig. 4 manifold and the latent scatter.
 
-Learning-curve figures are plain dicts in Plotly's JSON schema, which `st.plotly_chart` and `Plotly.react`
-both take. The Train page rebuilds two of them twice a second: built and serialised by plotly's validating
-figure objects, a pair took about 20 ms of the app server, as dicts 2 ms (docs/PERFORMANCE.md)."""
+Learning-curve figures are plain dicts in Plotly's JSON schema, which `st.plotly_chart` takes: built and
+serialised by plotly's validating figure objects, they cost ten times as much (docs/PERFORMANCE.md)."""
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -17,6 +15,15 @@ from vae_core.latent import LatentSpace
 from vae_core.variance import GRADIENT_ESTIMATORS, VarianceResult
 
 from .images import mosaic
+
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def run_colour(run: str) -> str:
+    """A run's own colour, the same in every chart and on every page: from its folder's name, not its position."""
+    import zlib
+    return PALETTE[zlib.crc32(run.encode()) % len(PALETTE)]
 
 
 def smooth(values: list[float], strength: float) -> np.ndarray:
@@ -50,56 +57,34 @@ def _figure(traces: list[dict], title: str, log_x: bool, **layout) -> dict:
         "yaxis": {"title": {"text": "nats per datapoint"}}, **layout}}
 
 
-def to_json(figure: dict) -> str:
-    """The figure as the Train page's chart component takes it (assets/live_chart.html parses it)."""
-    return json.dumps(figure)
-
-
 EVALUATED = {"train_lower_bound": "train", "test_lower_bound": "test",  # what an evaluation may hold, as the legend says
              "train_marginal_log_likelihood": "train log p(x)", "test_marginal_log_likelihood": "test log p(x)"}
 
 
 def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing: float = 0.6) -> dict:
     """Lower bound against samples evaluated: the smoothed minibatch bound over its faint raw curve, and the
-    full train and test bounds at each evaluation, for each labelled run."""
+    evaluations (train solid, test dashed), for each labelled run; with several runs, each in its own colour."""
     traces = []
     for label, rows in series.items():
-        prefix = f"{label}: " if len(series) > 1 else ""
+        several = len(series) > 1
+        prefix = f"{label}: " if several else ""
+        colour = {"color": run_colour(label)} if several else {}
         batches = [r for r in rows if r.get("kind") == "minibatch"]
         if batches:
             x = [r["samples_evaluated"] for r in batches]
             y = [r["lower_bound"] for r in batches]
-            traces.append(_line(**_thin(x, y), name=f"{prefix}minibatch (raw)", opacity=0.25, line={"width": 1},
-                                showlegend=len(series) == 1))
-            traces.append(_line(**_thin(x, smooth(y, smoothing)), name=f"{prefix}minibatch (smoothed)"))
+            traces.append(_line(**_thin(x, y), name=f"{prefix}minibatch (raw)", opacity=0.25,
+                                line={"width": 1, **colour}, showlegend=not several))
+            traces.append(_line(**_thin(x, smooth(y, smoothing)), name=f"{prefix}minibatch (smoothed)",
+                                line={"width": 1.5, **colour}))
         evaluations = [r for r in rows if runs.is_evaluation(r)]
         for key, name in EVALUATED.items():
             scored = [r for r in evaluations if r.get(key) is not None]
             if scored:
+                dash = "dash" if key.startswith("test") else "solid"
                 traces.append(_line([r["samples_evaluated"] for r in scored], [r[key] for r in scored],
-                                    f"{prefix}{name}", mode="lines+markers"))
+                                    f"{prefix}{name}", mode="lines+markers", line={"dash": dash, **colour}))
     return _figure(traces, "Lower bound (ELBO)", log_x)
-
-
-def bound_terms(rows: list[dict], log_x: bool = True, smoothing: float = 0.6) -> dict:
-    """The two terms of estimator B (eq. 7) on the minibatches: reconstruction E_q[log p(x|z)] and KL(q || p).
-    The KL has an axis of its own on the right: it is often a hundred times smaller than the reconstruction
-    term (about 10 against 1000 nats on Frey Face with J = 2) and would lie flat on a shared axis."""
-    batches = [r for r in rows if r.get("kind") == "minibatch"]
-    x = [r["samples_evaluated"] for r in batches]
-    terms = (("reconstruction", "reconstruction  E[log p(x|z)]", "y", "#0068c9"),
-             ("kl", "KL(q(z|x) || p(z)), right axis", "y2", "#ff2b2b"))
-    traces = []
-    for key, name, axis, color in terms:
-        y = [r[key] for r in batches]
-        traces.append(_line(**_thin(x, y), name=f"{name} raw", opacity=0.25, line={"width": 1, "color": color},
-                            yaxis=axis, showlegend=False))
-        traces.append(_line(**_thin(x, smooth(y, smoothing)), name=name, line={"color": color}, yaxis=axis))
-    return _figure(traces, "Where the bound comes from", log_x,
-                   yaxis={"title": {"text": "reconstruction, nats per datapoint", "font": {"color": terms[0][3]}}},
-                   yaxis2={"title": {"text": "KL, nats per datapoint", "font": {"color": terms[1][3]}},
-                           "overlaying": "y", "side": "right", "showgrid": False, "zeroline": False,
-                           "automargin": True, "rangemode": "tozero", "tickmode": "auto"})
 
 
 VARIANCE_QUANTITIES = {"value (lower bound)": "value_variance", "gradient wrt φ (encoder)": "phi_total_variance",

@@ -98,9 +98,16 @@ class LatentSpace:
         return self.decode((1 - t) * ends[0] + t * ends[1])
 
     @functools.cached_property
+    def test_posteriors(self) -> tuple[np.ndarray, np.ndarray]:
+        """q(z|x) of the whole test set: means and standard deviations, (N, J) each."""
+        with torch.no_grad():
+            posterior = self.model.encoder(torch.tensor(self._test.test))
+        return posterior.mean.numpy(), posterior.stddev.numpy()
+
+    @property
     def test_encodings(self) -> np.ndarray:
-        """The whole test set encoded, (N, J)."""
-        return self.encode(np.arange(self.test_size))
+        """The whole test set encoded (the means of q(z|x)), (N, J)."""
+        return self.test_posteriors[0]
 
     @property
     def test_labels(self) -> np.ndarray | None:

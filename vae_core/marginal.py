@@ -49,10 +49,14 @@ class MarginalConfig:
 def kde_log_density(points: torch.Tensor, at: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """log of a Gaussian kernel density fitted to `points` (M, K, J), at `at` (M, E, J): kernels N(z_k, f² Σ) with Σ
     the points' covariance (as scipy's gaussian_kde), bandwidth factor f (M,) per datapoint. Returns (M, E)."""
+    dtype = at.dtype
+    points, at, factor = points.double(), at.double(), factor.double()  # a few draws make a narrow covariance
     M, K, J = points.shape
     centred = points - points.mean(1, keepdim=True)
     covariance = centred.transpose(1, 2) @ centred / (K - 1)  # (M, J, J)
-    covariance = covariance + 1e-9 * torch.eye(J, dtype=points.dtype, device=points.device)  # guards a collapsed chain
+    # A chain that moved along fewer than J directions leaves a singular covariance: a ridge at its own scale.
+    scale = torch.diagonal(covariance, dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)  # (M,)
+    covariance = covariance + 1e-6 * scale.view(M, 1, 1) * torch.eye(J, dtype=points.dtype, device=points.device)
     kernel = covariance * factor.view(M, 1, 1).square()
     chol = torch.linalg.cholesky(kernel)  # (M, J, J)
     diff = at[:, :, None, :] - points[:, None, :, :]  # (M, E, K, J)
@@ -60,7 +64,7 @@ def kde_log_density(points: torch.Tensor, at: torch.Tensor, factor: torch.Tensor
     mahalanobis = solved.square().sum(-2)  # (M, E, K)
     log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (M,)
     log_kernel = -0.5 * (mahalanobis + J * math.log(2 * math.pi) + log_det[:, None, None])
-    return torch.logsumexp(log_kernel, -1) - math.log(K)
+    return (torch.logsumexp(log_kernel, -1) - math.log(K)).to(dtype)
 
 
 def fitted_kde_factor(points: torch.Tensor) -> torch.Tensor:
@@ -91,9 +95,9 @@ def marginal_log_likelihood(model, x: torch.Tensor, config: MarginalConfig = Mar
         fit, fresh = draws[:, 0].transpose(0, 1), draws[:, 1].transpose(0, 1)  # (M, S/2, J) each
         factor = fitted_kde_factor(fit)
         log_q = kde_log_density(fit, fresh, factor)  # (M, S/2)
-        log_ratio = log_q - log_p[:, 1].transpose(0, 1)  # log q(z) - log p(x, z) on the fresh draws
+        log_ratio = log_q.double() - log_p[:, 1].transpose(0, 1).double()  # log q(z) - log p(x, z) on the fresh draws
         n = log_ratio.shape[1]
-        estimates.append(-(torch.logsumexp(log_ratio, 1) - math.log(n)))  # Appendix D
+        estimates.append((-(torch.logsumexp(log_ratio, 1) - math.log(n))).to(part.dtype))  # Appendix D
         var = log_ratio.var(1)
-        errors.append(torch.sqrt(var / n + var.square() / (n - 1)))  # the authors' normal approximation
+        errors.append(torch.sqrt(var / n + var.square() / (n - 1)).to(part.dtype))  # the authors' normal approximation
     return torch.cat(estimates), torch.cat(errors)

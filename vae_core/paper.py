@@ -4,6 +4,9 @@ them from here.
 
 Figure 2: lower bound against training samples evaluated, AEVB against wake-sleep with the same networks, on MNIST
 (J = 3, 5, 10, 20, 200) and Frey Face (J = 2, 5, 10, 20); train and test bounds; Section 5's settings throughout.
+Figure 3: the marginal log-likelihood (Appendix D's estimate, on the first 1000 training and test points) against
+training samples evaluated, AEVB, wake-sleep and Monte Carlo EM, on MNIST with 100 hidden units and J = 3, trained
+on 1000 and on 50000 points.
 """
 from __future__ import annotations
 
@@ -21,6 +24,29 @@ FIGURE_2_ALGORITHMS = ("aevb", "wake-sleep")
 # What may differ between two runs of one panel without leaving the paper's settings.
 FREE = {"dataset", "latent_dim", "algorithm", "samples", "seed", "lr", "step", "device", "data_dir", "eval_train_size",
         "trial_steps", "checkpoint_seconds"}
+
+
+FIGURE_3 = (1000, 50000)  # the training-set sizes of its two panels
+FIGURE_3_ALGORITHMS = ("aevb", "wake-sleep", "mcem")
+
+
+def figure_3_config(train_size: int, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
+    """One run of Figure 3: MNIST, 100 hidden units, J = 3, the first `train_size` training points, evaluated by the
+    marginal likelihood; Section 5's settings otherwise."""
+    return TrainConfig(dataset="mnist", latent_dim=3, hidden=(100,), train_size=train_size, algorithm=algorithm,
+                       evaluation="marginal", samples=samples, seed=seed)
+
+
+def figure_3_panel(train_config: dict) -> int | None:
+    """The panel (training-set size) of Figure 3 a run belongs to, or None."""
+    try:
+        config = TrainConfig.from_dict(train_config).to_dict()
+    except (TypeError, ValueError):
+        return None
+    reference = figure_3_config(config.get("train_size") or 0, config["algorithm"], 1).to_dict()
+    if any(config[k] != v for k, v in reference.items() if k not in FREE | {"train_size", "marginal_points"}):
+        return None
+    return config["train_size"] if config["train_size"] in FIGURE_3 and config["algorithm"] in FIGURE_3_ALGORITHMS else None
 
 
 def figure_2_config(dataset: str, latent_dim: int, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
@@ -73,11 +99,12 @@ class Curve:
         return None
 
 
-def curve(record: RunRecord) -> Curve:
-    rows = [r for r in record.metrics if is_evaluation(r)]
+def curve(record: RunRecord, measure: str = "lower_bound") -> Curve:
+    """The run's evaluated `measure` ("lower_bound", or "marginal_log_likelihood") on the training and test sets."""
+    rows = [r for r in record.metrics if is_evaluation(r) and r.get(f"test_{measure}") is not None]
     return Curve(record.name, record.train_config.get("algorithm", "aevb"), record.train_config.get("seed", 0),
-                 [r["samples_evaluated"] for r in rows], [r["train_lower_bound"] for r in rows],
-                 [r["test_lower_bound"] for r in rows])
+                 [r["samples_evaluated"] for r in rows], [r[f"train_{measure}"] for r in rows],
+                 [r[f"test_{measure}"] for r in rows])
 
 
 def figure_2_curves(records: list[RunRecord]) -> dict[tuple[str, int], list[Curve]]:
@@ -90,10 +117,48 @@ def figure_2_curves(records: list[RunRecord]) -> dict[tuple[str, int], list[Curv
     return panels
 
 
+def figure_3_curves(records: list[RunRecord]) -> dict[int, list[Curve]]:
+    """The runs of each panel of Figure 3 (training-set size), by their marginal log-likelihood."""
+    panels: dict[int, list[Curve]] = {n: [] for n in FIGURE_3}
+    for record in records:
+        panel = None if record.damaged else figure_3_panel(record.train_config)
+        if panel is not None:
+            line = curve(record, "marginal_log_likelihood")
+            if line.samples:
+                panels[panel].append(line)
+    return panels
+
+
 def missing(panels: dict[tuple[str, int], list[Curve]]) -> list[tuple[str, int, str]]:
     """(dataset, J, algorithm) of Figure 2 with no run yet."""
     return [(d, J, a) for (d, J), curves in panels.items() for a in FIGURE_2_ALGORITHMS
             if not any(c.algorithm == a for c in curves)]
+
+
+def missing_3(panels: dict[int, list[Curve]]) -> list[tuple[int, str]]:
+    """(training-set size, algorithm) of Figure 3 with no run yet."""
+    return [(n, a) for n, curves in panels.items() for a in FIGURE_3_ALGORITHMS if not any(c.algorithm == a for c in curves)]
+
+
+def claims_3(panels: dict[int, list[Curve]]) -> dict[int, list[Verdict]]:
+    """Figure 3's claims as the runs measure them: AEVB's test log-likelihood matches or beats Monte Carlo EM's and
+    wake-sleep's at the largest budget they share (within 1 nat, Appendix D's estimates being rough), per panel."""
+    verdicts = {}
+    for n, curves in panels.items():
+        aevb = _best(curves, "aevb")
+        rows = []
+        for other in ("mcem", "wake-sleep"):
+            theirs = _best(curves, other)
+            if not aevb or not theirs:
+                rows.append(Verdict(f"AEVB matches or beats {other}", None, "needs runs of both algorithms"))
+                continue
+            budget = min(max(c.samples[-1] for c in aevb), max(c.samples[-1] for c in theirs))
+            a = np.mean([v for c in aevb if (v := c.at(budget)) is not None])
+            o = np.mean([v for c in theirs if (v := c.at(budget)) is not None])
+            rows.append(Verdict(f"AEVB matches or beats {other}", bool(a >= o - 1.0),
+                                f"test log p(x) at {budget:,.0f} samples: AEVB {a:.2f}, {other} {o:.2f}"))
+        verdicts[n] = rows
+    return verdicts
 
 
 @dataclass

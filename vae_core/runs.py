@@ -29,8 +29,9 @@ from .events import EventKind, TrainEvent
 from .models import VAE, ModelConfig, upgrade_state_dict
 
 RUNS_DIR_ENV = "VAE_RUNS_DIR"
-CONFIG, METRICS, MODEL, CHECKPOINT, STATUS, LOCK = (
-    "config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors", "status.json", ".lock")
+CONFIG, METRICS, MODEL, CHECKPOINT, STATUS, LOCK, META = (
+    "config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors", "status.json", ".lock", "meta.json")
+TRASH = ".trash"  # deleted runs wait here, under the runs folder, until restored
 RUN_FILES = (CONFIG, METRICS, MODEL, CHECKPOINT, STATUS)
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header larger than this is not one of ours
 
@@ -327,6 +328,7 @@ class RunRecord:
     status: dict = field(default_factory=dict)
     progress: dict | None = None  # the checkpoint's progress: step, position, seconds, samples_evaluated
     model_metadata: dict | None = None
+    meta: dict = field(default_factory=dict)  # what people say of the run: name, note, tags (meta.json)
     metrics: list[dict] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     holder: dict | None = None  # who trains it now
@@ -334,6 +336,11 @@ class RunRecord:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def title(self) -> str:
+        """The name people gave the run, else its folder's."""
+        return self.meta.get("name") or self.path.name
 
     @property
     def train_config(self) -> dict:
@@ -414,6 +421,13 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
             _, record.model_metadata = checked_model_config(path / MODEL)
         except RunError as e:
             record.problems[MODEL] = str(e)
+    if (path / META).is_file():
+        try:
+            record.meta = read_json(path / META)
+            if not isinstance(record.meta, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError):
+            record.meta = {}  # only labels: a damaged meta.json hides nothing of the run
     if metrics:
         record.metrics, lost = read_metrics(path / METRICS)
         if lost:
@@ -464,6 +478,52 @@ def sweep_of(run_dir: str | os.PathLike) -> str | None:
     """The name of the sweep a run belongs to, if any."""
     parent = Path(run_dir).parent
     return parent.name if (parent / SWEEP_FILE).is_file() else None
+
+
+def label(run_dir: str | os.PathLike, name: str | None = None, note: str | None = None,
+          tags: list[str] | None = None) -> dict:
+    """Names a run, or notes or tags it (meta.json, beside the files the trainer writes): what is given replaces
+    what was there. Returns the run's labels."""
+    path = Path(run_dir) / META
+    meta = read_run(run_dir, metrics=False).meta
+    for key, value in (("name", name), ("note", note), ("tags", tags)):
+        if value is not None:
+            meta[key] = value.strip() if isinstance(value, str) else sorted({t.strip() for t in value if t.strip()})
+    write_json(path, meta)
+    return meta
+
+
+def delete(run_dir: str | os.PathLike) -> Path:
+    """Moves a run that nobody trains to the runs folder's trash, whence `restore` brings it back."""
+    run_dir = Path(run_dir)
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunError(f"{run_dir.name} is being trained by {describe_holder(holder)}; stop it before deleting it")
+    root = run_dir.parent.parent if sweep_of(run_dir) else run_dir.parent
+    trash = root / TRASH / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_dir.name}"
+    trash.parent.mkdir(parents=True, exist_ok=True)
+    (trash.parent / f"{trash.name}.from").write_text(str(run_dir.resolve()))  # where it goes back to
+    os.replace(run_dir, trash)
+    return trash
+
+
+def trashed(runs_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Deleted runs that can be restored, newest first."""
+    root = (Path(runs_dir) if runs_dir is not None else default_runs_dir()) / TRASH
+    return sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []
+
+
+def restore(trashed_run: str | os.PathLike) -> Path:
+    """Puts a deleted run back where it was; refuses when something else has taken its place."""
+    trashed_run = Path(trashed_run)
+    origin_file = trashed_run.parent / f"{trashed_run.name}.from"
+    origin = Path(origin_file.read_text()) if origin_file.is_file() else trashed_run.parent.parent / trashed_run.name
+    if origin.exists():
+        raise RunError(f"{origin} exists again; rename or delete it before restoring this run")
+    origin.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(trashed_run, origin)
+    origin_file.unlink(missing_ok=True)
+    return origin
 
 
 def checkpoint_samples(run_dir: str | os.PathLike) -> int:

@@ -27,7 +27,7 @@ from .config import TrainConfig, settings
 
 SWEEP = runs.SWEEP_FILE
 SHORT = {"dataset": "", "latent_dim": "J", "algorithm": "", "seed": "seed", "samples_per_point": "L", "batch_size": "M",
-         "estimator": "est", "lr": "lr", "samples": "n", "optimizer": "", "hidden": "h"}
+         "estimator": "est", "lr": "lr", "samples": "n", "optimizer": "", "hidden": "h", "train_size": "N"}
 
 
 def parse_grid_file(path: str | Path) -> dict[str, list]:
@@ -58,7 +58,13 @@ def figure_2(samples: int, seeds: list[int]) -> list[dict]:
             for (d, J), a, seed in itertools.product(paper.FIGURE_2, paper.FIGURE_2_ALGORITHMS, seeds)]
 
 
-PRESETS: dict[int, Callable[[int, list[int]], list[dict]]] = {2: figure_2}
+def figure_3(samples: int, seeds: list[int]) -> list[dict]:
+    """Figure 3's grid: N_train = 1000 and 50000, AEVB, wake-sleep and Monte Carlo EM, each seed."""
+    return [paper.figure_3_config(n, a, samples, seed).to_dict()
+            for n, a, seed in itertools.product(paper.FIGURE_3, paper.FIGURE_3_ALGORITHMS, seeds)]
+
+
+PRESETS: dict[int, Callable[[int, list[int]], list[dict]]] = {2: figure_2, 3: figure_3}
 
 
 def trial_name(settings_: dict, varying: list[str]) -> str:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from vae_core.latent import LatentSpace
 
-from ..components import pad_html
+from ..components import pad_config
 from ..images import mosaic, scale_for
 from ..sources import Source
 
@@ -50,15 +50,22 @@ def pad_plane(space: LatentSpace, choice: str, around: int = 0) -> tuple[np.ndar
     return base, np.eye(J)[[a, b]], f"{choice} around {where}"
 
 
-def pad(space: LatentSpace, base, directions) -> str:
-    """The morph pad's page over the encoded test set (its first 3000 points, none without the test set), in the
-    pad's own coordinates."""
+def pad(space: LatentSpace, base, directions, view: str, position=(0.0, 0.0)) -> str:
+    """The morph pad's configuration over the encoded test set (its first 3000 points, none without the test set), in
+    the pad's own coordinates, with each point's σ of q(z|x) along the pad's two directions."""
+    directions = np.asarray(directions, dtype=float)
     if not space.has_test_set:
-        return pad_html(space, base, directions, np.zeros((0, 2)), None)
-    points = space.test_encodings[:3000] - base
-    plane = points @ np.asarray(directions).T
+        return pad_config(space, base, directions, np.zeros((0, 2)), None, None, view, position)
+    means, stddevs = (a[:3000] for a in space.test_posteriors)
+    plane = (means - base) @ directions.T  # (N, 2)
+    sigmas = np.sqrt(stddevs.astype(float) ** 2 @ (directions ** 2).T)  # σ along each direction: √Σ_j d_j² σ_j²
     labels = None if space.test_labels is None else space.test_labels[:3000]
-    return pad_html(space, base, directions, plane, labels)
+    return pad_config(space, base, directions, plane, labels, sigmas, view, position)
+
+
+def format_z(z) -> str:
+    """z as people read it: two decimals, not float32's tail."""
+    return "[" + ", ".join(f"{v:.2f}" for v in np.asarray(z, dtype=float)) + "]"
 
 
 def strip(images: np.ndarray, shape) -> np.ndarray:
@@ -66,7 +73,8 @@ def strip(images: np.ndarray, shape) -> np.ndarray:
 
 
 def sample_mosaic(space: LatentSpace, seed: int) -> np.ndarray:
-    return mosaic(space.samples(64, seed), 8, scale_for(space.image_shape, 48))
+    """Fig. 5: 64 samples from the prior, each drawn about 84 pixels tall (a Frey face 3x its 28 rows)."""
+    return mosaic(space.samples(64, seed), 8, scale_for(space.image_shape, 84))
 
 
 def reconstruction_mosaic(space: LatentSpace, count: int = 12) -> np.ndarray:

@@ -9,13 +9,26 @@ from pathlib import Path
 from vae_core import data, paper, runs
 from vae_core.sweep import Sweep
 
-COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728"}
+COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
 NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
 CLAIMED = {True: "✓ holds", False: "✗ does not hold", None: "— not yet"}
 
 
-def figure_2_panels(runs_dir=None) -> dict[tuple[str, int], list[paper.Curve]]:
-    return paper.figure_2_curves([runs.read_run(path) for path in runs.list_runs(runs_dir)])
+def records(runs_dir=None) -> list[runs.RunRecord]:
+    return [runs.read_run(path) for path in runs.list_runs(runs_dir)]
+
+
+def _lines(figure, curves: list[paper.Curve], row: int, col: int, shown: set, measure: str) -> None:
+    """One line per run and set: train solid, test dashed, coloured by algorithm."""
+    for curve in curves:
+        for which, dash in (("train", "solid"), ("test", "dash")):
+            name = f"{curve.algorithm} ({which})"
+            figure.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", row=row, col=col,
+                               line=dict(color=COLORS[curve.algorithm], dash=dash, width=1.5), name=name,
+                               legendgroup=name, showlegend=name not in shown,
+                               hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}} "
+                                             f"<extra>{name}, {measure}</extra>")
+            shown.add(name)
 
 
 def figure_2(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = True):
@@ -28,38 +41,53 @@ def figure_2(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = Tru
     shown = set()
     for index, panel in enumerate(paper.FIGURE_2):
         row, col = (1, index + 1) if index < 5 else (2, index - 4)  # MNIST above, Frey Face below
-        for curve in panels[panel]:
-            for which, dash in (("train", "solid"), ("test", "dash")):
-                name = f"{curve.algorithm} ({which})"
-                figure.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", row=row, col=col,
-                                   line=dict(color=COLORS[curve.algorithm], dash=dash, width=1.5), name=name,
-                                   legendgroup=name, showlegend=name not in shown,
-                                   hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}}<extra>{name}</extra>")
-                shown.add(name)
+        _lines(figure, panels[panel], row, col, shown, "lower bound")
     figure.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10)
     figure.update_yaxes(title_text="lower bound", title_font_size=10, col=1)
     figure.update_layout(height=620, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.12))
     return figure
 
 
-def missing_table(panels) -> pd.DataFrame:
-    return pd.DataFrame([{"dataset": d, "J": J, "algorithm": a} for d, J, a in paper.missing(panels)],
-                        columns=["dataset", "J", "algorithm"])
+def figure_3(panels: dict[int, list[paper.Curve]], log_x: bool = True):
+    """Figure 3: the marginal log-likelihood (Appendix D's estimate) against training samples evaluated, MNIST with
+    J = 3, trained on 1000 and on 50000 points; AEVB, wake-sleep and Monte Carlo EM."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"MNIST, J = 3, N_train = {n:,}" for n in paper.FIGURE_3])
+    shown = set()
+    for col, n in enumerate(paper.FIGURE_3, 1):
+        _lines(figure, panels[n], 1, col, shown, "log p(x)")
+    figure.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10)
+    figure.update_yaxes(title_text="marginal log-likelihood", title_font_size=10, col=1)
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    return figure
 
 
-def claims_table(panels) -> pd.DataFrame:
+def missing_table(panels, panels_3) -> pd.DataFrame:
+    rows = [{"figure": 2, "dataset": d, "J": J, "N_train": "all", "algorithm": a} for d, J, a in paper.missing(panels)]
+    rows += [{"figure": 3, "dataset": "mnist", "J": 3, "N_train": f"{n:,}", "algorithm": a}
+             for n, a in paper.missing_3(panels_3)]
+    return pd.DataFrame(rows, columns=["figure", "dataset", "J", "N_train", "algorithm"])
+
+
+def claims_table(panels, panels_3) -> pd.DataFrame:
     rows = []
     for where, verdicts in paper.claims(panels).items():
         label = f"{NAMES[where]}, all J" if isinstance(where, str) else f"{NAMES[where[0]]}, J = {where[1]}"
-        rows += [{"where": label, "claim": v.claim, "verdict": CLAIMED[v.holds], "evidence": v.evidence} for v in verdicts]
+        rows += [{"figure": 2, "where": label, "claim": v.claim, "verdict": CLAIMED[v.holds], "evidence": v.evidence}
+                 for v in verdicts]
+    for n, verdicts in paper.claims_3(panels_3).items():
+        rows += [{"figure": 3, "where": f"MNIST, N_train = {n:,}", "claim": v.claim, "verdict": CLAIMED[v.holds],
+                  "evidence": v.evidence} for v in verdicts]
     return pd.DataFrame(rows)
 
 
-def missing_sweep(panels, samples: int) -> Path | None:
-    """A sweep (saved, not started) of a run for each missing (dataset, J, algorithm) whose data is on this machine,
-    with the paper's settings and the budget given; None when nothing is missing here."""
-    configs = [paper.figure_2_config(d, J, a, samples).to_dict() for d, J, a in paper.missing(panels)
-               if data.available(d)]
+def missing_sweep(panels, panels_3, samples: int) -> Path | None:
+    """A sweep (saved, not started) of a run for each missing configuration of Figures 2 and 3 whose data is on this
+    machine, with the paper's settings and the budget given; None when nothing is missing here."""
+    configs = [paper.figure_2_config(d, J, a, samples).to_dict() for d, J, a in paper.missing(panels)]
+    configs += [paper.figure_3_config(n, a, samples).to_dict() for n, a in paper.missing_3(panels_3)]
+    configs = [c for c in configs if data.available(c["dataset"])]
     if not configs:
         return None
     sweep = Sweep.from_configs(runs.new_run_dir(None, "paper"), configs)

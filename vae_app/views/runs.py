@@ -21,7 +21,9 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
         config, last = record.train_config, record.last_evaluation
         state = (live or {}).get(str(run_dir)) or record.state
         sweep = runs.sweep_of(run_dir)
-        rows.append({"run": f"{sweep}/{record.name}" if sweep else record.name, "sweep": sweep or "", "state": str(state),
+        rows.append({"run": f"{sweep}/{record.name}" if sweep else record.name, "name": record.meta.get("name", ""),
+                     "tags": ", ".join(record.meta.get("tags", [])), "note": record.meta.get("note", ""),
+                     "sweep": sweep or "", "state": str(state),
                      "trained by": runs.describe_holder(record.holder) if record.holder else "",
                      "algorithm": (record.config or {}).get("algorithm", "aevb") if record.config else None,
                      "dataset": config.get("dataset"), "J": config.get("latent_dim"),
@@ -36,6 +38,18 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
         if column in table:
             table[column] = table[column].astype("Int64")
     return table
+
+
+def matching(table: pd.DataFrame, words: str) -> pd.DataFrame:
+    """The rows whose text (run, name, tags, note, sweep, state, dataset, algorithm) holds every word given."""
+    if not words.strip() or table.empty:
+        return table
+    text = table[["run", "name", "tags", "note", "sweep", "state", "dataset", "algorithm"]].astype(str) \
+        .agg(" ".join, axis=1).str.lower()
+    keep = pd.Series(True, index=table.index)
+    for word in words.lower().split():
+        keep &= text.str.contains(word, regex=False)
+    return table[keep]
 
 
 def continue_budget(text: str, run_dir: str | Path) -> int:
