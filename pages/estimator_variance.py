@@ -3,6 +3,7 @@ import streamlit as st
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
 from vae_app import figures
+from vae_app.glossary import help_for
 from vae_app.guard import guarded
 from vae_app.sources import model_sources
 from vae_app.views import pool
@@ -21,11 +22,14 @@ first = left.selectbox("Model", list(sources), key="model")
 second = right.selectbox("Compare with (optional)", ["none"] + list(sources), key="compare")
 with st.form("settings"):
     a, b, c = st.columns(3)
-    M = a.number_input("Minibatch M", value=10, step=1, key="M")
-    R = b.number_input("Replicates R", value=100, step=10, key="R")
-    Ls = c.text_input("Values of L", value="1 2 5 10 20 50 100", key="L")
+    M = a.number_input("Minibatch M", value=10, step=1, key="M", help=help_for("M") + "\n\nAt most 10,000, and at "
+                       "most the model's training set.")
+    R = b.number_input("Replicates R", value=100, step=10, key="R",
+                       help="Independent draws of each estimator at each L: the variances are measured over them.")
+    Ls = c.text_input("Values of L", value="1 2 5 10 20 50 100", key="L", help=help_for("L"))
     estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS),
-                                key="estimators")
+                                key="estimators", help=help_for("Estimator A", "Estimator B", "Score function",
+                                                                "Baseline", "STL", "IW bound"))
     go = st.form_submit_button("Compute", type="primary", key="compute")
 
 chosen = [first] + ([second] if second != "none" else [])

@@ -2,6 +2,7 @@ import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
+from vae_app.glossary import DIAGRAM, TERMS
 from vae_app.views import home
 
 st.title("Auto-Encoding Variational Bayes, live")
@@ -16,7 +17,14 @@ gradient a low-variance Monte Carlo estimate (the SGVB estimator).
 - **Estimator variance**: measure how the variance of estimators A, B, the score function and others falls
   with the number of samples L, on any model at any point in training.
 - **Runs**: every run you trained, compared side by side, with metrics and models to download.
+- **Paper**: Figures 2 and 3 of the paper, drawn from your runs, and which of its claims they reproduce.
 """)
+st.graphviz_chart(DIAGRAM)
+st.caption("The model: the encoder proposes a Gaussian over z for an image; a sample z = μ + σ ⊙ ε (the "
+           "reparameterisation) goes through the decoder; training maximises the reconstruction term minus the KL term.")
+with st.expander("Glossary: every term the app uses"):
+    st.markdown("\n".join(f"- **{term}**: {text}" for term, text in TERMS.items()))
+
 st.subheader("Datasets on this machine")
 table = home.dataset_table()
 st.dataframe(table, hide_index=True, width="stretch")

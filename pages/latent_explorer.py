@@ -21,7 +21,8 @@ name = st.selectbox("Model", list(sources), help="a shipped pretrained model, a 
                     key="model")
 st.query_params["model"] = name
 live = isinstance(sources[name], LiveRun)
-follow = live and st.toggle("Follow the training live", value=True, key="follow")
+follow = live and st.toggle("Follow the training live", value=True, key="follow",
+                            help="redraw with the run's newest parameters every two seconds; off: keep this snapshot")
 if live:  # frozen: keep the snapshot seen when the toggle went off
     if follow or "frozen" not in st.session_state:
         st.session_state["frozen"] = sources[name].snapshot
@@ -48,7 +49,8 @@ def explore():
             left, right = st.columns(2)
             plane = left.selectbox("Pad moves", views.pad_plane_choices(space), key="plane")
             if tested:
-                around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around")
+                around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around",
+                                            help="the pad's centre: the mean of q(z|x) for this test image")
         base, directions, dims_text = views.pad_plane(space, plane, around)
         st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move. Click a "
                    f"test point to pick it: its q(z|x) is drawn at 1σ and 2σ."
@@ -61,8 +63,11 @@ def explore():
             st.query_params["pad"] = f"{moved['a']:.3f},{moved['b']:.3f}"  # shareable, and kept over a reload
     with manifold:
         left, right = st.columns(2)
-        grid = left.slider("Grid size", 5, 30, 20, key="grid")
-        edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge")
+        grid = left.slider("Grid size", 5, 30, 12 if space.image_shape == (28, 20) else 20, key="grid",
+                           help="images per side of the grid (Fig. 4 uses 20)")
+        edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
+                            help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "
+                                 "this is where the grid starts and ends, as a quantile of the prior")
         figure, mosaic, zs, cells = figures.manifold_figure(space, grid, edge)
         event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="manifold")
         st.download_button("Download PNG", images.png(mosaic), file_name=f"{space.label}-manifold.png", mime="image/png")
@@ -73,8 +78,10 @@ def explore():
     with between:
         if tested:
             left, right = st.columns(2)
-            first = left.number_input("From test image", 0, space.test_size - 1, 0, key="from")
-            second = right.number_input("To test image", 0, space.test_size - 1, 1, key="to")
+            first = left.number_input("From test image", 0, space.test_size - 1, 0, key="from",
+                                      help="the path starts at this image's encoding (the mean of q(z|x))")
+            second = right.number_input("To test image", 0, space.test_size - 1, 1, key="to",
+                                        help="and goes in a straight line in z to this one's")
             st.image(views.strip(space.interpolation(first, second, 12), space.image_shape), caption="decoded path")
         else:
             st.info(views.needs_test_set(space))
@@ -95,7 +102,9 @@ def explore():
         if not tested:
             st.info(views.needs_test_set(space))
             return
-        method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="projection") if J > 2 else "pca"
+        method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="projection",
+                          help="J > 2: the encodings' first two principal components, or a t-SNE map of 2000 of them"
+                          ) if J > 2 else "pca"
         event = st.plotly_chart(figures.scatter_figure(space, method), on_select="rerun", selection_mode="points",
                                 key="scatter")
         picked = event.selection.points if event and event.selection else []

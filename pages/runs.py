@@ -31,7 +31,7 @@ for _, row in shown[shown["problems"] != ""].iterrows():
 if not shown.empty:
     chosen = st.multiselect("Overlay the curves of", shown["run"], default=list(shown["run"][:1]), key="overlay",
                             help="each run keeps its own colour; train solid, test dashed")
-    log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
+    log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
     paths = dict(zip(table["run"], table["path"]))
     if chosen:
         st.plotly_chart(figures.learning_curves({r: views.run_metrics(paths[r]) for r in chosen}, log_x, 0.6))

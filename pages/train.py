@@ -57,8 +57,9 @@ if resume.button("Resume", disabled=drawn_state != "paused", width="stretch", ke
     worker.resume()
 if stop.button("Stop", disabled=not drawn_state.active, width="stretch", key="stop"):
     worker.stop()
-log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
-smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing")
+log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
+smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing",
+                      help="an exponential moving average of the minibatch bounds: 0 shows them raw")
 
 
 @st.fragment(run_every=0.5 if drawn_state.active else None)

@@ -3,6 +3,7 @@
 `app` needs no data (digits ships with scikit-learn); `app_with_data` adds the real MNIST and Frey Face."""
 import base64
 import json
+import os
 import time
 
 import numpy as np
@@ -265,14 +266,13 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     from types import SimpleNamespace
 
     from vae_app.views.train import progress
-    from vae_app.workers import training_threads
     rows = [{"kind": "minibatch", "samples_evaluated": 4000, "samples_per_second": 2000.0},
             {"kind": "evaluation", "samples_evaluated": 5000, "samples_per_second": 2500.0,
              "train_lower_bound": -120.5, "test_lower_bound": -119.25}]
     running = SimpleNamespace(rows=rows, config={"samples": 10000}, state="running", active=True, threads=1)
     shown = progress(running)
     assert shown["fraction"] == 0.5
-    assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {training_threads(False)} "
+    assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {os.cpu_count()} "
                              "cores, train -120.50 / test -119.25 nats")
     paused = SimpleNamespace(**{**vars(running), "state": "paused"})
     assert "left" not in progress(paused)["text"] and progress(paused)["text"].startswith("paused: 5,000 / 10,000")
@@ -305,3 +305,17 @@ def test_chart_rows_are_compact_and_have_no_nan_for_the_browser_to_choke_on():
     text = chart_rows(rows)
     sent = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the chart's JSON"))
     assert sent == {"minibatch": [[100, None, -90.0, 5.0]], "evaluation": [[100, None, -100.0, None, None]]}
+
+
+def test_the_variance_summary_explains_what_surprises():
+    from vae_app.views.variance import variance_summary
+    from vae_core.variance import VarianceResult
+    rows = [{"estimator": "A", "L": 1, "value_variance": 1.0, "phi_total_variance": 10.0},
+            {"estimator": "B", "L": 1, "value_variance": 3.0, "phi_total_variance": 5.0},
+            {"estimator": "score", "L": 1, "phi_total_variance": 1e4, "phi_snr": 0.11}]
+    text = variance_summary({"m": VarianceResult(rows, {"L": [1], "R": 100})})
+    assert "B/A variance: value 3, ∇φ 0.5" in text and "B's value varies more than A's here" in text
+    assert "near 1/√R = 0.100" in text
+    rows[1]["value_variance"], rows[2]["phi_snr"] = 0.5, 3.0
+    text = variance_summary({"m": VarianceResult(rows, {"L": [1], "R": 100})})
+    assert "varies more" not in text and "1/√R" not in text

@@ -87,6 +87,10 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
     return _figure(traces, "Lower bound (ELBO)", log_x)
 
 
+STYLES = {  # each estimator its own dash and marker, so that A stays visible where B lies on it
+    "A": {"dash": "dash", "symbol": "circle-open"}, "B": {"dash": "solid", "symbol": "x"},
+    "score": {"dash": "dot", "symbol": "square"}, "score-baseline": {"dash": "dashdot", "symbol": "diamond"},
+    "stl": {"dash": "longdash", "symbol": "triangle-up"}, "iw": {"dash": "solid", "symbol": "star"}}
 VARIANCE_QUANTITIES = {"value (lower bound)": "value_variance", "gradient wrt φ (encoder)": "phi_total_variance",
                        "gradient wrt θ (decoder)": "theta_total_variance"}
 
@@ -103,8 +107,10 @@ def variance_figure(results: dict[str, VarianceResult], quantity: str):
             L, values = result.table(key, estimator)
             if values:
                 label = "all estimators" if key == "theta_total_variance" else estimator
-                figure.add_scatter(x=L, y=values, mode="lines+markers", line=dict(dash=["solid", "dash"][n % 2]),
-                                   name=f"{label} · {name}" if len(results) > 1 else label)
+                style = STYLES[estimator]
+                figure.add_scatter(x=L, y=values, mode="lines+markers", name=f"{label} · {name}" if len(results) > 1 else label,
+                                   line=dict(dash=style["dash"], width=2 if n == 0 else 1),
+                                   marker=dict(symbol=style["symbol"], size=9))
                 first_value = first_value or (L[0], values[0])
                 if key == "theta_total_variance":
                     break  # ∇θ is the same for every estimator: one line per model
@@ -126,8 +132,13 @@ def snr_figure(results: dict[str, VarianceResult]):
         for estimator in GRADIENT_ESTIMATORS:
             L, snr = result.table("phi_snr", estimator)
             if snr:
-                figure.add_scatter(x=L, y=snr, mode="lines+markers", line=dict(dash=["solid", "dash"][n % 2]),
-                                   name=f"{estimator} · {name}" if len(results) > 1 else estimator)
+                style = STYLES[estimator]
+                figure.add_scatter(x=L, y=snr, mode="lines+markers", name=f"{estimator} · {name}" if len(results) > 1 else estimator,
+                                   line=dict(dash=style["dash"], width=2 if n == 0 else 1),
+                                   marker=dict(symbol=style["symbol"], size=9))
+        R = result.settings["R"]
+        figure.add_hline(y=1 / math.sqrt(R), line=dict(color="grey", dash="dot"),
+                         annotation_text=f"1/√R: the floor that {R} replicates can resolve", annotation_position="bottom right")
     figure.update_xaxes(type="log", title="samples per datapoint L")
     figure.update_yaxes(type="log", title="mean |E g| / std g")
     figure.update_layout(title="Signal-to-noise ratio of the gradient wrt φ", height=380, margin=dict(l=10, r=10, t=40, b=10))

@@ -26,36 +26,67 @@ from vae_core.runs import RunState
 
 SNAPSHOT_SECONDS = 2.0
 ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
-WATCHED_SECONDS = 1.5  # the Train page's live view touches its run every 0.5 s while it is open
 
 
-def training_threads(watched: bool) -> int:
-    """Every core while no page redraws the run live; one fewer while the Train page does.
+class ThreadTuner:
+    """Chooses a training process's thread count by measuring it, again every `every` seconds of training.
 
-    When the app and the browser redraw, a worker whose OpenMP threads fill every core stalls at each
-    parallel region whenever one of them is descheduled: on 2 cores a 2-thread worker then trains slower
-    than a 1-thread one (bench/dashboard_throughput.py, docs/PERFORMANCE.md). Unwatched, nothing competes.
-    The thread count does not change the arithmetic's results on the pinned CPU build (tested).
-    """
-    cores = os.cpu_count() or 2
-    return max(1, cores - 1) if watched else cores
+    How many threads train fastest depends on what else runs: alone, every core; beside a neighbour (another run, a
+    page redrawing, a browser), a worker whose OpenMP threads fill every core stalls at each parallel region
+    whenever one of them is descheduled, and on 2 cores a 2-thread worker then trained 4 to 10 times slower than a
+    1-thread one (docs/PERFORMANCE.md). So each candidate count trains for a window of `window` seconds of training
+    time (evaluations excluded), and the fastest is kept until the next probe. The thread count does not change the
+    arithmetic's results on the pinned CPU build (tested)."""
+
+    def __init__(self, cores: int | None = None, window: float = 1.0, every: float = 30.0):
+        cores = cores or os.cpu_count() or 2
+        self.candidates = sorted({1, max(1, cores - 1), cores})
+        self.window, self.every = window, every
+        self.rates: dict[int, float] = {}  # samples per second of each count measured in this probe
+        self.queue = list(self.candidates)  # the counts still to measure
+        self.threads = self.queue.pop()  # every core, first
+        self.started: tuple[float, int] | None = None  # (training seconds, samples) when this window began
+        self.next_probe: float | None = None  # training time of the next probe; None while probing
+
+    def update(self, seconds: float, samples: int) -> int | None:
+        """Given the training time and samples so far, the thread count to switch to, or None to keep it."""
+        if self.started is None or seconds < self.started[0]:
+            self.started = (seconds, samples)
+            return None
+        elapsed = seconds - self.started[0]
+        if elapsed < self.window:
+            return None
+        rate = (samples - self.started[1]) / elapsed
+        self.started, previous = (seconds, samples), self.threads
+        if self.next_probe is None:  # probing: this count's rate is measured; measure the next, or choose
+            self.rates[self.threads] = rate
+            if self.queue:
+                self.threads = self.queue.pop()
+            else:
+                self.threads, self.next_probe = max(self.rates, key=self.rates.get), seconds + self.every
+        elif seconds >= self.next_probe:  # the load may have changed: measure again
+            self.rates, self.next_probe = {self.threads: rate}, None
+            self.queue = [c for c in self.candidates if c != self.threads]
+            self.threads = self.queue.pop()
+        return self.threads if self.threads != previous else None
 
 
 class PoolFull(RuntimeError):
     """As many runs are training as the pool allows."""
 
 
-def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop, seen) -> None:
+def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop) -> None:
     import torch
 
     from vae_core.training import Trainer
 
-    def set_threads():  # `seen`: when the Train page last redrew this run (a system-wide monotonic time)
-        threads = training_threads(time.monotonic() - seen.value < WATCHED_SECONDS)
-        if threads != torch.get_num_threads():
+    tuner = ThreadTuner()
+
+    def set_threads(threads: int | None):
+        if threads is not None and threads != torch.get_num_threads():
             torch.set_num_threads(threads)  # from this thread: OpenMP's setting is per calling thread
             events.put(("threads", threads))
-    set_threads()
+    set_threads(tuner.threads)
     try:
         if resume:
             trainer = Trainer.resume_from(run_dir, samples=config["samples"], by="the dashboard")
@@ -69,7 +100,7 @@ def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop, 
         threading.Thread(target=watch, daemon=True).start()
         last_snapshot = 0.0
         for event in trainer.events():
-            set_threads()
+            set_threads(tuner.update(event.seconds, event.samples_evaluated))
             events.put(("event", event.to_row()))
             now = time.monotonic()
             if event.kind in (EventKind.EVALUATION, EventKind.FINISHED, EventKind.STOPPED) or now - last_snapshot > SNAPSHOT_SECONDS:
@@ -100,9 +131,9 @@ class TrainingWorker:
         self.message = ""
         self._events = ctx.Queue()
         self._pause, self._stop = ctx.Event(), ctx.Event()
-        self._seen = ctx.Value("d", time.monotonic(), lock=False)  # one float, written only by this process
+        self._seen = time.monotonic()  # when the owning page last showed itself
         self.process = ctx.Process(target=_worker_main, daemon=True, args=(
-            config, str(self.run_dir), resume, self._events, self._pause, self._stop, self._seen))
+            config, str(self.run_dir), resume, self._events, self._pause, self._stop))
         self.process.start()
         threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
@@ -164,11 +195,11 @@ class TrainingWorker:
     def touch(self, owner: str) -> None:
         """The owning session shows it is still there (the Train page does this on each live redraw)."""
         if owner == self.owner:
-            self._seen.value = time.monotonic()
+            self._seen = time.monotonic()
 
     @property
     def orphaned(self) -> bool:
-        return time.monotonic() - self._seen.value > ORPHAN_SECONDS
+        return time.monotonic() - self._seen > ORPHAN_SECONDS
 
 
 class SweepJob:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import streamlit as st
@@ -13,7 +14,6 @@ from vae_core.training import format_duration
 
 from ..images import mosaic, scale_for
 from ..sources import LiveRun
-from ..workers import training_threads
 
 
 def progress(worker) -> dict:
@@ -27,8 +27,8 @@ def progress(worker) -> dict:
         text += f", {rate:,.0f} samples/s"
     if rate and worker.state == RunState.RUNNING:  # a paused, stopped or finished run has no time left
         text += f", {format_duration((total - done) / rate)} left"
-    if worker.active and worker.threads:  # one core is left to this page while it redraws
-        text += f", on {worker.threads} of {training_threads(watched=False)} cores"
+    if worker.active and worker.threads:  # the thread count the worker measured to train fastest
+        text += f", on {worker.threads} of {os.cpu_count()} cores"
     last = next((r for r in reversed(rows) if runs.is_evaluation(r)), {})
     for train, test, what in (("train_lower_bound", "test_lower_bound", ""),
                               ("train_marginal_log_likelihood", "test_marginal_log_likelihood", " (log p(x))")):

@@ -2,6 +2,8 @@
 own, cached per model version and settings, each result without the per-parameter moments), and what they say."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -40,10 +42,12 @@ def variance_table(results: dict[str, lab.VarianceResult]) -> pd.DataFrame:
 
 
 def variance_summary(results: dict[str, lab.VarianceResult]) -> str:
-    """A few sentences read off the measurements: B against A, and the score function against both."""
+    """What the measurements say: B against A, the score function against both, and a word where a result
+    surprises a reader of the paper."""
     lines = []
     for name, result in results.items():
         rows = {(r["estimator"], r["L"]): r for r in result.rows}
+        R = result.settings["R"]
         for L in result.settings["L"][:1] + result.settings["L"][-1:]:
             a, b, score = rows.get(("A", L)), rows.get(("B", L)), rows.get(("score", L))
             parts = []
@@ -54,4 +58,16 @@ def variance_summary(results: dict[str, lab.VarianceResult]) -> str:
                 parts.append(f"score/A ∇φ variance {score['phi_total_variance'] / a['phi_total_variance']:.3g}")
             if parts:
                 lines.append(f"- **{name}**, L = {L}: " + "; ".join(parts))
+        if any(rows.get(("B", L)) and rows.get(("A", L)) and rows[("B", L)]["value_variance"] > rows[("A", L)]["value_variance"]
+               for L in result.settings["L"]):
+            lines.append(f"  - *B's value varies more than A's here.* That is expected of a trained model: in A the "
+                         f"sampled log p(x|z) and log p(z) - log q(z|x) move together and largely cancel (near the "
+                         f"optimum their sum is nearly log p(x)), while B keeps only the sampled reconstruction term, "
+                         f"with nothing to cancel it. The paper's claim is about the gradient, where B's KL in closed "
+                         f"form does lower the variance.")
+        floor = 1 / math.sqrt(R)
+        if any(r["estimator"] == "score" and r.get("phi_snr") is not None and r["phi_snr"] < 2 * floor for r in result.rows):
+            lines.append(f"  - *The score function's signal-to-noise ratio sits near 1/√R = {floor:.3f}.* That is the "
+                         f"floor of {R} replicates: an estimate whose mean is far below its spread shows |mean|/std of "
+                         f"about 1/√R, whatever its true signal. Its signal is too small to see with {R} replicates.")
     return "\n".join(lines)
