@@ -2,7 +2,7 @@ import streamlit as st
 
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
-from vae_app.glossary import DIAGRAM, TERMS
+from vae_app.glossary import TERMS, diagram
 from vae_app.views import home
 
 st.title("Auto-Encoding Variational Bayes, live")
@@ -19,7 +19,7 @@ gradient a low-variance Monte Carlo estimate (the SGVB estimator).
 - **Runs**: every run you trained, compared side by side, with metrics and models to download.
 - **Paper**: Figures 2 and 3 of the paper, drawn from your runs, and which of its claims they reproduce.
 """)
-st.graphviz_chart(DIAGRAM)
+st.graphviz_chart(diagram(dark=st.context.theme.type == "dark"))
 st.caption("The model: the encoder proposes a Gaussian over z for an image; a sample z = μ + σ ⊙ ε (the "
            "reparameterisation) goes through the decoder; training maximises the reconstruction term minus the KL term.")
 with st.expander("Glossary: every term the app uses"):

@@ -185,3 +185,36 @@ def test_live_charts_append_new_rows_without_redrawing_and_follow_the_theme(chro
     render(60, [], theme={"base": "dark", "textColor": "#fafafa"})
     assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
     assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_in_light_and_dark_at_1400_and_800_px(server, chromium, scheme):
+    """Each page, as a new user opens it, in the system's light or dark scheme (Streamlit follows it) and at two
+    widths: no exception on the page, the morph pad whole inside the window at 800 px, its labels in the theme's
+    text colour; screenshots in test-output/ to look at."""
+    from playwright.sync_api import expect
+
+    url, log = server
+    OUTPUT.mkdir(exist_ok=True)
+    for width in (1400, 800):
+        page = chromium.new_page(viewport={"width": width, "height": 1400}, color_scheme=scheme)
+        for path, ready in (("", "Datasets on this machine"), ("train", "Start training"),
+                            ("latent_explorer", "Morph pad"), ("estimator_variance", "Compute"), ("runs", "No runs yet"),
+                            ("paper", "Missing runs")):
+            page.goto(f"{url}/{path}")
+            expect(page.get_by_text(ready).first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1500)
+            assert page.get_by_test_id("stException").count() == 0, path
+            page.screenshot(path=str(OUTPUT / f"{path or 'home'}-{scheme}-{width}.png"), full_page=True)
+            if path == "latent_explorer":
+                frame = page.frame_locator("iframe[src*='morph_pad']")
+                pad = frame.locator("#pad")
+                expect(pad).to_be_visible(timeout=30_000)
+                box = page.locator("iframe[src*='morph_pad']").bounding_box()
+                image = frame.locator("#image").bounding_box()
+                assert image["x"] + image["width"] <= box["x"] + box["width"] + 1  # the image is not cut off
+                assert "frames/s" not in frame.locator("#fps").inner_text()  # no frame rate before anyone drags
+                colour = frame.locator(".stat").first.evaluate("e => getComputedStyle(e).color")
+                assert (colour == "rgb(163, 168, 184)") == (scheme == "dark"), colour  # readable on the theme
+        page.close()
+    assert "Traceback" not in log.read_text()

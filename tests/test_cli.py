@@ -81,3 +81,12 @@ def test_ctrl_c_stops_after_the_step_and_saves_where_the_run_stands(tmp_path):
     assert result["status"] == "stopped" and result["samples_evaluated"] > 0
     assert runs.checkpoint_samples(run_dir) == result["samples_evaluated"]  # exactly where it stopped
     assert runs.read_json(run_dir / runs.STATUS)["state"] == "stopped"
+
+
+def test_evaluate_binarized_scores_binary_images(tmp_path):
+    run_dir = tmp_path / "run"
+    assert cli("train", "--dataset", "digits", "--samples", "3000", "--lr", "0.02", "--run-dir", str(run_dir)).returncode == 0
+    grey = json.loads(cli("evaluate", str(run_dir), "--iw-samples", "10", "--json").stdout.strip().splitlines()[-1])
+    binary = json.loads(cli("evaluate", str(run_dir), "--iw-samples", "10", "--binarized", "--json").stdout.strip().splitlines()[-1])
+    assert grey["binarized"] is False and binary["binarized"] is True
+    assert grey["test_log_likelihood"] != binary["test_log_likelihood"]  # close: log p is linear in each pixel

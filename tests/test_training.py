@@ -1,5 +1,6 @@
 """Algorithm 1 on real data and on digits: learning, reproducibility, checkpoints, control from threads."""
 import json
+import math
 import threading
 import time
 
@@ -352,3 +353,24 @@ def test_a_run_can_be_named_tagged_deleted_to_the_trash_and_restored(tmp_path):
     with pytest.raises(runs.RunError, match="being trained by the CLI"):
         runs.delete(run)
     lock.release()
+
+
+def test_a_binarised_run_is_evaluated_on_binary_images(tmp_path):
+    trainer = Trainer.from_config(digits_config(binarize=True, samples=3000), tmp_path / "run")
+    assert set(trainer.eval_test.unique().tolist()) == {0.0, 1.0} and set(trainer.eval_train.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(trainer.eval_test, Trainer.from_config(digits_config(binarize=True), tmp_path / "b").eval_test)  # fixed
+    last = trainer.run()
+    from vae_core.training import dataset_lower_bound
+    generator = torch.Generator().manual_seed(trainer.config.seed + 2)  # as the final evaluation: train, then test
+    dataset_lower_bound(trainer.model, trainer.eval_train, generator)
+    binary = dataset_lower_bound(trainer.model, trainer.eval_test, generator)[0]
+    assert last.test_lower_bound == pytest.approx(binary, abs=1e-9)  # the reported bound is the binary images'
+    assert "binarised once" in json.loads((tmp_path / "run" / runs.CONFIG).read_text())["evaluation_data"]
+
+
+def test_the_iwae_schedule_lowers_the_step_size_by_stage(tmp_path):
+    trainer = Trainer.from_config(digits_config(lr_schedule="iwae", lr=1e-3, optimizer="adam"), tmp_path / "run")
+    N = len(trainer.x_train)
+    for epoch, stage in ((0, 0), (0.99, 0), (1, 1), (3.9, 1), (4, 2), (13, 3), (3280, 7), (10**5, 7)):
+        trainer.step = math.floor(epoch * N / trainer.config.batch_size)
+        assert trainer.step_size() == pytest.approx(1e-3 * 10 ** (-stage / 7)), epoch

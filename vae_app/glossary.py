@@ -32,14 +32,19 @@ TERMS = {
 }
 
 DIAGRAM = """digraph vae {
-  rankdir=LR; bgcolor="transparent"; node [shape=box, style="rounded", fontname="sans-serif", fontsize=11];
-  edge [fontname="sans-serif", fontsize=10];
+  rankdir=LR; bgcolor="transparent"; node [shape=box, style="rounded", fontname="sans-serif", fontsize=11,
+  color="INK", fontcolor="INK"]; edge [fontname="sans-serif", fontsize=10, color="INK", fontcolor="INK"];
   x [label="x\\n(an image)"]; enc [label="encoder q_φ(z|x)\\nMLP"]; musig [label="μ, σ"];
   eps [label="ε ~ N(0, I)", shape=ellipse]; z [label="z = μ + σ ⊙ ε"]; dec [label="decoder p_θ(x|z)\\nMLP"];
   px [label="p(x|z)\\n(the reconstruction)"]; prior [label="prior p(z) = N(0, I)", shape=ellipse];
   x -> enc -> musig -> z; eps -> z; z -> dec -> px;
   musig -> prior [label="KL term", style=dashed, dir=none]; px -> x [label="reconstruction term", style=dashed, dir=none];
 }"""
+
+
+def diagram(dark: bool) -> str:
+    """The model's diagram, in ink that reads on the page's light or dark background."""
+    return DIAGRAM.replace("INK", "#e6e6ea" if dark else "#31333f")
 
 
 def help_for(*terms: str) -> str:

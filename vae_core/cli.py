@@ -158,7 +158,8 @@ def cmd_evaluate(args) -> int:
     config = TrainConfig.from_dict(record.train_config)
     dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
     model, _ = runs.load_model(run_dir / runs.MODEL)
-    x_test = torch.tensor(dataset.test)
+    binarized = args.binarized or config.binarize  # a run trained on binary pixels is scored on binary pixels
+    x_test = torch.tensor(data_module.binarized(dataset.test, config.seed + 5) if binarized else dataset.test)
     generator = torch.Generator().manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, x_test, generator)[0]
     total, batch = 0.0, 100
@@ -169,11 +170,12 @@ def cmd_evaluate(args) -> int:
             total += importance_weighted_bound(model, part, args.iw_samples, generator=generator).sum().item()
             bar.update(len(part))
     result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": total / len(x_test),
-              "iw_samples": args.iw_samples}
+              "iw_samples": args.iw_samples, "binarized": binarized}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
         from .marginal import MarginalConfig, marginal_log_likelihood
         MarginalConfig().validate(model.config.latent_dim)
-        x_train = torch.tensor(dataset.train[:config.train_size])
+        train = dataset.train[:config.train_size]
+        x_train = torch.tensor(data_module.binarized(train, config.seed + 4) if binarized else train)
         for split, x in (("train", x_train[:args.points]), ("test", x_test[:args.points])):
             with _progress_bar(len(x), "point") as bar:
                 bar.set_postfix_str(f"{split}: marginal likelihood (Appendix D)", refresh=False)
@@ -340,7 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="test lower bound and importance-weighted log-likelihood of a run")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--iw-samples", type=int, default=100, metavar="K")
+    evaluate.add_argument("--iw-samples", type=int, default=100, metavar="K",
+                          help="samples of the importance-weighted log-likelihood (the standard benchmark: 5000)")
+    evaluate.add_argument("--binarized", action="store_true",
+                          help="score a fixed binarisation of the data (drawn with the run's seed; the default for "
+                               "runs trained with --binarize)")
     evaluate.add_argument("--marginal-likelihood", action="store_true",
                           help="also estimate log p(x) by Appendix D (HMC and a kernel density; J below 5)")
     evaluate.add_argument("--points", type=int, default=1000, metavar="N",

@@ -150,13 +150,17 @@ class TrainConfig:
                            metavar="N")
     optimizer: str = setting("adagrad", "adagrad (the paper), adam, or sgd with momentum 0.9", "Optimizer",
                              "optimisation", choices=OPTIMIZERS)
+    lr_schedule: str = setting("constant", "constant, or iwae: the IWAE paper's schedule (Burda et al. 2016), 3^i "
+                               "epochs at lr·10^(-i/7) for i = 0 to 7, then the last", "Step-size schedule",
+                               "optimisation", choices=("constant", "iwae"))
     lr: float | str = setting("auto", "the step size, or auto: a short trial of each candidate for the optimizer "
                               "(adagrad 0.01, 0.02, 0.1 as in Section 5)", "Step size", "optimisation",
                               parse=parse_step_size, metavar="LR|auto")
     weight_decay: bool = setting(True, "MAP under the prior p(θ) = N(0, I): weight decay 1/N per datapoint",
                                  "Weight decay (prior on θ)", "optimisation")
-    binarize: bool = setting(False, "train on dynamically binarised pixels (Bernoulli data only)",
-                             "Binarise minibatches", "optimisation")
+    binarize: bool = setting(False, "train on dynamically binarised pixels (Bernoulli data only); evaluations then "
+                             "score a binarised copy of the data, drawn once with the run's seed", "Binarise",
+                             "optimisation")
     seed: int = setting(0, "seeds the initialisation, the minibatches and the noise", "Seed", "optimisation")
     train_size: int | None = setting(None, "train on the first N training points only (Fig. 3: 1000); empty: all",
                                      "Training points", "data and model", metavar="N", parse=parse_optional_count,

@@ -78,6 +78,12 @@ class Dataset:
         return self.train.shape[1]
 
 
+def binarized(x: np.ndarray, seed: int) -> np.ndarray:
+    """A fixed binarisation of grey pixels in [0, 1]: each pixel 1 with its intensity as probability, drawn once with
+    `seed`, so that every evaluation of a run scores the same binary images."""
+    return (np.random.default_rng(seed).random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae_core"
 

@@ -114,6 +114,11 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.x_train = torch.tensor(dataset.train[:config.train_size], device=self.device)  # Fig. 3 trains on 1000
         self.x_test = torch.tensor(dataset.test, device=self.device)
+        # Trained on binarised pixels, a run is scored on binary images too: a fixed draw, the same at every evaluation.
+        self.eval_train, self.eval_test = (
+            (torch.tensor(data_module.binarized(dataset.train[:config.train_size], config.seed + 4), device=self.device),
+             torch.tensor(data_module.binarized(dataset.test, config.seed + 5), device=self.device))
+            if config.binarize else (self.x_train, self.x_test))
         self.algorithm: Algorithm = make_algorithm(config, model, self.device, len(self.x_train))
         self.params = FlatParameters(self.algorithm.module)
         self._initial = self.params.flat.detach().clone()  # every candidate step size starts from here
@@ -266,8 +271,22 @@ class Trainer:
         return {1, S} | {math.ceil(n / M) for n in marks if M <= n and math.ceil(n / M) < S}
 
     # One iteration of Algorithm 1.
+    def step_size(self) -> float:
+        """The step size for the current step: the base one, or the IWAE schedule's for the current epoch (Burda
+        et al. 2016: 3^i epochs at lr·10^(-i/7), i = 0..7, then the last)."""
+        if self.config.lr_schedule == "constant":
+            return self.lr
+        epoch, stage, end = self.samples_evaluated / len(self.x_train), 0, 1
+        while epoch >= end and stage < 7:
+            stage += 1
+            end += 3 ** stage
+        return self.lr * 10 ** (-stage / 7)
+
     def train_step(self, with_values: bool = False) -> StepValues | None:
         """A minibatch, then for each of the algorithm's updates its noise, its gradient and an optimizer step."""
+        if self.config.lr_schedule != "constant" and self.lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.step_size()
         batch = self.stream.next(self.generator)  # (M, D)
         self.algorithm.prepare(batch, self.generator)
         values = None
@@ -287,13 +306,13 @@ class Trainer:
         model = self.algorithm.evaluation_model()
         scores = {}
         if self.algorithm.name != "mcem":  # MCEM learns no encoder: its bound says nothing
-            train = self.x_train if final else self.x_train[:self.config.eval_train_size]
+            train = self.eval_train if final else self.eval_train[:self.config.eval_train_size]
             scores["train_lower_bound"] = dataset_lower_bound(model, train, generator)[0]
-            scores["test_lower_bound"] = dataset_lower_bound(model, self.x_test, generator)[0]
+            scores["test_lower_bound"] = dataset_lower_bound(model, self.eval_test, generator)[0]
         if self.config.evaluation == "marginal":
             from .marginal import marginal_log_likelihood
             n = self.config.marginal_points
-            for split, x in (("train", self.x_train[:n]), ("test", self.x_test[:n])):
+            for split, x in (("train", self.eval_train[:n]), ("test", self.eval_test[:n])):
                 scores[f"{split}_marginal_log_likelihood"] = marginal_log_likelihood(model, x, generator=generator)[0].mean().item()
         return scores
 
@@ -346,7 +365,9 @@ class Trainer:
         runs.write_json(self.run_dir / runs.CONFIG, {
             "train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(), "lr": self.lr,
             "trial_scores": self.trial_scores, "device": str(self.device), "algorithm": self.algorithm.name,
-            "step": self.algorithm.step})
+            "step": self.algorithm.step,
+            "evaluation_data": ("binarised once: train with seed+4, test with seed+5 (data.binarized)"
+                                if self.config.binarize else "the grey pixels as they are")})
         yield self.emit(EventKind.STARTED, lr=self.lr)
         eval_steps = self._eval_steps()
         while self.step < self.total_steps and not self._stop.is_set():

@@ -19,7 +19,12 @@ def records(runs_dir=None) -> list[runs.RunRecord]:
 
 
 def _lines(figure, curves: list[paper.Curve], row: int, col: int, shown: set, measure: str) -> None:
-    """One line per run and set: train solid, test dashed, coloured by algorithm."""
+    """One line per run and set: train solid, test dashed, coloured by algorithm; an empty panel says so."""
+    if not curves:
+        figure.add_scatter(x=[1e3, 1e8], y=[None, None], mode="lines", showlegend=False, row=row, col=col,
+                           hoverinfo="skip")  # axes to draw, over the paper's x range
+        figure.add_annotation(text="no runs yet", showarrow=False, font=dict(color="grey"), row=row, col=col,
+                              x=0.5, y=0.5, xref="x domain", yref="y domain")
     for curve in curves:
         for which, dash in (("train", "solid"), ("test", "dash")):
             name = f"{curve.algorithm} ({which})"
