@@ -1,4 +1,5 @@
-"""Gradients of the paper's network (Appendix C: one tanh hidden layer each side), derived by hand.
+"""Gradients of the paper's network (Appendix C: one tanh hidden layer each side), derived by hand; the same
+network with ReLU or softplus units too, whose derivatives, like tanh's, follow from the layer's output.
 
 Autograd spends more time on bookkeeping than on arithmetic for networks this small, so these steps run the
 forward pass once and write each parameter's gradient straight into its view of one flat buffer (by
@@ -23,16 +24,30 @@ Grads = dict[str, torch.Tensor]  # parameter name -> its view of the flat gradie
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
-    """x Wᵀ + b, then tanh when `activation` is "tanh".
+    """x Wᵀ + b, then the activation ("none", "tanh", "relu" or "softplus").
 
-    On the CPU in float32 this goes through oneDNN, which applies the tanh inside the GEMM and whose GEMM
-    is faster than MKL's at MNIST's wide shapes; aten's own tanh costs about six times its sigmoid in this torch
-    build. Other devices and dtypes (the float64 tests) take addmm. docs/PERFORMANCE.md has the timings.
+    On the CPU in float32 this goes through oneDNN, which applies tanh or ReLU inside the GEMM and whose GEMM is
+    faster than MKL's at MNIST's wide shapes; aten's own tanh costs about six times its sigmoid in this torch build.
+    Other devices and dtypes (the float64 tests) take addmm. docs/PERFORMANCE.md has the timings.
     """
+    fused = activation if activation in ("none", "tanh", "relu") else "none"
     if _ONEDNN and x.is_cpu and x.dtype == torch.float32:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation, [], "")
-    out = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
-    return out.tanh_() if activation == "tanh" else out
+        out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, fused, [], "")
+    else:
+        out = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+        out = {"tanh": torch.tanh_, "relu": torch.relu_}.get(fused, lambda t: t)(out)
+    return F.softplus(out) if activation == "softplus" else out
+
+
+def _activation_backward(grad: torch.Tensor, out: torch.Tensor, activation: str) -> None:
+    """grad *= the activation's derivative, in place, from the layer's output y: tanh' = 1 - y², ReLU' = [y > 0],
+    softplus' = sigmoid(u) = 1 - e^(-y)."""
+    if activation == "tanh":
+        torch.ops.aten.tanh_backward.grad_input(grad, out, grad_input=grad)
+    elif activation == "relu":
+        torch.ops.aten.threshold_backward.grad_input(grad, out, 0.0, grad_input=grad)
+    else:
+        grad.mul_(-torch.expm1(-out))
 
 
 class FlatParameters:
@@ -63,18 +78,18 @@ class StepValues:
     kl: float  # analytic KL for B; the Monte Carlo estimate of E_q[log q - log p(z)] for A
 
 
-def encoder_forward(encoder: MLP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encoder_forward(encoder: MLP, x: torch.Tensor, activation: str = "tanh") -> tuple[torch.Tensor, torch.Tensor]:
     """h = tanh(W3 x + b3) (M, H) and [μ, log σ²] = W h + b (M, 2J) (eq. 9)."""
     layer = encoder.hidden[0]
-    h = _linear(x, layer.weight, layer.bias, "tanh")  # (M, H)
+    h = _linear(x, layer.weight, layer.bias, activation)  # (M, H)
     z_params = torch.addmm(encoder.out.bias, h, encoder.out.weight.t())  # (M, 2J); too small for oneDNN
     return h, z_params
 
 
-def decoder_forward(decoder: MLP, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def decoder_forward(decoder: MLP, z: torch.Tensor, activation: str = "tanh") -> tuple[torch.Tensor, torch.Tensor]:
     """g = tanh(W1 z + b1) (N, H) and the output layer (N, D or 2D): Bernoulli logits, or [mean logits, log σ²]."""
     layer = decoder.hidden[0]
-    g = _linear(z, layer.weight, layer.bias, "tanh")  # (N, H)
+    g = _linear(z, layer.weight, layer.bias, activation)  # (N, H)
     return g, _linear(g, decoder.out.weight, decoder.out.bias)
 
 
@@ -99,24 +114,25 @@ def output_gradient(likelihood: str, out: torch.Tensor, x: torch.Tensor, L: int,
 
 
 def decoder_backward(decoder: MLP, d_out: torch.Tensor, g: torch.Tensor, z: torch.Tensor, grads: Grads,
-                     with_z: bool = True) -> torch.Tensor | None:
+                     with_z: bool = True, activation: str = "tanh") -> torch.Tensor | None:
     """Writes the decoder's gradients given ∂/∂(output) and, `with_z`, returns ∂/∂z (N, J)."""
     # Each bias gradient is summed as soon as its operand is written: after a GEMM the sum took up to 3x longer.
     torch.sum(d_out, 0, out=grads["decoder.out.bias"])
     torch.mm(d_out.t(), g, out=grads["decoder.out.weight"])
     d_g = _linear(d_out, decoder.out.weight.t(), None)  # (N, H)
-    torch.ops.aten.tanh_backward.grad_input(d_g, g, grad_input=d_g)  # tanh' = 1 - tanh²
+    _activation_backward(d_g, g, activation)
     torch.sum(d_g, 0, out=grads["decoder.hidden.0.bias"])
     torch.mm(d_g.t(), z, out=grads["decoder.hidden.0.weight"])
     return torch.mm(d_g, decoder.hidden[0].weight) if with_z else None  # (N, J)
 
 
-def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, h: torch.Tensor, x: torch.Tensor, grads: Grads) -> None:
+def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, h: torch.Tensor, x: torch.Tensor, grads: Grads,
+                     activation: str = "tanh") -> None:
     """Writes the encoder's gradients given ∂/∂[μ, log σ²] (M, 2J)."""
     torch.sum(d_z_params, 0, out=grads["encoder.out.bias"])
     torch.mm(d_z_params.t(), h, out=grads["encoder.out.weight"])
     d_h = torch.mm(d_z_params, encoder.out.weight)  # (M, H)
-    torch.ops.aten.tanh_backward.grad_input(d_h, h, grad_input=d_h)  # tanh' = 1 - tanh²
+    _activation_backward(d_h, h, activation)
     torch.sum(d_h, 0, out=grads["encoder.hidden.0.bias"])
     torch.mm(d_h.t(), x, out=grads["encoder.hidden.0.weight"])
 
@@ -130,14 +146,15 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
     so the trainer asks for it only on logging steps).
     """
     L, M, J = eps.shape
+    act = model.config.activation
     per_sample = 1.0 / (L * M)  # each of the L·M terms carries weight 1/(L M)
-    h, z_params = encoder_forward(model.encoder, x)
+    h, z_params = encoder_forward(model.encoder, x, act)
     z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
     z_std = torch.exp(0.5 * z_logvar)  # (M, J)
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # eq. 4: z = μ + σ ⊙ ε, (L·M, J)
-    g, out = decoder_forward(model.decoder, z)
+    g, out = decoder_forward(model.decoder, z, act)
     d_out, log_px_sum = output_gradient(model.config.likelihood, out, x, L, per_sample)
-    d_z = decoder_backward(model.decoder, d_out, g, z, grads).view(L, M, J)  # (L, M, J)
+    d_z = decoder_backward(model.decoder, d_out, g, z, grads, activation=act).view(L, M, J)  # (L, M, J)
     z = z.view(L, M, J)
     if estimator == "A":
         d_z.add_(z, alpha=per_sample)  # eq. 6 term -log p(z) = ½‖z‖² + c
@@ -153,7 +170,7 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
         d_logvar.add_(z_std * z_std - 1, alpha=0.5 / M)  # Appendix B: ∂KL/∂log σ² = ½(σ² - 1)
     else:
         d_logvar.sub_(0.5 / M)  # eq. 6: log q(z|x) = -½‖ε‖² - ½ Σ log σ² + c along the path
-    encoder_backward(model.encoder, d_z_params, h, x, grads)
+    encoder_backward(model.encoder, d_z_params, h, x, grads, act)
 
     if not with_values:
         return None
@@ -183,27 +200,28 @@ def wake_sleep_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, z_dream:
     x: (M, D); eps: (L, M, J); z_dream: (M, J); x_noise: (M, D). The values are estimator B's on the data minibatch.
     """
     L, M, J = eps.shape
-    likelihood = model.config.likelihood
+    likelihood, act = model.config.likelihood, model.config.activation
     # Wake phase: the decoder learns from z ~ q(z|x).
-    h, z_params = encoder_forward(model.encoder, x)
+    h, z_params = encoder_forward(model.encoder, x, act)
     z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
     z_std = torch.exp(0.5 * z_logvar)
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # (L·M, J), a sample, not a path
-    g, out = decoder_forward(model.decoder, z)
+    # One decoder pass for the wake samples and the dreams' z: one GEMM per layer instead of two.
+    g_both, out_both = decoder_forward(model.decoder, torch.cat([z, z_dream]), act)  # (L·M + M, ...)
+    g, out, out_dream = g_both[:L * M], out_both[:L * M], out_both[L * M:]
     d_out, log_px_sum = output_gradient(likelihood, out, x, L, 1.0 / (L * M))
-    decoder_backward(model.decoder, d_out, g, z, grads, with_z=False)
+    decoder_backward(model.decoder, d_out, g, z, grads, with_z=False, activation=act)
 
     # Sleep phase: the encoder learns to recognise the decoder's dreams.
-    _, out_dream = decoder_forward(model.decoder, z_dream)
     x_dream = dream(decoder_distribution(likelihood, out_dream), x_noise)  # (M, D)
-    h_dream, params_dream = encoder_forward(model.encoder, x_dream)
+    h_dream, params_dream = encoder_forward(model.encoder, x_dream, act)
     mean_dream, logvar_dream = params_dream[:, :J], params_dream[:, J:]
     # -log q(z|x) = ½ Σ_j (log 2π + log σ_j² + (z_j - μ_j)²/σ_j²) (eq. 9): its derivatives in μ and log σ², over M
     scaled = (z_dream - mean_dream).mul_(torch.exp(-logvar_dream))  # (z - μ)/σ², (M, J)
     d_params = torch.empty_like(params_dream)
     torch.mul(scaled, -1.0 / M, out=d_params[:, :J])
     torch.addcmul(scaled.new_tensor(0.5 / M), scaled, z_dream - mean_dream, value=-0.5 / M, out=d_params[:, J:])
-    encoder_backward(model.encoder, d_params, h_dream, x_dream, grads)
+    encoder_backward(model.encoder, d_params, h_dream, x_dream, grads, act)
 
     if not with_values:
         return None
