@@ -15,10 +15,11 @@ from vae_core.models import VAE, ModelConfig
 @pytest.mark.parametrize("estimator", ["A", "B"])
 @pytest.mark.parametrize("L", [1, 4])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32 on the CPU takes the oneDNN products
-@pytest.mark.parametrize("activation", ["tanh", "relu", "softplus"])
-def test_gradient_and_values_match_autograd(likelihood, estimator, L, dtype, activation):
+@pytest.mark.parametrize("activation, hidden", [("tanh", (7,)), ("relu", (7,)), ("softplus", (7,)), ("tanh", (7, 5)),
+                                                ("relu", (6, 5, 4))])
+def test_gradient_and_values_match_autograd(likelihood, estimator, L, dtype, activation, hidden):
     torch.manual_seed(0)
-    model = VAE(ModelConfig(12, 3, (7,), likelihood, (3, 4), activation)).double()
+    model = VAE(ModelConfig(12, 3, hidden, likelihood, (3, 4), activation)).double()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.5)

@@ -172,8 +172,8 @@ class TrainConfig:
                                    "evaluation estimates (Fig. 3: the first 1000)", "Points for log p(x)", "advanced")
     vb_logvar: float = setting(-10.0, "full-vb: the log-variance every parameter's q(θ) starts from",
                                "Initial log σ² of q(θ)", "advanced")
-    step: str = setting("auto", "how the gradient is computed: fast (derived by hand, for one hidden layer of tanh, "
-                        "ReLU or softplus units on the CPU in float32), autograd, or auto (fast wherever it applies)",
+    step: str = setting("auto", "how the gradient is computed: fast (derived by hand, for AEVB and wake-sleep on the "
+                        "CPU in float32), autograd, or auto (fast wherever it applies)",
                         "Gradient step",
                         "advanced", choices=STEPS)
     device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
@@ -267,8 +267,6 @@ class TrainConfig:
         """Why the hand-derived AEVB step cannot train this configuration, or None when it can."""
         if self.algorithm not in ("aevb", "wake-sleep"):
             return f"serves AEVB and wake-sleep only, not {self.algorithm}"
-        if len(self.hidden_layers) != 1:
-            return "serves networks of one hidden layer only (the paper's)"
         if resolve_device(self.device).type != "cpu":
             return "runs on the CPU only"
         return None

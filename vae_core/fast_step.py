@@ -1,5 +1,6 @@
-"""Gradients of the paper's network (Appendix C: one tanh hidden layer each side), derived by hand; the same
-network with ReLU or softplus units too, whose derivatives, like tanh's, follow from the layer's output.
+"""Gradients of the paper's network (Appendix C: one tanh hidden layer each side), derived by hand; and of the same
+networks with several hidden layers, or ReLU or softplus units, whose derivatives, like tanh's, follow from each
+layer's output.
 
 Autograd spends more time on bookkeeping than on arithmetic for networks this small, so these steps run the
 forward pass once and write each parameter's gradient straight into its view of one flat buffer (by
@@ -78,19 +79,23 @@ class StepValues:
     kl: float  # analytic KL for B; the Monte Carlo estimate of E_q[log q - log p(z)] for A
 
 
-def encoder_forward(encoder: MLP, x: torch.Tensor, activation: str = "tanh") -> tuple[torch.Tensor, torch.Tensor]:
-    """h = tanh(W3 x + b3) (M, H) and [μ, log σ²] = W h + b (M, 2J) (eq. 9)."""
-    layer = encoder.hidden[0]
-    h = _linear(x, layer.weight, layer.bias, activation)  # (M, H)
-    z_params = torch.addmm(encoder.out.bias, h, encoder.out.weight.t())  # (M, 2J); too small for oneDNN
-    return h, z_params
+def encoder_forward(encoder: MLP, x: torch.Tensor, activation: str = "tanh") -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The hidden layers' outputs [x, h1, ...] (M, ·) and [μ, log σ²] = W h + b (M, 2J) (eq. 9; h = tanh(W3 x + b3)
+    in the paper)."""
+    hs = [x]
+    for layer in encoder.hidden:
+        hs.append(_linear(hs[-1], layer.weight, layer.bias, activation))  # (M, H)
+    z_params = torch.addmm(encoder.out.bias, hs[-1], encoder.out.weight.t())  # (M, 2J); too small for oneDNN
+    return hs, z_params
 
 
-def decoder_forward(decoder: MLP, z: torch.Tensor, activation: str = "tanh") -> tuple[torch.Tensor, torch.Tensor]:
-    """g = tanh(W1 z + b1) (N, H) and the output layer (N, D or 2D): Bernoulli logits, or [mean logits, log σ²]."""
-    layer = decoder.hidden[0]
-    g = _linear(z, layer.weight, layer.bias, activation)  # (N, H)
-    return g, _linear(g, decoder.out.weight, decoder.out.bias)
+def decoder_forward(decoder: MLP, z: torch.Tensor, activation: str = "tanh") -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The hidden layers' outputs [z, g1, ...] (N, ·) (g = tanh(W1 z + b1) in the paper) and the output layer (N, D or
+    2D): Bernoulli logits, or [mean logits, log σ²]."""
+    gs = [z]
+    for layer in decoder.hidden:
+        gs.append(_linear(gs[-1], layer.weight, layer.bias, activation))  # (N, H)
+    return gs, _linear(gs[-1], decoder.out.weight, decoder.out.bias)
 
 
 def output_gradient(likelihood: str, out: torch.Tensor, x: torch.Tensor, L: int, weight: float
@@ -113,28 +118,36 @@ def output_gradient(likelihood: str, out: torch.Tensor, x: torch.Tensor, L: int,
     return d_out, lambda: (-0.5 * (x_logvar.sum() + (scaled * residual).sum()).item() - 0.5 * L * M * D * _LOG_2PI)
 
 
-def decoder_backward(decoder: MLP, d_out: torch.Tensor, g: torch.Tensor, z: torch.Tensor, grads: Grads,
-                     with_z: bool = True, activation: str = "tanh") -> torch.Tensor | None:
+def _hidden_backward(mlp: MLP, d: torch.Tensor, outputs: list[torch.Tensor], grads: Grads, name: str,
+                     activation: str, with_input: bool) -> torch.Tensor | None:
+    """Through the hidden layers, last to first: d is ∂/∂(the last hidden output); writes each layer's gradients and,
+    `with_input`, returns ∂/∂(the network's input)."""
+    for i in range(len(mlp.hidden) - 1, -1, -1):
+        _activation_backward(d, outputs[i + 1], activation)
+        # Each bias gradient is summed as soon as its operand is written: after a GEMM the sum took up to 3x longer.
+        torch.sum(d, 0, out=grads[f"{name}.hidden.{i}.bias"])
+        torch.mm(d.t(), outputs[i], out=grads[f"{name}.hidden.{i}.weight"])
+        if i > 0 or with_input:
+            d = torch.mm(d, mlp.hidden[i].weight) if i == 0 else _linear(d, mlp.hidden[i].weight.t(), None)
+    return d if with_input else None
+
+
+def decoder_backward(decoder: MLP, d_out: torch.Tensor, gs: list[torch.Tensor], grads: Grads, with_z: bool = True,
+                     activation: str = "tanh") -> torch.Tensor | None:
     """Writes the decoder's gradients given ∂/∂(output) and, `with_z`, returns ∂/∂z (N, J)."""
-    # Each bias gradient is summed as soon as its operand is written: after a GEMM the sum took up to 3x longer.
     torch.sum(d_out, 0, out=grads["decoder.out.bias"])
-    torch.mm(d_out.t(), g, out=grads["decoder.out.weight"])
-    d_g = _linear(d_out, decoder.out.weight.t(), None)  # (N, H)
-    _activation_backward(d_g, g, activation)
-    torch.sum(d_g, 0, out=grads["decoder.hidden.0.bias"])
-    torch.mm(d_g.t(), z, out=grads["decoder.hidden.0.weight"])
-    return torch.mm(d_g, decoder.hidden[0].weight) if with_z else None  # (N, J)
+    torch.mm(d_out.t(), gs[-1], out=grads["decoder.out.weight"])
+    d = _linear(d_out, decoder.out.weight.t(), None)  # (N, H)
+    return _hidden_backward(decoder, d, gs, grads, "decoder", activation, with_z)
 
 
-def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, h: torch.Tensor, x: torch.Tensor, grads: Grads,
+def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, hs: list[torch.Tensor], grads: Grads,
                      activation: str = "tanh") -> None:
     """Writes the encoder's gradients given ∂/∂[μ, log σ²] (M, 2J)."""
     torch.sum(d_z_params, 0, out=grads["encoder.out.bias"])
-    torch.mm(d_z_params.t(), h, out=grads["encoder.out.weight"])
-    d_h = torch.mm(d_z_params, encoder.out.weight)  # (M, H)
-    _activation_backward(d_h, h, activation)
-    torch.sum(d_h, 0, out=grads["encoder.hidden.0.bias"])
-    torch.mm(d_h.t(), x, out=grads["encoder.hidden.0.weight"])
+    torch.mm(d_z_params.t(), hs[-1], out=grads["encoder.out.weight"])
+    d = torch.mm(d_z_params, encoder.out.weight)  # (M, H)
+    _hidden_backward(encoder, d, hs, grads, "encoder", activation, with_input=False)
 
 
 @torch.no_grad()
@@ -148,13 +161,13 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
     L, M, J = eps.shape
     act = model.config.activation
     per_sample = 1.0 / (L * M)  # each of the L·M terms carries weight 1/(L M)
-    h, z_params = encoder_forward(model.encoder, x, act)
+    hs, z_params = encoder_forward(model.encoder, x, act)
     z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
     z_std = torch.exp(0.5 * z_logvar)  # (M, J)
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # eq. 4: z = μ + σ ⊙ ε, (L·M, J)
-    g, out = decoder_forward(model.decoder, z, act)
+    gs, out = decoder_forward(model.decoder, z, act)
     d_out, log_px_sum = output_gradient(model.config.likelihood, out, x, L, per_sample)
-    d_z = decoder_backward(model.decoder, d_out, g, z, grads, activation=act).view(L, M, J)  # (L, M, J)
+    d_z = decoder_backward(model.decoder, d_out, gs, grads, activation=act).view(L, M, J)  # (L, M, J)
     z = z.view(L, M, J)
     if estimator == "A":
         d_z.add_(z, alpha=per_sample)  # eq. 6 term -log p(z) = ½‖z‖² + c
@@ -170,7 +183,7 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
         d_logvar.add_(z_std * z_std - 1, alpha=0.5 / M)  # Appendix B: ∂KL/∂log σ² = ½(σ² - 1)
     else:
         d_logvar.sub_(0.5 / M)  # eq. 6: log q(z|x) = -½‖ε‖² - ½ Σ log σ² + c along the path
-    encoder_backward(model.encoder, d_z_params, h, x, grads, act)
+    encoder_backward(model.encoder, d_z_params, hs, grads, act)
 
     if not with_values:
         return None
@@ -202,26 +215,26 @@ def wake_sleep_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, z_dream:
     L, M, J = eps.shape
     likelihood, act = model.config.likelihood, model.config.activation
     # Wake phase: the decoder learns from z ~ q(z|x).
-    h, z_params = encoder_forward(model.encoder, x, act)
+    hs, z_params = encoder_forward(model.encoder, x, act)
     z_mean, z_logvar = z_params[:, :J], z_params[:, J:]
     z_std = torch.exp(0.5 * z_logvar)
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # (L·M, J), a sample, not a path
     # One decoder pass for the wake samples and the dreams' z: one GEMM per layer instead of two.
-    g_both, out_both = decoder_forward(model.decoder, torch.cat([z, z_dream]), act)  # (L·M + M, ...)
-    g, out, out_dream = g_both[:L * M], out_both[:L * M], out_both[L * M:]
+    gs_both, out_both = decoder_forward(model.decoder, torch.cat([z, z_dream]), act)  # (L·M + M, ...)
+    gs, out, out_dream = [g[:L * M] for g in gs_both], out_both[:L * M], out_both[L * M:]
     d_out, log_px_sum = output_gradient(likelihood, out, x, L, 1.0 / (L * M))
-    decoder_backward(model.decoder, d_out, g, z, grads, with_z=False, activation=act)
+    decoder_backward(model.decoder, d_out, gs, grads, with_z=False, activation=act)
 
     # Sleep phase: the encoder learns to recognise the decoder's dreams.
     x_dream = dream(decoder_distribution(likelihood, out_dream), x_noise)  # (M, D)
-    h_dream, params_dream = encoder_forward(model.encoder, x_dream, act)
+    hs_dream, params_dream = encoder_forward(model.encoder, x_dream, act)
     mean_dream, logvar_dream = params_dream[:, :J], params_dream[:, J:]
     # -log q(z|x) = ½ Σ_j (log 2π + log σ_j² + (z_j - μ_j)²/σ_j²) (eq. 9): its derivatives in μ and log σ², over M
     scaled = (z_dream - mean_dream).mul_(torch.exp(-logvar_dream))  # (z - μ)/σ², (M, J)
     d_params = torch.empty_like(params_dream)
     torch.mul(scaled, -1.0 / M, out=d_params[:, :J])
     torch.addcmul(scaled.new_tensor(0.5 / M), scaled, z_dream - mean_dream, value=-0.5 / M, out=d_params[:, J:])
-    encoder_backward(model.encoder, d_params, h_dream, x_dream, grads, act)
+    encoder_backward(model.encoder, d_params, hs_dream, grads, act)
 
     if not with_values:
         return None
