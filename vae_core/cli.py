@@ -1,4 +1,4 @@
-"""`python -m vae_core {train,evaluate,variance,data}`: the engine from the command line.
+"""`python -m vae_core {train,evaluate,variance,sweep,report,data}`: the engine from the command line.
 
 Progress goes to stderr; with `--json` the last line of stdout is one JSON object. The `train` flags are
 derived from the fields of `TrainConfig`: its defaults, help and choices are the ones shown here.
@@ -286,6 +286,14 @@ def cmd_sweep(args) -> int:
     return 1 if any(t["status"] == "failed" for t in result["trials"]) else 0
 
 
+def cmd_report(args) -> int:
+    """A paper figure's numbers from the runs under a folder, as Markdown (docs/REPRODUCTION.md's tables)."""
+    from . import paper
+    records = [runs.read_run(path) for path in runs.list_runs(args.runs_dir)]
+    print(paper.report(records, args.figure))
+    return 0
+
+
 def _parse_switch(text: str) -> bool:
     if text.lower() in ("true", "yes", "on", "1"):
         return True
@@ -391,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
     sweep.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
     sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="a paper figure's numbers from the runs, as a Markdown table")
+    report.add_argument("--figure", type=int, choices=sorted(PRESETS), required=True)
+    report.add_argument("--runs-dir", default=None, help="where the runs are (default: ./runs or $VAE_RUNS_DIR; sweeps "
+                                                         "inside it are included)")
+    report.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="download the datasets, or check the copies on this machine")
     data.add_argument("--dataset", choices=data_module.DATASETS, default=None)

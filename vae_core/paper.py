@@ -208,3 +208,56 @@ def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] |
                                          panels[(dataset, large)], "aevb")])) + 1.0),
                                      "train - test gap of AEVB: " + ", ".join(f"J = {J}: {g:+.2f}" for J, g in gaps.items()))]
     return verdicts
+
+
+NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
+BUDGETS = (10**5, 3 * 10**5, 10**6, 10**7)  # the points of Figure 2's x axis the docs report
+
+
+def wall_seconds(record: RunRecord) -> float | None:
+    """From the run's start (its lock's `since`) to its last status, in seconds."""
+    from .runs import LOCK, read_json
+    try:
+        since = read_json(record.path / LOCK)["since"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return record.status.get("updated", since) - since
+
+
+def report(records: list[RunRecord], figure: int) -> str:
+    """A figure's numbers as a Markdown table: each configuration and algorithm, the train and test values at the
+    paper's budgets (the mean over seeds; blank where no run has reached the budget), the seeds and the wall time;
+    then the claims as the runs measure them."""
+    by_run = {r.name: r for r in records}
+    if figure == 2:
+        panels = figure_2_curves(records)
+        keyed = {f"{NAMES[d]} J = {J}": curves for (d, J), curves in panels.items()}
+        algorithms, verdicts, what = FIGURE_2_ALGORITHMS, claims(panels), "lower bound"
+    else:
+        panels = figure_3_curves(records)
+        keyed = {f"MNIST J = 3, N_train = {n:,}": curves for n, curves in panels.items()}
+        algorithms, verdicts, what = FIGURE_3_ALGORITHMS, claims_3(panels), "marginal log-likelihood"
+    names = {10**5: "10^5", 3 * 10**5: "3·10^5", 10**6: "10^6", 10**7: "10^7"}
+    head = " | ".join(f"{names[b]} train | {names[b]} test" for b in BUDGETS)
+    lines = [f"| configuration | algorithm | {head} | seeds | wall time per run |",
+             "|---|---|" + "---|" * (2 * len(BUDGETS)) + "---|---|"]
+    for label, curves in keyed.items():
+        for algorithm in algorithms:
+            mine = [c for c in curves if c.algorithm == algorithm]
+            cells = []
+            for budget in BUDGETS:
+                for which in ("train", "test"):
+                    values = [v for c in mine if (v := c.at(budget, which)) is not None]
+                    cells.append(f"{np.mean(values):.2f}" if values else "")
+            walls = [w for c in mine if by_run[c.run].state == "finished" and (w := wall_seconds(by_run[c.run])) is not None]
+            wall = f"{np.mean(walls) / 60:.0f} min" if walls else ""
+            lines.append(f"| {label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
+    lines += ["", f"Values: the {what} per datapoint in nats, interpolated on the log axis between evaluations; the "
+                  "mean over seeds.", "", "| where | claim | verdict | evidence |", "|---|---|---|---|"]
+    for where, items in verdicts.items():
+        label = (f"{NAMES[where]}, all J" if isinstance(where, str) else f"{NAMES[where[0]]} J = {where[1]}"
+                 if isinstance(where, tuple) else f"N_train = {where:,}")
+        for v in items:
+            verdict = {True: "holds", False: "does not hold", None: "not yet"}[v.holds]
+            lines.append(f"| {label} | {v.claim} | {verdict} | {v.evidence} |")
+    return "\n".join(lines)
