@@ -10,7 +10,7 @@ from vae_core import data, paper, runs
 from vae_core.sweep import Sweep
 
 COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
-NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
+NAMES = paper.NAMES
 CLAIMED = {True: "✓ holds", False: "✗ does not hold", None: "— not yet"}
 
 
