@@ -3,7 +3,9 @@
 The same configuration (Frey Face, J = 2, M = 100, L = 1, Adagrad, lr 0.02, 5e5 samples) is trained, in each
 round, (a) by `python -m vae_core train`, (b) from the Train page of `streamlit run dashboard.py` open in
 headless Chromium, whose live view redraws its charts twice a second throughout, and (c) from the Train page,
-which is then left for the Home page while the run trains. Each run reports its own samples per second
+which is then left for the Home page while the run trains; then (b) and (c) again beside a neighbour, a busy loop
+taking a whole core (another program, another run), where the unwatched run must train at least as fast as the
+watched one (issue 20: it trained 4 to 10 times slower before the worker measured its thread count). Each run reports its own samples per second
 (training time, evaluations excluded); b / a and c / a of each round and their medians are printed, with the CPU
 that the browser and the app server took during (b), by process.
 
@@ -31,8 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 from train_throughput import logged_steps  # bench/ is this script's folder, first on sys.path
-from vae_app import figures as plots
 from vae_app.components import live_chart_dir
+from vae_app.views.train import chart_rows
 from vae_core import runs
 
 SAMPLES = "5e5"
@@ -79,25 +81,27 @@ class BusyLoop:
 
 
 class ChartsPage:
-    """(f): the Train page's two live charts with nothing else. The chart component's own page (live_chart_dir)
-    in two iframes of a bare local page, whose timer sends them, twice a second, the figures the Train page sent
-    as `rows` arrived (log x, smoothing 0.6: the page's defaults). It redraws only while on; Chromium's CPU
-    meanwhile is summed in `cpu_seconds` over `seconds`."""
+    """(f): the Train page's live charts with nothing else. The chart component's own page (live_chart_dir) in an
+    iframe of a bare local page, whose timer sends it, twice a second, what the Train page sent as `rows` arrived:
+    the new rows only, as the page does (log x, smoothing 0.6: the page's defaults), all of them again when the
+    cycle restarts. It redraws only while on; Chromium's CPU meanwhile is summed in `cpu_seconds` over `seconds`."""
 
     def __init__(self, browser, rows: list[dict], server_pid: int, ticks: int = 60):
-        figures = []
+        messages, sent = [], 0
         for k in range(ticks):
-            arrived = rows[:max(2, len(rows) * (k + 1) // ticks)]
-            figures.append([plots.to_json(plots.learning_curves({"run": arrived}, True, 0.6)),
-                            plots.to_json(plots.bound_terms(arrived, True, 0.6))])
+            arrived = max(2, len(rows) * (k + 1) // ticks)
+            start = 0 if k == 0 else sent
+            messages.append({"run": "bench", "start": start, "rows": chart_rows(rows[start:arrived]),
+                             "log_x": True, "smoothing": 0.6})
+            sent = arrived
         frame = (live_chart_dir() / "index.html").as_uri()
         self.host = Path(tempfile.mkdtemp(prefix="charts-")) / "charts.html"
         self.host.write_text(
-            "<!doctype html><body style='margin:0;display:flex'>"
-            + f"<iframe src='{frame}' style='flex:1;height:420px;border:0'></iframe>" * 2
-            + f"<script>const FIGURES = {json.dumps(figures)}; let tick = 0; setInterval(() => {{"
-            "const pair = FIGURES[tick++ % FIGURES.length]; document.querySelectorAll('iframe').forEach((frame, i) =>"
-            " frame.contentWindow.postMessage({type: 'streamlit:render', args: {figure: pair[i]}}, '*')); }, 500);"
+            "<!doctype html><body style='margin:0'>"
+            f"<iframe src='{frame}' style='width:100%;height:800px;border:0'></iframe>"
+            f"<script>const MESSAGES = {json.dumps(messages)}; let tick = 0; setInterval(() => {{"
+            "document.querySelector('iframe').contentWindow.postMessage("
+            "{type: 'streamlit:render', args: MESSAGES[tick++ % MESSAGES.length]}, '*'); }, 500);"
             "</script></body>", encoding="utf-8")
         self.page = browser.new_page(viewport={"width": 1400, "height": 1600})
         self.server_pid, self.cpu_seconds, self.seconds = server_pid, 0.0, 0.0
@@ -191,10 +195,10 @@ def dashboard_rate(page, url: str, runs_dir: Path, leave: bool,
     before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
     page.goto(url + "/train")
     page.get_by_role("button", name="Start training").wait_for(timeout=30_000)
-    page.get_by_label("Dataset").click()
+    page.get_by_role("combobox", name="Dataset", exact=True).click()
     page.get_by_role("option", name="frey").click()
-    page.get_by_label("Training samples to evaluate").fill(SAMPLES)
-    page.get_by_label("Step size ('auto' tries 0.01, 0.02, 0.1)").fill("0.02")
+    page.get_by_role("textbox", name="Training samples to evaluate", exact=True).fill(SAMPLES)
+    page.get_by_role("textbox", name="Step size", exact=True).fill("0.02")
     page.get_by_role("button", name="Start training").click()
     try:
         page.get_by_role("button", name="Pause").wait_for(timeout=30_000)  # the run's controls: it has started
@@ -237,13 +241,14 @@ def main() -> None:
                                "--server.address", "127.0.0.1"], cwd=REPO, env={**os.environ, "VAE_RUNS_DIR": str(app_runs)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(5)
-    cli, dashboard, left, display = [], [], [], []
+    cli, dashboard, left, display, crowded = [], [], [], [], []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
                 "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            neighbour = BusyLoop(1.0)
             for _ in range(args.rounds):
                 cli.append(cli_rate(runs_dir))
                 rate, parts, run_dir = dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, False, server.pid)
@@ -254,12 +259,23 @@ def main() -> None:
                 print(f"round: CLI {cli[-1]:,.0f}, dashboard watched {dashboard[-1]:,.0f} ({dashboard[-1] / cli[-1]:.0%}; "
                       f"browser and app used {display[-1]:.0%} of a core: {split}), dashboard left for Home "
                       f"{left[-1]:,.0f} ({left[-1] / cli[-1]:.0%}) samples/s", flush=True)
+                neighbour.on()
+                try:
+                    crowded.append([dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, leave, server.pid)[0]
+                                    for leave in (False, True)])
+                finally:
+                    neighbour.off()
+                print(f"  beside a neighbour busy on a whole core: watched {crowded[-1][0]:,.0f}, left for Home "
+                      f"{crowded[-1][1]:,.0f} samples/s ({crowded[-1][1] / crowded[-1][0]:.0%} of watched)", flush=True)
             page.close()
             # The machine's speed drifts from minute to minute, so each round's ratio is taken on its own first.
             watched = statistics.median(b / a for a, b in zip(cli, dashboard))
             unwatched = statistics.median(c / a for a, c in zip(cli, left))
             print(f"median over {args.rounds} rounds of each round's ratio to the CLI: dashboard worker {watched:.0%} "
                   f"with the Train page redrawing, {unwatched:.0%} once the page is left for Home", flush=True)
+            print(f"beside the neighbour, unwatched over watched: median "
+                  f"{statistics.median(c / b for b, c in crowded):.0%}", flush=True)
+            neighbour.close()
 
             import torch
             cores, fewer = torch.get_num_threads(), max(1, torch.get_num_threads() - 1)

@@ -1,4 +1,5 @@
 """`python -m vae_core` end to end, as a user runs it."""
+import math
 import json
 import os
 import subprocess
@@ -27,6 +28,14 @@ def test_train_then_evaluate(tmp_path, data_dir):
     scores = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert abs(scores["test_lower_bound"] - result["test_lower_bound"]) < 5  # same model, fresh noise
     assert scores["test_log_likelihood"] > scores["test_lower_bound"]  # K = 20 tightens the bound
+    marginal = cli("evaluate", str(run_dir), "--iw-samples", "20", "--marginal-likelihood", "--points", "20", "--json",
+                   env={"VAE_DATA_DIR": str(data_dir)})
+    assert marginal.returncode == 0, marginal.stderr
+    scores = json.loads(marginal.stdout.strip().splitlines()[-1])
+    assert scores["marginal_points"] == 20 and 0 < scores["test_marginal_log_likelihood_error"] < math.inf
+    # Appendix D estimates log p(x), which the IW bound on the same 20 points stays under (up to D's noise)
+    assert scores["test_marginal_log_likelihood"] > scores["test_log_likelihood_on_marginal_points"] - 1
+    assert abs(scores["train_marginal_log_likelihood"] - scores["test_marginal_log_likelihood"]) < 100
 
 
 def test_data_verify_on_the_shared_copies(data_dir):

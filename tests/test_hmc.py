@@ -73,3 +73,28 @@ def test_the_appendix_d_estimator_recovers_the_exact_log_px(linear_gaussian, sam
 def test_the_estimator_is_for_few_latent_dimensions():
     with pytest.raises(ValueError, match="for J below 5"):
         MarginalConfig().validate(5)
+
+
+def test_the_appendix_d_estimator_agrees_with_the_importance_weighted_bound_on_a_trained_model(tmp_path, data_dir):
+    """On an MNIST VAE with J = 3 trained for 10^5 samples, whose ELBO lies 2.6 nats below log p(x), Appendix D's
+    estimate with many posterior samples and the IW bound at K = 20,000 agree on average within a few hundredths of a
+    nat. Per datapoint they differ by up to half a nat, far beyond the stated errors, the same points for every seed:
+    where D reads high the IW bound is still short of log p(x), where it reads low the chains miss a mode of
+    p(z|x) that q reaches (docs/REPRODUCTION.md reports both estimators on the Figure 2 run of J = 3)."""
+    from vae_core.estimators import log_weight
+    from vae_core.training import Trainer, TrainConfig
+    config = TrainConfig(dataset="mnist", latent_dim=3, samples=100_000, lr=0.02, data_dir=str(data_dir))
+    trainer = Trainer.from_config(config, tmp_path / "run")
+    trainer.run()
+    model, x = trainer.model.double(), trainer.x_test[:20].double()  # (M, D)
+    estimate, error = marginal_log_likelihood(model, x, MarginalConfig(samples=2000), torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        posterior = model.encoder(x)
+        eps = torch.randn((20_000, *posterior.mean.shape), generator=torch.Generator().manual_seed(7), dtype=x.dtype)
+        log_w = log_weight(model, x, posterior.mean + posterior.stddev * eps, posterior)  # (K, M)
+    iw = torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])  # (M,)
+    elbo = log_w.mean(0)  # (M,)
+    assert (iw - elbo).mean() > 1.0  # so agreeing with the IW bound is more than agreeing with any bound
+    gap = estimate - iw
+    assert abs(gap.mean()) < 0.1 and gap.abs().max() < 0.6, gap
+    assert (error > 0).all() and torch.isfinite(estimate).all()

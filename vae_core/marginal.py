@@ -1,16 +1,19 @@
 """The marginal-likelihood estimator of Appendix D, for latent spaces of few dimensions (J below 5).
 
 For each datapoint x: run two independent HMC chains over z ~ p_θ(z|x) (`hmc.py`), started from the encoder's
-q_φ(z|x), whose scale also sets each chain's first step size; fit a density q(z) to the first chain's draws, a
-Gaussian kernel density whose bandwidth is chosen on held-out draws (the authors' code: ten factors around Scott's
-rule, fitted on one half and scored on the other); then, on the second chain's draws, fresh samples,
+q_φ(z|x), whose scale also sets each chain's first step size; fit a density q(z) to one chain's draws, a Gaussian
+kernel density whose bandwidth is chosen on held-out draws (the authors' code: ten factors around Scott's rule,
+fitted on one half and scored on the other); then, on the other chain's draws, fresh samples,
 
     p(x) ≈ [ (1/L) Σ_l q(z⁽ˡ⁾) / (p(z⁽ˡ⁾) p_θ(x|z⁽ˡ⁾)) ]⁻¹        (Appendix D)
 
-with a standard error from the spread of the log ratios (the authors' normal approximation). The authors' code
-took both halves from one chain; draws next to the fitted ones then score too high under q, which biased log p(x)
-low by 0.1 to 1 nat on the linear-Gaussian model of the tests. Everything runs vectorised over datapoints: chains
-of shape (2, M, J), kernel densities as batched matrix products.
+and the same with the chains' roles swapped; the two estimates of 1/p(x) are averaged. The standard error is the
+authors' normal approximation from the spread of the log ratios, with the two estimates' disagreement added: chains
+caught in different modes of p(z|x) then say so. It still ignores autocorrelation within a chain, and cannot see
+a mode neither chain reached (docs/REPRODUCTION.md measures both against the IW bound). The authors' code took both
+halves from one chain; draws next to the fitted ones then score too high under q, which biased log p(x) low by 0.1
+to 1 nat on the linear-Gaussian model of the tests. Everything runs vectorised over datapoints: chains of shape
+(2, M, J), kernel densities as batched matrix products, in chunks that bound the memory.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 from .hmc import Sampler, log_joint
 
 MAX_LATENT = 4  # "for higher dimensional latent space the estimates became unreliable" (Appendix D)
+MAX_ELEMENTS = 2**24  # kernel-density differences held at once (M·e·K·J doubles, 128 MiB)
 
 
 @dataclass
@@ -59,12 +63,16 @@ def kde_log_density(points: torch.Tensor, at: torch.Tensor, factor: torch.Tensor
     covariance = covariance + 1e-6 * scale.view(M, 1, 1) * torch.eye(J, dtype=points.dtype, device=points.device)
     kernel = covariance * factor.view(M, 1, 1).square()
     chol = torch.linalg.cholesky(kernel)  # (M, J, J)
-    diff = at[:, :, None, :] - points[:, None, :, :]  # (M, E, K, J)
-    solved = torch.linalg.solve_triangular(chol[:, None], diff.transpose(-1, -2), upper=False)  # (M, E, J, K)
-    mahalanobis = solved.square().sum(-2)  # (M, E, K)
     log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (M,)
-    log_kernel = -0.5 * (mahalanobis + J * math.log(2 * math.pi) + log_det[:, None, None])
-    return (torch.logsumexp(log_kernel, -1) - math.log(K)).to(dtype)
+    chunk = max(1, MAX_ELEMENTS // (M * K * J))  # evaluation points at a time: memory stays bounded at any L
+    parts = []
+    for start in range(0, at.shape[1], chunk):
+        diff = at[:, start:start + chunk, None, :] - points[:, None, :, :]  # (M, e, K, J)
+        solved = torch.linalg.solve_triangular(chol[:, None], diff.transpose(-1, -2), upper=False)  # (M, e, J, K)
+        mahalanobis = solved.square().sum(-2)  # (M, e, K)
+        log_kernel = -0.5 * (mahalanobis + J * math.log(2 * math.pi) + log_det[:, None, None])
+        parts.append(torch.logsumexp(log_kernel, -1) - math.log(K))  # (M, e)
+    return torch.cat(parts, 1).to(dtype)
 
 
 def fitted_kde_factor(points: torch.Tensor) -> torch.Tensor:
@@ -92,12 +100,21 @@ def marginal_log_likelihood(model, x: torch.Tensor, config: MarginalConfig = Mar
         first_step = 0.5 * posterior.stddev.mean(-1, keepdim=True).expand(2, -1, -1)  # (2, M, 1): the encoder's scale
         sampler = Sampler(config.leapfrog_steps, first_step.clone(), config.target, per_chain=True)
         draws, log_p, _ = sampler.sample(log_joint(model, part), z0, config.samples // 2, config.burn_in, generator)
-        fit, fresh = draws[:, 0].transpose(0, 1), draws[:, 1].transpose(0, 1)  # (M, S/2, J) each
-        factor = fitted_kde_factor(fit)
-        log_q = kde_log_density(fit, fresh, factor)  # (M, S/2)
-        log_ratio = log_q.double() - log_p[:, 1].transpose(0, 1).double()  # log q(z) - log p(x, z) on the fresh draws
-        n = log_ratio.shape[1]
-        estimates.append((-(torch.logsumexp(log_ratio, 1) - math.log(n))).to(part.dtype))  # Appendix D
-        var = log_ratio.var(1)
-        errors.append(torch.sqrt(var / n + var.square() / (n - 1)).to(part.dtype))  # the authors' normal approximation
+        chains = draws.transpose(0, 2)  # (M, 2, S/2, J)
+        log_joints = log_p.transpose(0, 2).double()  # (M, 2, S/2)
+        # Each chain in turn fits q(z) and the other supplies the fresh draws; both estimates are averaged. Two
+        # chains caught in different modes of p(z|x) disagree, and their disagreement joins the stated error.
+        inverses, variances = [], []
+        for fit, fresh in ((0, 1), (1, 0)):
+            factor = fitted_kde_factor(chains[:, fit])
+            log_q = kde_log_density(chains[:, fit], chains[:, fresh], factor)  # (M, S/2)
+            log_ratio = log_q.double() - log_joints[:, fresh]  # log q(z) - log p(x, z) on the fresh draws
+            n = log_ratio.shape[1]
+            inverses.append(torch.logsumexp(log_ratio, 1) - math.log(n))  # log of Appendix D's 1/p(x)
+            var = log_ratio.var(1)
+            variances.append(var / n + var.square() / (n - 1))  # the authors' normal approximation
+        inverses = torch.stack(inverses)  # (2, M)
+        estimates.append((-(torch.logsumexp(inverses, 0) - math.log(2))).to(part.dtype))  # Appendix D, both ways
+        spread = (inverses[0] - inverses[1]).square() / 4
+        errors.append(torch.sqrt((variances[0] + variances[1]) / 4 + spread).to(part.dtype))
     return torch.cat(estimates), torch.cat(errors)

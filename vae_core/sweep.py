@@ -221,8 +221,13 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
                            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
                            run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0,
                                                      callbacks=[progress_callback(len(sweep.trials))],
-                                                     failure_config=tune.FailureConfig(max_failures=0)))
-    results = tuner.fit()
+                                                     failure_config=tune.FailureConfig(max_failures=1)))  # a killed trial: once more
+    try:
+        results = tuner.fit()
+    except Exception as e:  # Ray stopped the whole sweep: a node out of memory, a lost cluster
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]  # Ray's first line says what happened
+        raise runs.RunError(f"the sweep stopped: {reason} Finished trials are kept, and the others continue from "
+                            f"their last checkpoint with `python -m vae_core sweep --resume {sweep_dir}`") from e
     trials = []
     for result in results:
         trial = result.config["trial"]
