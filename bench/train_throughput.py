@@ -216,24 +216,27 @@ def main() -> None:
     args = parser.parse_args()
     blocks, per_block = (3, 3) if args.quick else (25, 20)
     torch.manual_seed(0)
-    configs = [("MNIST 784-500-20", 784, 500, 20, 1, False), ("MNIST 784-500-20", 784, 500, 20, 10, False),
-               ("Frey 560-200-2", 560, 200, 2, 1, True)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M = 100, Adagrad; {blocks} interleaved blocks of "
+    configs = [("MNIST 784-500-20", 784, 500, 20, 1, False, 100), ("MNIST 784-500-20", 784, 500, 20, 10, False, 100),
+               ("Frey 560-200-2", 560, 200, 2, 1, True, 100),
+               # small minibatches, where per-step overhead counts most (the JAX example's M = 32)
+               ("MNIST 784-500-20", 784, 500, 20, 1, False, 32), ("Frey 560-200-2", 560, 200, 2, 1, True, 32)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Adagrad; {blocks} interleaved blocks of "
           f"{per_block} steps: median times, and ratios as the median of each block's ratio")
-    print(f"{'configuration':<20} {'L':>3} {'vae_core ms':>12} {'autograd ms':>12} {'wake-sleep ms':>14} {'reference ms':>13} "
+    print(f"{'configuration':<20} {'L':>3} {'M':>4} {'vae_core ms':>12} {'autograd ms':>12} {'wake-sleep ms':>14} {'reference ms':>13} "
           f"{'GEMM ms':>8} {'GEMM+opt ms':>12} {'vs reference':>13} {'autograd/fast':>14} {'WS speed/AEVB':>14} "
           f"{'of GEMM roofline':>17} {'ceiling':>8}" + (f" {'vs ' + args.baseline[:9]:>14}" if args.baseline else ""))
-    for name, D, H, J, L, gaussian in configs:
+    for name, D, H, J, L, gaussian, M in configs:
         X = torch.rand(6000, D)
-        contenders = {"vae_core": vae_core_steps(X, H, J, L, gaussian), "autograd": vae_core_steps(X, H, J, L, gaussian, step="autograd"),
-                      "wake-sleep": vae_core_steps(X, H, J, L, gaussian, algorithm="wake-sleep"),
-                      "reference": reference_steps(X, H, J, L, gaussian), "gemm": gemm_steps(_trainer(X, H, J, L, gaussian)),
-                      "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian))}
+        contenders = {"vae_core": vae_core_steps(X, H, J, L, gaussian, M),
+                      "autograd": vae_core_steps(X, H, J, L, gaussian, M, step="autograd"),
+                      "wake-sleep": vae_core_steps(X, H, J, L, gaussian, M, algorithm="wake-sleep"),
+                      "reference": reference_steps(X, H, J, L, gaussian, M), "gemm": gemm_steps(_trainer(X, H, J, L, gaussian, M)),
+                      "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian, M))}
         if args.baseline:
-            contenders["baseline"] = baseline_steps(args.baseline, X, H, J, L, gaussian)
+            contenders["baseline"] = baseline_steps(args.baseline, X, H, J, L, gaussian, M)
         t = interleaved(contenders, blocks, per_block)
         ms = {contender: statistics.median(seconds) * 1e3 for contender, seconds in t.items()}
-        line = (f"{name:<20} {L:>3} {ms['vae_core']:>12.3f} {ms['autograd']:>12.3f} {ms['wake-sleep']:>14.3f} "
+        line = (f"{name:<20} {L:>3} {M:>4} {ms['vae_core']:>12.3f} {ms['autograd']:>12.3f} {ms['wake-sleep']:>14.3f} "
                 f"{ms['reference']:>13.3f} {ms['gemm']:>8.3f} {ms['gemm+opt']:>12.3f} "
                 f"{paired_ratio(t['reference'], t['vae_core']):>12.2f}x {paired_ratio(t['autograd'], t['vae_core']):>13.2f}x "
                 f"{paired_ratio(t['vae_core'], t['wake-sleep']):>13.2f}x {paired_ratio(t['gemm'], t['vae_core']):>16.0%} "
