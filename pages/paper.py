@@ -24,9 +24,15 @@ st.subheader("Figure 3: AEVB, wake-sleep and Monte Carlo EM, by the marginal lik
 st.caption("Appendix D's estimate of log p(x) on the first 1000 training and test points, MNIST with 100 hidden "
            "units and J = 3, trained on 1000 and on 50000 points.")
 st.plotly_chart(views.figure_3(panels_3, log_x), key="figure_3")
+st.subheader("Appendix F: full variational Bayes against AEVB")
+st.caption("A Gaussian posterior q(θ) over the decoder's parameters too, trained by Algorithm 2; its line is the "
+           "bound of the mean network. Train one with `python -m vae_core train --dataset frey --latent-dim 2 "
+           "--algorithm full-vb --vb-logvar=-6`; each initial log-variance gets a colour.")
+panels_f = paper.appendix_f_curves(records)
+st.plotly_chart(views.appendix_f(panels_f, log_x), key="appendix_f")
 
 st.subheader("The paper's claims, as your runs measure them")
-st.dataframe(views.claims_table(panels, panels_3), hide_index=True, width="stretch")
+st.dataframe(views.claims_table(panels, panels_3, panels_f), hide_index=True, width="stretch")
 
 missing = views.missing_table(panels, panels_3)
 st.subheader("Missing runs")

@@ -57,7 +57,7 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
 
     from vae_app.views import pool
     from vae_core.training import Trainer
-    for algorithm in ("aevb", "wake-sleep"):
+    for algorithm in ("aevb", "wake-sleep", "full-vb"):
         Trainer.from_config(TrainConfig(dataset="frey", latent_dim=2, algorithm=algorithm, samples=3000, lr=0.02,
                                         data_dir=str(data_dir)), runs_dir=tmp_path / "runs").run()
     Trainer.from_config(TrainConfig(dataset="digits", samples=2000, lr=0.02), runs_dir=tmp_path / "runs").run()  # not Fig. 2
@@ -82,7 +82,14 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     assert figure.count('"name":"aevb (train)"') == 1 and figure.count('"name":"wake-sleep (test)"') == 1
     assert "MNIST, J = 200" in figure and "Frey Face, J = 2" in figure
     assert "N_train = 50,000" in at.get("plotly_chart")[1].proto.spec  # Figure 3 beside it
-    claims = at.dataframe[0].value.set_index("where")
+    appendix_f = at.get("plotly_chart")[2].proto.spec  # full VB against AEVB, from the same Frey Face runs
+    assert appendix_f.count('"name":"aevb (test)"') == 1 and appendix_f.count('"name":"full-vb, log') == 2
+    assert '"name":"wake-sleep' not in appendix_f
+    claims = at.dataframe[0].value
+    full_vb = claims[claims["figure"] == "App. F"].set_index("where")
+    assert full_vb.loc["Frey Face, J = 2"]["verdict"] in ("✓ holds", "✗ does not hold")
+    assert full_vb.loc["MNIST, J = 20"]["verdict"] == "— not yet"
+    claims = claims.set_index("where")
     assert claims.loc["Frey Face, J = 2"].iloc[0]["verdict"] in ("✓ holds", "✗ does not hold")
     assert claims.loc["MNIST, J = 3"]["verdict"] == "— not yet"
     missing = at.dataframe[1].value
@@ -112,3 +119,21 @@ def test_figure_3_runs_and_claims():
     assert better.holds is True and "AEVB -125.00, mcem -124.50" in better.evidence  # within 1 nat: matches
     assert wake_sleep.holds is None and paper.claims_3(panels)[50000][0].holds is None
     assert paper.missing_3(panels) == [(1000, "wake-sleep"), (50000, "aevb"), (50000, "wake-sleep"), (50000, "mcem")]
+
+
+def test_appendix_f_takes_aevb_and_full_vb_at_any_initial_variance():
+    full_vb = TrainConfig(dataset="frey", latent_dim=2, algorithm="full-vb", vb_logvar=-6.0).to_dict()
+    assert paper.appendix_f_panel(full_vb) == ("frey", 2) and paper.figure_2_panel(full_vb) is None
+    assert paper.appendix_f_panel(TrainConfig(dataset="mnist", latent_dim=20).to_dict()) == ("mnist", 20)
+    assert paper.appendix_f_panel(TrainConfig(dataset="frey", latent_dim=2, algorithm="wake-sleep").to_dict()) is None
+    assert paper.appendix_f_panel(TrainConfig(dataset="frey", latent_dim=5, algorithm="full-vb").to_dict()) is None
+    panels = {("frey", 2): [Curve("a", "aevb", 0, [10**4, 10**6], [700, 770], [710, 790]),
+                            Curve("v", "full-vb", 0, [10**4, 10**6], [300, 500], [310, 505], "log σ²₀ = -6"),
+                            Curve("w", "full-vb", 0, [10**4, 10**5], [690, 760], [700, 780], "log σ²₀ = -10")],
+              ("mnist", 20): []}
+    verdicts = paper.claims_f(panels)
+    assert [(v.claim, v.holds) for v in verdicts[("frey", 2)]] == [
+        ("Full VB (log σ²₀ = -10) reaches AEVB's bound", True), ("Full VB (log σ²₀ = -6) reaches AEVB's bound", False)]
+    # at the largest budget both reached, 10^5: AEVB 750 (halfway on the log axis), this full VB 780
+    assert "at 100,000 samples: AEVB 750.00, full VB 780.00" in verdicts[("frey", 2)][0].evidence
+    assert verdicts[("mnist", 20)][0].holds is None

@@ -1,5 +1,5 @@
-"""The Paper page's views: Figure 2 drawn from the runs that exist, what is missing, and the paper's claims as the
-runs measure them."""
+"""The Paper page's views: Figures 2 and 3 and the full-VB comparison drawn from the runs that exist, what is
+missing, and the paper's claims as the runs measure them."""
 from __future__ import annotations
 
 import pandas as pd
@@ -10,6 +10,7 @@ from vae_core import data, paper, runs
 from vae_core.sweep import Sweep
 
 COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
+VARIANT_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # full VB's initial log-variances, in order
 NAMES = paper.NAMES
 CLAIMED = {True: "✓ holds", False: "✗ does not hold", None: "— not yet"}
 
@@ -18,8 +19,14 @@ def records(runs_dir=None) -> list[runs.RunRecord]:
     return [runs.read_run(path) for path in runs.list_runs(runs_dir)]
 
 
-def _lines(figure, curves: list[paper.Curve], row: int, col: int, shown: set, measure: str) -> None:
-    """One line per run and set: train solid, test dashed, coloured by algorithm; an empty panel says so."""
+def _colour(curve: paper.Curve, variants: list[str]) -> str:
+    return VARIANT_COLORS[variants.index(curve.variant) % len(VARIANT_COLORS)] if curve.variant else COLORS[curve.algorithm]
+
+
+def _lines(figure, curves: list[paper.Curve], row: int, col: int, shown: set, measure: str,
+           variants: list[str] = ()) -> None:
+    """One line per run and set: train solid, test dashed, coloured by algorithm (and variant); an empty panel
+    says so."""
     if not curves:
         figure.add_scatter(x=[1e3, 1e8], y=[None, None], mode="lines", showlegend=False, row=row, col=col,
                            hoverinfo="skip")  # axes to draw, over the paper's x range
@@ -27,9 +34,9 @@ def _lines(figure, curves: list[paper.Curve], row: int, col: int, shown: set, me
                               x=0.5, y=0.5, xref="x domain", yref="y domain")
     for curve in curves:
         for which, dash in (("train", "solid"), ("test", "dash")):
-            name = f"{curve.algorithm} ({which})"
+            name = f"{curve.algorithm}{', ' + curve.variant if curve.variant else ''} ({which})"
             figure.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", row=row, col=col,
-                               line=dict(color=COLORS[curve.algorithm], dash=dash, width=1.5), name=name,
+                               line=dict(color=_colour(curve, list(variants)), dash=dash, width=1.5), name=name,
                                legendgroup=name, showlegend=name not in shown,
                                hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}} "
                                              f"<extra>{name}, {measure}</extra>")
@@ -68,6 +75,23 @@ def figure_3(panels: dict[int, list[paper.Curve]], log_x: bool = True):
     return figure
 
 
+def appendix_f(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = True):
+    """Full variational Bayes (Appendix F) against AEVB by the lower bound, Frey Face J = 2 and MNIST J = 20; a
+    colour per initial log-variance of q(θ)."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"{NAMES[d]}, J = {J}" for d, J in paper.APPENDIX_F])
+    variants = sorted({c.variant for curves in panels.values() for c in curves if c.variant},
+                      key=lambda v: float(v.rsplit("=", 1)[1]))
+    shown = set()
+    for col, panel in enumerate(paper.APPENDIX_F, 1):
+        _lines(figure, panels[panel], 1, col, shown, "lower bound", variants)
+    figure.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10)
+    figure.update_yaxes(title_text="lower bound", title_font_size=10, col=1)
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    return figure
+
+
 def missing_table(panels, panels_3) -> pd.DataFrame:
     rows = [{"figure": 2, "dataset": d, "J": J, "N_train": "all", "algorithm": a} for d, J, a in paper.missing(panels)]
     rows += [{"figure": 3, "dataset": "mnist", "J": 3, "N_train": f"{n:,}", "algorithm": a}
@@ -75,7 +99,7 @@ def missing_table(panels, panels_3) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["figure", "dataset", "J", "N_train", "algorithm"])
 
 
-def claims_table(panels, panels_3) -> pd.DataFrame:
+def claims_table(panels, panels_3, panels_f=None) -> pd.DataFrame:
     rows = []
     for where, verdicts in paper.claims(panels).items():
         label = f"{NAMES[where]}, all J" if isinstance(where, str) else f"{NAMES[where[0]]}, J = {where[1]}"
@@ -83,6 +107,9 @@ def claims_table(panels, panels_3) -> pd.DataFrame:
                  for v in verdicts]
     for n, verdicts in paper.claims_3(panels_3).items():
         rows += [{"figure": 3, "where": f"MNIST, N_train = {n:,}", "claim": v.claim, "verdict": CLAIMED[v.holds],
+                  "evidence": v.evidence} for v in verdicts]
+    for (d, J), verdicts in paper.claims_f(panels_f or {}).items():
+        rows += [{"figure": "App. F", "where": f"{NAMES[d]}, J = {J}", "claim": v.claim, "verdict": CLAIMED[v.holds],
                   "evidence": v.evidence} for v in verdicts]
     return pd.DataFrame(rows)
 
