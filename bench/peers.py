@@ -24,9 +24,8 @@ import time
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-from train_throughput import interleaved, logged_steps, paired_ratio  # bench/ is this script's folder
+from train_throughput import interleaved, logged_steps, minibatches, paired_ratio  # bench/ is this script's folder
 from vae_core import data
 from vae_core.config import TrainConfig, parse_sample_count
 from vae_core.training import Trainer
@@ -76,16 +75,10 @@ def peer_steps(peer: str, X: torch.Tensor, seed: int):
     torch.manual_seed(seed)
     model = PeerVAE(spec["hidden"], spec["J"], spec["activation"], log_sigma=peer == "Pyro")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(TensorDataset(X), batch_size=spec["M"], shuffle=True, drop_last=True)
-    batches = iter(loader)
+    batches = minibatches(X, spec["M"])
 
     def step():
-        nonlocal batches
-        try:
-            (x,) = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            (x,) = next(batches)
+        x = next(batches)
         optimizer.zero_grad()
         (-model.elbo(x, spec["estimator"]).sum()).backward()
         optimizer.step()

@@ -67,19 +67,21 @@ class ReferenceVAE(nn.Module):
         return (reconstruction / L + kld) / len(x)
 
 
+def minibatches(X, M):
+    """A DataLoader over a TensorDataset, as the examples write it, reshuffled at each epoch, without end."""
+    loader = DataLoader(TensorDataset(X), batch_size=M, shuffle=True, drop_last=True)
+    while True:
+        for (x,) in loader:
+            yield x
+
+
 def reference_steps(X, H, J, L, gaussian, M=100):
     model = ReferenceVAE(X.shape[1], H, J, gaussian)
     optimizer = torch.optim.Adagrad(model.parameters(), lr=0.01)
-    loader = DataLoader(TensorDataset(X), batch_size=M, shuffle=True, drop_last=True)
-    batches = iter(loader)
+    batches = minibatches(X, M)
 
     def step():
-        nonlocal batches
-        try:
-            (x,) = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            (x,) = next(batches)
+        x = next(batches)
         optimizer.zero_grad()
         model.loss(x, L).backward()
         optimizer.step()

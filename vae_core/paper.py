@@ -149,9 +149,7 @@ def claims_f(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int]
         rows = []
         for variant in sorted({c.variant for c in vb}):
             mine = [c for c in vb if c.variant == variant]
-            budget = min(max(c.samples[-1] for c in aevb), max(c.samples[-1] for c in mine))
-            a = np.mean([v for c in aevb if (v := c.at(budget)) is not None])
-            f = np.mean([v for c in mine if (v := c.at(budget)) is not None])
+            budget, a, f = _at_shared_budget(aevb, mine)
             rows.append(Verdict(f"Full VB ({variant}) reaches AEVB's bound", bool(f >= a - 1.0),
                                 f"test bound at {budget:,.0f} samples: AEVB {a:.2f}, full VB {f:.2f}"))
         verdicts[panel] = rows
@@ -193,9 +191,7 @@ def claims_3(panels: dict[int, list[Curve]]) -> dict[int, list[Verdict]]:
             if not aevb or not theirs:
                 rows.append(Verdict(f"AEVB matches or beats {other}", None, "needs runs of both algorithms"))
                 continue
-            budget = min(max(c.samples[-1] for c in aevb), max(c.samples[-1] for c in theirs))
-            a = np.mean([v for c in aevb if (v := c.at(budget)) is not None])
-            o = np.mean([v for c in theirs if (v := c.at(budget)) is not None])
+            budget, a, o = _at_shared_budget(aevb, theirs)
             rows.append(Verdict(f"AEVB matches or beats {other}", bool(a >= o - 1.0),
                                 f"test log p(x) at {budget:,.0f} samples: AEVB {a:.2f}, {other} {o:.2f}"))
         verdicts[n] = rows
@@ -213,6 +209,12 @@ def _best(curves: list[Curve], algorithm: str) -> list[Curve]:
     return [c for c in curves if c.algorithm == algorithm and c.samples]
 
 
+def _at_shared_budget(first: list[Curve], second: list[Curve]) -> tuple[int, float, float]:
+    """The largest budget both groups of curves reached, and each group's mean test value there."""
+    budget = min(max(c.samples[-1] for c in first), max(c.samples[-1] for c in second))
+    return budget, *(float(np.mean([v for c in group if (v := c.at(budget)) is not None])) for group in (first, second))
+
+
 def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] | str, list[Verdict]]:
     """What the runs say of the paper's claims, per panel: AEVB reaches a better test bound than wake-sleep at the
     largest budget both have reached, and gets to wake-sleep's best training bound with fewer samples; and across
@@ -223,9 +225,7 @@ def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] |
         if not aevb or not ws:
             verdicts[panel] = [Verdict("AEVB reaches a better bound", None, "needs runs of both algorithms")]
             continue
-        budget = min(max(c.samples[-1] for c in aevb), max(c.samples[-1] for c in ws))
-        a = np.mean([v for c in aevb if (v := c.at(budget)) is not None])
-        w = np.mean([v for c in ws if (v := c.at(budget)) is not None])
+        budget, a, w = _at_shared_budget(aevb, ws)
         target = max(max(c.train) for c in ws)
         reached = [c.reaches(target) for c in aevb]
         first = min((r for r in reached if r is not None), default=None)
