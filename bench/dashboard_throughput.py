@@ -33,8 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 from train_throughput import logged_steps  # bench/ is this script's folder, first on sys.path
-from vae_app.components import live_chart_dir
-from vae_app.views.train import chart_rows
+from vae_app.components import LiveFeed, feed_name, live_chart_dir
 from vae_core import runs
 
 SAMPLES = "5e5"
@@ -81,37 +80,57 @@ class BusyLoop:
 
 
 class ChartsPage:
-    """(f): the Train page's live charts with nothing else. The chart component's own page (live_chart_dir) in an
-    iframe of a bare local page, whose timer sends it, twice a second, what the Train page sent as `rows` arrived:
-    the new rows only, as the page does (log x, smoothing 0.6: the page's defaults), all of them again when the
-    cycle restarts. It redraws only while on; Chromium's CPU meanwhile is summed in `cpu_seconds` over `seconds`."""
+    """(f): the Train page's live charts with nothing else. The chart component's own page (live_chart_dir), served
+    over HTTP from its folder as Streamlit serves it (by `python -m http.server`), in an iframe of a bare page, polling a feed that a thread here
+    rewrites twice a second (`LiveFeed`, as the app server does) with the rows of (b)'s run as they arrived, from
+    the first again when the cycle ends (log x, smoothing 0.6: the page's defaults). It runs only while on;
+    the file server's CPU counts with the browser's, standing for the app server's serving;
+    Chromium's CPU meanwhile is summed in `cpu_seconds` over `seconds`."""
 
     def __init__(self, browser, rows: list[dict], server_pid: int, ticks: int = 60):
-        messages, sent = [], 0
-        for k in range(ticks):
-            arrived = max(2, len(rows) * (k + 1) // ticks)
-            start = 0 if k == 0 else sent
-            messages.append({"run": "bench", "start": start, "rows": chart_rows(rows[start:arrived]),
-                             "log_x": True, "smoothing": 0.6})
-            sent = arrived
-        frame = (live_chart_dir() / "index.html").as_uri()
-        self.host = Path(tempfile.mkdtemp(prefix="charts-")) / "charts.html"
+        import threading
+
+        self.rows, self.ticks = rows, ticks
+        self.run = Path(tempfile.mkdtemp(prefix="charts-")) / "run"
+        self.feed = LiveFeed(self.run, every=0.0)
+        folder = live_chart_dir()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.httpd = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                       "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = {"feed": feed_name(self.run), "active": True, "log_x": True, "smoothing": 0.6}
+        self.host = folder / "bench-charts.html"
         self.host.write_text(
             "<!doctype html><body style='margin:0'>"
-            f"<iframe src='{frame}' style='width:100%;height:800px;border:0'></iframe>"
-            f"<script>const MESSAGES = {json.dumps(messages)}; let tick = 0; setInterval(() => {{"
-            "document.querySelector('iframe').contentWindow.postMessage("
-            "{type: 'streamlit:render', args: MESSAGES[tick++ % MESSAGES.length]}, '*'); }, 500);"
-            "</script></body>", encoding="utf-8")
+            "<iframe src='index.html' style='width:100%;height:800px;border:0'></iframe>"
+            f"<script>const ARGS = {json.dumps(args)}; document.querySelector('iframe').onload = (e) => "
+            "e.target.contentWindow.postMessage({type: 'streamlit:render', args: ARGS}, '*');</script></body>",
+            encoding="utf-8")
+        self.url = f"http://127.0.0.1:{port}/{self.host.name}"
         self.page = browser.new_page(viewport={"width": 1400, "height": 1600})
         self.server_pid, self.cpu_seconds, self.seconds = server_pid, 0.0, 0.0
+        self._on = threading.Event()
+        threading.Thread(target=self._feed_rows, daemon=True).start()
+
+    def _feed_rows(self) -> None:
+        tick = 0
+        while True:
+            self._on.wait()
+            k = tick % self.ticks
+            if k == 0:
+                self.feed = LiveFeed(self.run, every=0.0)  # the cycle starts again
+            self.feed.update(self.rows[:max(2, len(self.rows) * (k + 1) // self.ticks)], True)
+            tick += 1
+            time.sleep(0.5)
 
     def _browser_cpu(self) -> float:
         used = display_cpu_seconds(self.server_pid)
         return used["renderer"] + used["other browser"]
 
     def on(self) -> None:
-        self.page.goto(self.host.as_uri())
+        self._on.set()
+        self.page.goto(self.url)
         self.page.wait_for_timeout(1_500)  # loaded and drawing
         self._since = (time.monotonic(), self._browser_cpu())
 
@@ -119,9 +138,12 @@ class ChartsPage:
         self.cpu_seconds += self._browser_cpu() - self._since[1]
         self.seconds += time.monotonic() - self._since[0]
         self.page.goto("about:blank")
+        self._on.clear()
 
     def close(self) -> None:
         self.page.close()
+        self.httpd.kill()
+        self.host.unlink()
 
 
 def steps_beside_loads(conditions: dict[str, tuple[int, BusyLoop | ChartsPage | None]], runs_dir: Path,

@@ -5,7 +5,7 @@ import streamlit as st
 import pages  # noqa: F401  (first: see pages/__init__.py)
 
 from vae_app import forms
-from vae_app.components import live_chart
+from vae_app.components import feed_name, live_chart
 from vae_app.guard import guarded
 from vae_app.views import pool
 from vae_app.views import train as views
@@ -62,19 +62,22 @@ smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing",
                       help="an exponential moving average of the minibatch bounds: 0 shows them raw")
 
 
-@st.fragment(run_every=0.5 if drawn_state.active else None)
+@st.fragment(run_every=1.0 if drawn_state.active else None)
 @guarded
 def live_view():
     worker.touch(owner)
     progress = views.progress(worker)
     st.progress(progress["fraction"], text=progress["text"])
-    if worker.message:
-        (st.error if worker.state == "failed" else st.caption)(worker.message)
-    start, rows = views.unsent_rows(worker)
-    live_chart()(run=str(worker.run_dir), start=start, rows=views.chart_rows(rows), log_x=log_x, smoothing=smoothing,
-                 key="live_charts", default=None)
+    if worker.message or worker.feed.problem:
+        (st.error if worker.state == "failed" else st.caption)(worker.message or worker.feed.problem)
     if worker.state != drawn_state:
         st.rerun()  # the whole page, so the buttons and the gallery follow the new state
+
+
+live_view()
+# The charts fetch the run's feed themselves, twice a second while it trains: no rerun of this page for them.
+live_chart()(feed=feed_name(worker.run_dir), active=drawn_state.active, log_x=log_x, smoothing=smoothing,
+             key="live_charts", default=None)
 
 
 @st.fragment(run_every=2.0 if drawn_state.active else None)  # parameter snapshots arrive every two seconds
@@ -87,5 +90,4 @@ def gallery():
         right.image(images["samples"], caption="samples from the prior, decoded")
 
 
-live_view()
 gallery()

@@ -96,10 +96,15 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
         app.run()
     bar = app.get("progress")[0].proto.text
     assert "finished: 30,000 / 30,000 samples" in bar and "test" in bar
+    from vae_app.components import feed_name, live_chart_dir
     args = json.loads(app.get("component_instance")[0].proto.json_args)
-    assert args["run"] == app.session_state["run_dir"] and args["log_x"] is True and args["smoothing"] == 0.6
-    sent = app.session_state["live_charts sent"]
-    assert sent["count"] == len(pool().get(args["run"]).rows) > 10  # every row has gone to the browser
+    run_dir = app.session_state["run_dir"]
+    assert {k: args[k] for k in ("feed", "active", "log_x", "smoothing")} == {
+        "feed": feed_name(run_dir), "active": False, "log_x": True, "smoothing": 0.6}
+    feed = json.loads((live_chart_dir() / args["feed"]).read_text())  # what the charts fetch
+    rows = pool().get(run_dir).rows
+    assert feed["active"] is False and len(feed["minibatch"]) == sum(r["kind"] == "minibatch" for r in rows) > 10
+    assert feed["minibatch"][-1][0] == 30_000 and feed["evaluation"][-1][0] == 30_000  # every row, to the last
     assert len(app.get("image")) == 2
     run_dir = app.session_state["run_dir"]
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
@@ -296,15 +301,24 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
             assert per_decade.min() >= 9, per_decade  # evenly spaced alone: 1, 3, 27 and 269
 
 
-def test_chart_rows_are_compact_and_have_no_nan_for_the_browser_to_choke_on():
-    """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null)."""
-    from vae_app.views.train import chart_rows
+def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_when_behind(tmp_path):
+    """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null). The
+    feed is rewritten at most every `every` seconds while the run is active, at once when it has ended."""
+    from vae_app.components import LiveFeed
+    feed = LiveFeed(tmp_path / "run", every=60.0)
     rows = [{"kind": "minibatch", "samples_evaluated": 100, "lower_bound": float("nan"), "reconstruction": -90.0,
              "kl": 5.0},
-            {"kind": "evaluation", "samples_evaluated": 100, "train_lower_bound": float("-inf"), "test_lower_bound": -100.0}]
-    text = chart_rows(rows)
-    sent = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the chart's JSON"))
-    assert sent == {"minibatch": [[100, None, -90.0, 5.0]], "evaluation": [[100, None, -100.0, None, None]]}
+            {"kind": "evaluation", "samples_evaluated": 100, "train_lower_bound": float("-inf"), "test_lower_bound": -100.0},
+            {"kind": "started", "samples_evaluated": 0}]
+    feed.update(rows, True)
+    read = lambda: json.loads(feed.path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the feed"))
+    assert read() == {"active": True, "minibatch": [[100, None, -90.0, 5.0]], "evaluation": [[100, None, -100.0, None, None]]}
+    rows.append({"kind": "minibatch", "samples_evaluated": 200, "lower_bound": -80.0, "reconstruction": -75.0, "kl": 5.0})
+    feed.update(rows, True)
+    assert len(read()["minibatch"]) == 1  # written within the minute: it waits
+    feed.update(rows, False)
+    assert read()["active"] is False and read()["minibatch"][-1] == [200, -80.0, -75.0, 5.0]  # ended: at once
+    assert [p.name for p in feed.path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_the_variance_summary_explains_what_surprises():

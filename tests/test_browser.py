@@ -155,36 +155,66 @@ def test_morph_pad_follows_the_pointer_while_dragging(page):
     assert change > 0.1  # the face changed while the button was still down
 
 
-def test_live_charts_append_new_rows_without_redrawing_and_follow_the_theme(chromium):
-    """The Train page's charts, fed as the page feeds them: the first rows draw the charts, later ones are appended
-    (extendTraces, no new draw), the KL has its own axis, a non-finite value is a gap, and dark mode is followed."""
+def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromium, tmp_path):
+    """The Train page's charts, served over HTTP as Streamlit serves them and fed as the app feeds them (a feed file
+    they fetch on their own): the first rows draw the charts, later ones are appended (extendTraces, no new draw),
+    the KL has its own axis, a non-finite value is a gap, dark mode is followed, and polling ends with the run."""
+    import functools
+    import http.server
     import json
+    import threading
 
     from vae_app.components import live_chart_dir
+    folder = tmp_path / "component"
+    folder.mkdir()
+    for name in ("index.html", "plotly.min.js"):
+        (folder / name).symlink_to(live_chart_dir() / name)
+    (folder / "feeds").mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     page = chromium.new_page(viewport={"width": 1200, "height": 900})
-    page.goto((live_chart_dir() / "index.html").as_uri())
+    page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
 
-    def render(start, minibatch, evaluation=(), theme=None, smoothing=0.6):
-        rows = json.dumps({"minibatch": minibatch, "evaluation": list(evaluation)})
+    def write(minibatch, evaluation, active=True):
+        (folder / "feeds" / "run.json").write_text(json.dumps(
+            {"active": active, "minibatch": minibatch, "evaluation": evaluation}))
+
+    def render(theme=None):
         page.evaluate("a => window.postMessage({type: 'streamlit:render', args: a.args, theme: a.theme}, '*')",
-                      {"args": {"run": "r", "start": start, "rows": rows, "log_x": True, "smoothing": smoothing},
-                       "theme": theme})
-        page.wait_for_timeout(150)
+                      {"args": {"feed": "feeds/run.json", "active": True, "log_x": True, "smoothing": 0.6}, "theme": theme})
 
-    first = [[100 * (i + 1), -500 + i, -480 + i, 20.0] for i in range(50)]
-    render(0, first, [[100, -520.0, -519.0, None, None]])
+    def polled(more):
+        target = page.evaluate("() => window.liveCharts.polls") + more
+        page.wait_for_function(f"() => window.liveCharts.polls >= {target}", timeout=10_000)
+
+    rows = [[100 * (i + 1), -500 + i, -480 + i, 20.0] for i in range(50)]
+    evaluations = [[100, -520.0, -519.0, None, None]]
+    write(rows, evaluations)
+    render()
+    polled(1)
     draws = page.evaluate("() => window.liveCharts.draws")
     assert draws >= 1 and page.evaluate("() => window.liveCharts.rows()") == 51
-    render(50, [[5100 + 100 * i, -400.0, -380.0, None if i == 0 else 20.0] for i in range(10)])  # None: a NaN sent
+    rows += [[5100 + 100 * i, -400.0, -380.0, None if i == 0 else 20.0] for i in range(10)]  # None: a NaN sent
+    write(rows, evaluations)
+    polled(2)  # the charts fetched it on their own
     assert page.evaluate("() => window.liveCharts.draws") == draws  # appended, not drawn anew
     assert page.evaluate("() => window.liveCharts.appends") >= 1
     terms = page.evaluate("() => document.getElementById('terms').data.map(t => [t.name, t.yaxis || 'y', t.x.length])")
     assert [t[1] for t in terms] == ["y", "y", "y2", "y2"] and terms[1][2] == 60  # KL on the right axis; 60 points
     kl = page.evaluate("() => document.getElementById('terms').data[2].y")
     assert kl[50] is None  # the gap
-    render(60, [], theme={"base": "dark", "textColor": "#fafafa"})
+    render(theme={"base": "dark", "textColor": "#fafafa"})
+    page.wait_for_timeout(200)
     assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
     assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew
+    write(rows, evaluations, active=False)  # the run has ended
+    polled(1)
+    polls = page.evaluate("() => window.liveCharts.polls")
+    page.wait_for_timeout(2_500)
+    assert page.evaluate("() => window.liveCharts.polls") == polls  # and the charts stopped fetching
+    httpd.shutdown()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -7,14 +7,17 @@ import base64
 import functools
 import hashlib
 import json
+import math
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vae_core import data
+from vae_core import data, runs
 from vae_core.latent import LatentSpace
 
 from .sources import ASSETS
@@ -81,6 +84,80 @@ def live_chart_dir() -> Path:
 
     return component_dir("live_chart", {"index.html": (ASSETS / "live_chart.html").read_bytes(),
                                         "plotly.min.js": get_plotlyjs().encode()})
+
+
+FEEDS = "feeds"  # the live charts' feeds, a folder of the live chart component's own, so that it serves them
+FEED_DAYS = 7  # feeds of runs nobody has followed for this long are removed when an app server starts
+
+
+def feed_name(run_dir: str | Path) -> str:
+    """Where a run's feed lies, relative to the live chart component's page."""
+    return f"{FEEDS}/{hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]}.json"
+
+
+def _number(value):
+    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN: a gap in the chart
+
+
+def chart_row(row: dict) -> tuple[str, list] | None:
+    """A metrics row as the live charts take it: a minibatch [samples, bound, reconstruction, KL], an evaluation
+    [samples, train bound, test bound, train log p(x), test log p(x)], non-finite values as null; else None."""
+    if row.get("kind") == "minibatch":
+        return "minibatch", [row["samples_evaluated"]] + [_number(row.get(k)) for k in ("lower_bound", "reconstruction", "kl")]
+    if runs.is_evaluation(row):
+        return "evaluation", [row["samples_evaluated"]] + [_number(row.get(k)) for k in (
+            "train_lower_bound", "test_lower_bound", "train_marginal_log_likelihood", "test_marginal_log_likelihood")]
+    return None
+
+
+@functools.cache
+def _feeds_folder() -> Path:
+    folder = live_chart_dir() / FEEDS
+    folder.mkdir(exist_ok=True)
+    for old in folder.iterdir():  # once per process
+        try:
+            if time.time() - old.stat().st_mtime > FEED_DAYS * 86400:
+                old.unlink()
+        except OSError:
+            pass
+    return folder
+
+
+class LiveFeed:
+    """A run's metrics as the Train page's live charts poll them: a JSON file in the chart component's folder,
+    {"active", "minibatch": [...], "evaluation": [...]}, rewritten whole (and atomically) at most every `every`
+    seconds while rows arrive. The charts fetch it on their own timer, so following a run costs no Streamlit
+    rerun; rows are converted once each, as they come."""
+
+    def __init__(self, run_dir: str | Path, every: float = 0.5):
+        self.path = _feeds_folder().parent / feed_name(run_dir)
+        self.every = every
+        self.rows = {"minibatch": [], "evaluation": []}  # JSON text of each converted row
+        self.taken = 0  # rows converted so far
+        self.written: tuple[int, bool] | None = None  # (rows, active) of the file as written
+        self.last = 0.0  # when it was written
+        self.problem = ""  # why the file could not be written, if it could not
+
+    def update(self, rows: list[dict], active: bool) -> None:
+        """Takes in the rows not seen yet and writes the file if it is behind and was not written within
+        `every` seconds (at once when the run has ended)."""
+        for row in rows[self.taken:]:
+            converted = chart_row(row)
+            if converted is not None:
+                self.rows[converted[0]].append(json.dumps(converted[1]))
+        self.taken = len(rows)
+        now = time.monotonic()
+        if self.written == (self.taken, active) or (active and now - self.last < self.every):
+            return
+        text = (f'{{"active": {json.dumps(active)}, "minibatch": [{",".join(self.rows["minibatch"])}], '
+                f'"evaluation": [{",".join(self.rows["evaluation"])}]}}')
+        try:
+            staging = self.path.with_suffix(f".{os.getpid()}.tmp")
+            staging.write_text(text, encoding="utf-8")
+            os.replace(staging, self.path)
+            self.written, self.last, self.problem = (self.taken, active), now, ""
+        except OSError as e:
+            self.problem = f"the live charts cannot be updated: {e}"
 
 
 def morph_pad_dir() -> Path:

@@ -24,6 +24,8 @@ from vae_core.config import TrainConfig
 from vae_core.events import EventKind
 from vae_core.runs import RunState
 
+from .components import LiveFeed
+
 SNAPSHOT_SECONDS = 2.0
 ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
 
@@ -126,6 +128,7 @@ class TrainingWorker:
         self.owner = owner
         self.threads: int | None = None  # the worker's training threads, as it last reported them
         self.rows: list[dict] = runs.read_run(self.run_dir).metrics if resume else []
+        self.feed = LiveFeed(self.run_dir)  # what the Train page's charts poll
         self.snapshot: dict | None = None
         self.state = RunState.STARTING
         self.message = ""
@@ -143,17 +146,20 @@ class TrainingWorker:
         MNIST), and the run's state would lag behind it, so the pool would count a finished run as training."""
         while True:
             try:
-                kind, payload = self._events.get(timeout=0.5)
+                kind, payload = self._events.get(timeout=self.feed.every)
             except queue.Empty:
+                self.feed.update(self.rows, self.state.active)
                 if self.process.is_alive() or not self._events.empty():
                     continue
                 break  # gone without saying so, and everything it sent before it ended has been taken in
             self._take(kind, payload)
+            self.feed.update(self.rows, self.state.active)
             if kind == "exit":
                 return
         if self.state.active:
             self.state = RunState.FAILED
             self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
+        self.feed.update(self.rows, False)
 
     def _take(self, kind: str, payload) -> None:
         if kind == "event":

@@ -93,8 +93,8 @@ def appendix_f(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = T
 
 
 def missing_table(panels, panels_3) -> pd.DataFrame:
-    rows = [{"figure": 2, "dataset": d, "J": J, "N_train": "all", "algorithm": a} for d, J, a in paper.missing(panels)]
-    rows += [{"figure": 3, "dataset": "mnist", "J": 3, "N_train": f"{n:,}", "algorithm": a}
+    rows = [{"figure": "Fig. 2", "dataset": d, "J": J, "N_train": "all", "algorithm": a} for d, J, a in paper.missing(panels)]
+    rows += [{"figure": "Fig. 3", "dataset": "mnist", "J": 3, "N_train": f"{n:,}", "algorithm": a}
              for n, a in paper.missing_3(panels_3)]
     return pd.DataFrame(rows, columns=["figure", "dataset", "J", "N_train", "algorithm"])
 
@@ -103,10 +103,10 @@ def claims_table(panels, panels_3, panels_f=None) -> pd.DataFrame:
     rows = []
     for where, verdicts in paper.claims(panels).items():
         label = f"{NAMES[where]}, all J" if isinstance(where, str) else f"{NAMES[where[0]]}, J = {where[1]}"
-        rows += [{"figure": 2, "where": label, "claim": v.claim, "verdict": CLAIMED[v.holds], "evidence": v.evidence}
-                 for v in verdicts]
+        rows += [{"figure": "Fig. 2", "where": label, "claim": v.claim, "verdict": CLAIMED[v.holds],
+                  "evidence": v.evidence} for v in verdicts]
     for n, verdicts in paper.claims_3(panels_3).items():
-        rows += [{"figure": 3, "where": f"MNIST, N_train = {n:,}", "claim": v.claim, "verdict": CLAIMED[v.holds],
+        rows += [{"figure": "Fig. 3", "where": f"MNIST, N_train = {n:,}", "claim": v.claim, "verdict": CLAIMED[v.holds],
                   "evidence": v.evidence} for v in verdicts]
     for (d, J), verdicts in paper.claims_f(panels_f or {}).items():
         rows += [{"figure": "App. F", "where": f"{NAMES[d]}, J = {J}", "claim": v.claim, "verdict": CLAIMED[v.holds],

@@ -1,8 +1,7 @@
-"""The Train page's views: the progress line, the live figures, and the gallery of reconstructions and samples."""
+"""The Train page's views: the progress line and the gallery of reconstructions and samples (the live charts poll
+their run's feed on their own: `components.LiveFeed`)."""
 from __future__ import annotations
 
-import json
-import math
 import os
 
 import numpy as np
@@ -35,32 +34,6 @@ def progress(worker) -> dict:
         if last.get(test) is not None:
             text += f", train {last[train]:.2f} / test {last[test]:.2f} nats{what}"
     return {"fraction": min(1.0, done / total) if total else 0.0, "text": text}
-
-
-def _number(value):
-    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN: a gap in the chart
-
-
-def chart_rows(rows: list[dict]) -> str:
-    """Metrics rows as the live charts take them: minibatches [samples, bound, reconstruction, KL] and evaluations
-    [samples, train bound, test bound, train log p(x), test log p(x)], non-finite values as null."""
-    minibatch = [[r["samples_evaluated"], _number(r.get("lower_bound")), _number(r.get("reconstruction")),
-                  _number(r.get("kl"))] for r in rows if r.get("kind") == "minibatch"]
-    evaluation = [[r["samples_evaluated"]] + [_number(r.get(k)) for k in ("train_lower_bound", "test_lower_bound",
-                  "train_marginal_log_likelihood", "test_marginal_log_likelihood")] for r in rows if runs.is_evaluation(r)]
-    return json.dumps({"minibatch": minibatch, "evaluation": evaluation})
-
-
-def unsent_rows(worker, key: str = "live_charts") -> tuple[int, list[dict]]:
-    """Where the browser's charts stand and the rows they lack: everything after a (re)mount, which the chart says
-    with a new token, or when the run changes; else only the rows that came since the last send."""
-    mounted = st.session_state.get(key) or {}
-    sent = st.session_state.get(f"{key} sent", {})
-    same = sent.get("token") == mounted.get("token") and sent.get("run") == str(worker.run_dir)
-    start = sent.get("count", 0) if same else 0
-    rows = worker.rows[start:]  # the follower thread only appends
-    st.session_state[f"{key} sent"] = {"token": mounted.get("token"), "run": str(worker.run_dir), "count": start + len(rows)}
-    return start, rows
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
