@@ -42,6 +42,15 @@ def test_a_grid_file_in_yaml_or_json(tmp_path):
         sweep.parse_grid_file(tmp_path / "bad.json")
 
 
+def test_a_config_error_crosses_processes_with_its_problems():
+    """Ray pickles a trial's exception to the driver: the message and the settings at fault must survive it."""
+    import pickle
+
+    from vae_core.config import ConfigError, TrainConfig
+    error = pickle.loads(pickle.dumps(ConfigError(TrainConfig(latent_dim=0).problems())))
+    assert set(error.problems) == {"latent_dim"} and "latent_dim must be a whole number of at least 1" in str(error)
+
+
 def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
     """2 settings x 2 seeds on digits, and a trial whose setting cannot train, which fails with its message while the
     others finish; the runs are ordinary run folders, grouped under the sweep."""

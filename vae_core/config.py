@@ -119,6 +119,9 @@ class ConfigError(ValueError):
         self.problems = problems
         super().__init__("; ".join(problems.values()))
 
+    def __reduce__(self):  # pickled by Ray between a trial and the driver: rebuilt from its problems, not its message
+        return ConfigError, (self.problems,)
+
 
 @dataclass
 class TrainConfig:
