@@ -62,27 +62,21 @@ smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing",
                       help="an exponential moving average of the minibatch bounds: 0 shows them raw")
 
 
-@st.fragment(run_every=1.0 if drawn_state.active else None)
+# The progress line and the charts fetch the run's feed themselves, once a second while it trains, and ask for a rerun
+# when its state changes: following a run costs no rerun of this page.
+live_chart()(feed=feed_name(worker.run_dir), state=str(drawn_state), active=drawn_state.active, log_x=log_x,
+             smoothing=smoothing, key="live_charts", default=None)
+
+
+@st.fragment(run_every=views.GALLERY_SECONDS if drawn_state.active else None)
 @guarded
 def live_view():
+    """Every few seconds: this session is still here, what the run says, and the gallery of its latest snapshot."""
     worker.touch(owner)
-    progress = views.progress(worker)
-    st.progress(progress["fraction"], text=progress["text"])
     if worker.message or worker.feed.problem:
         (st.error if worker.state == "failed" else st.caption)(worker.message or worker.feed.problem)
     if worker.state != drawn_state:
-        st.rerun()  # the whole page, so the buttons and the gallery follow the new state
-
-
-live_view()
-# The charts fetch the run's feed themselves, twice a second while it trains: no rerun of this page for them.
-live_chart()(feed=feed_name(worker.run_dir), active=drawn_state.active, log_x=log_x, smoothing=smoothing,
-             key="live_charts", default=None)
-
-
-@st.fragment(run_every=2.0 if drawn_state.active else None)  # parameter snapshots arrive every two seconds
-@guarded
-def gallery():
+        st.rerun()  # the whole page, so the buttons follow the new state
     if worker.snapshot is not None:
         images = views.gallery(worker)
         left, right = st.columns(2)
@@ -90,4 +84,4 @@ def gallery():
         right.image(images["samples"], caption="samples from the prior, decoded")
 
 
-gallery()
+live_view()

@@ -87,17 +87,26 @@ def test_train_form_rejects_bad_input_with_a_message(app_with_data, field, value
     assert "run_dir" not in app.session_state  # nothing started
 
 
+def shown_progress(app) -> dict:
+    """The progress line the Train page's component draws: from the feed it polls, named in its arguments."""
+    from vae_app.components import live_chart_dir
+    args = json.loads(app.get("component_instance")[0].proto.json_args)
+    return json.loads((live_chart_dir() / args["feed"]).read_text())["progress"]
+
+
 def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     start_digits_run(app, "30000")
     assert not app.exception and not app.error
     deadline = time.monotonic() + 90
-    while "finished" not in app.get("progress")[0].proto.text and time.monotonic() < deadline:
+    while "finished" not in shown_progress(app)["text"] and time.monotonic() < deadline:
         time.sleep(0.5)
         app.run()
-    bar = app.get("progress")[0].proto.text
-    assert "finished: 30,000 / 30,000 samples" in bar and "test" in bar
+    app.run()  # the rerun the component asks for when the feed's state differs from the page's
+    bar = shown_progress(app)
+    assert "finished: 30,000 / 30,000 samples" in bar["text"] and "test" in bar["text"] and bar["fraction"] == 1.0
     from vae_app.components import feed_name, live_chart_dir
     args = json.loads(app.get("component_instance")[0].proto.json_args)
+    assert args["state"] == "finished"  # what the page drew, so that the component asks for no rerun
     run_dir = app.session_state["run_dir"]
     assert {k: args[k] for k in ("feed", "active", "log_x", "smoothing")} == {
         "feed": feed_name(run_dir), "active": False, "log_x": True, "smoothing": 0.6}
@@ -162,7 +171,7 @@ def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
     while worker.active and time.monotonic() < deadline:
         time.sleep(0.2)
     assert worker.state == "finished" and worker.rows[-1]["samples_evaluated"] == 6000
-    assert app.get("progress")[0].proto.text.startswith("starting: 3,000 / 6,000 samples")  # on the Train page
+    assert shown_progress(app)["text"].startswith("finished: 6,000 / 6,000 samples")  # on the Train page
     evaluations = [r for r in runs.read_run(worker.run_dir).metrics if "test_lower_bound" in r]
     assert evaluations[-1]["samples_evaluated"] == 6000 and evaluations[0]["samples_evaluated"] < 3000
 
@@ -270,13 +279,14 @@ def test_server_config_turns_off_the_full_garbage_collection_after_every_run(rep
 def test_progress_text_gives_rate_time_left_cores_and_bounds():
     from types import SimpleNamespace
 
-    from vae_app.views.train import progress
+    from vae_app.workers import TrainingWorker
+    progress = TrainingWorker.progress_line
     rows = [{"kind": "minibatch", "samples_evaluated": 4000, "samples_per_second": 2000.0},
             {"kind": "evaluation", "samples_evaluated": 5000, "samples_per_second": 2500.0,
              "train_lower_bound": -120.5, "test_lower_bound": -119.25}]
     running = SimpleNamespace(rows=rows, config={"samples": 10000}, state="running", active=True, threads=1)
     shown = progress(running)
-    assert shown["fraction"] == 0.5
+    assert shown["fraction"] == 0.5 and shown["state"] == "running"
     assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {os.cpu_count()} "
                              "cores, train -120.50 / test -119.25 nats")
     paused = SimpleNamespace(**{**vars(running), "state": "paused"})
@@ -310,14 +320,16 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
              "kl": 5.0},
             {"kind": "evaluation", "samples_evaluated": 100, "train_lower_bound": float("-inf"), "test_lower_bound": -100.0},
             {"kind": "started", "samples_evaluated": 0}]
-    feed.update(rows, True)
+    running, finished = ({"state": state, "fraction": 0.5, "text": state} for state in ("running", "finished"))
+    feed.update(rows, running)
     read = lambda: json.loads(feed.path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the feed"))
-    assert read() == {"active": True, "minibatch": [[100, None, -90.0, 5.0]], "evaluation": [[100, None, -100.0, None, None]]}
+    assert read() == {"active": True, "progress": running, "minibatch": [[100, None, -90.0, 5.0]],
+                      "evaluation": [[100, None, -100.0, None, None]]}
     rows.append({"kind": "minibatch", "samples_evaluated": 200, "lower_bound": -80.0, "reconstruction": -75.0, "kl": 5.0})
-    feed.update(rows, True)
+    feed.update(rows, running)
     assert len(read()["minibatch"]) == 1  # written within the minute: it waits
-    feed.update(rows, False)
-    assert read()["active"] is False and read()["minibatch"][-1] == [200, -80.0, -75.0, 5.0]  # ended: at once
+    feed.update(rows, finished)
+    assert read()["active"] is False and read()["progress"] == finished and read()["minibatch"][-1] == [200, -80.0, -75.0, 5.0]  # ended: at once
     assert [p.name for p in feed.path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 

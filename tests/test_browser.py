@@ -120,7 +120,7 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     main.get_by_role("button", name="Resume").click()
     expect(main.get_by_role("button", name="Pause")).to_be_enabled(timeout=10_000)
     main.get_by_role("button", name="Stop").click()
-    expect(page.get_by_text("stopped:")).to_be_visible(timeout=20_000)
+    expect(chart_frame(page).get_by_text("stopped:")).to_be_visible(timeout=20_000)  # the progress line
     expect_app_navigation(page)
     page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
     assert (OUTPUT / "train-page.png").stat().st_size > 10_000
@@ -177,13 +177,18 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     page = chromium.new_page(viewport={"width": 1200, "height": 900})
     page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
 
-    def write(minibatch, evaluation, active=True):
+    def write(minibatch, evaluation, state="running"):
+        progress = {"state": state, "fraction": len(minibatch) / 100, "text": f"{state}: {len(minibatch)} rows"}
         (folder / "feeds" / "run.json").write_text(json.dumps(
-            {"active": active, "minibatch": minibatch, "evaluation": evaluation}))
+            {"active": state == "running", "progress": progress, "minibatch": minibatch, "evaluation": evaluation}))
 
     def render(theme=None):
         page.evaluate("a => window.postMessage({type: 'streamlit:render', args: a.args, theme: a.theme}, '*')",
-                      {"args": {"feed": "feeds/run.json", "active": True, "log_x": True, "smoothing": 0.6}, "theme": theme})
+                      {"args": {"feed": "feeds/run.json", "state": "running", "active": True, "log_x": True,
+                                "smoothing": 0.6}, "theme": theme})
+
+    page.evaluate("""() => { window.asked = [];  // the values the component sends the page: reruns it asks for
+        window.addEventListener('message', e => { if (e.data.type === 'streamlit:setComponentValue') window.asked.push(e.data.value); }); }""")
 
     def polled(more):
         target = page.evaluate("() => window.liveCharts.polls") + more
@@ -196,6 +201,8 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     polled(1)
     draws = page.evaluate("() => window.liveCharts.draws")
     assert draws >= 1 and page.evaluate("() => window.liveCharts.rows()") == 51
+    assert page.evaluate("() => window.liveCharts.progress()") == "running: 50 rows"  # the progress line, from the feed
+    assert page.evaluate("() => document.getElementById('progress-bar').style.width") == "50%"
     rows += [[5100 + 100 * i, -400.0, -380.0, None if i == 0 else 20.0] for i in range(10)]  # None: a NaN sent
     write(rows, evaluations)
     polled(2)  # the charts fetched it on their own
@@ -209,8 +216,11 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     page.wait_for_timeout(200)
     assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
     assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew
-    write(rows, evaluations, active=False)  # the run has ended
+    assert page.evaluate("() => window.asked") == []  # the run's state is the one the page drew: no rerun
+    write(rows, evaluations, state="finished")  # the run has ended
     polled(1)
+    assert page.evaluate("() => window.liveCharts.progress()") == "finished: 60 rows"
+    assert page.evaluate("() => window.asked") == ["finished"]  # one rerun, so that the page's buttons follow
     polls = page.evaluate("() => window.liveCharts.polls")
     page.wait_for_timeout(2_500)
     assert page.evaluate("() => window.liveCharts.polls") == polls  # and the charts stopped fetching

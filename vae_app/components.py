@@ -19,6 +19,7 @@ import torch
 
 from vae_core import data, runs
 from vae_core.latent import LatentSpace
+from vae_core.runs import RunState
 
 from .sources import ASSETS
 
@@ -110,11 +111,15 @@ def chart_row(row: dict) -> tuple[str, list] | None:
     return None
 
 
-@functools.cache
 def _feeds_folder() -> Path:
-    folder = live_chart_dir() / FEEDS
+    return _made_feeds_folder(live_chart_dir())
+
+
+@functools.cache
+def _made_feeds_folder(component: Path) -> Path:
+    folder = component / FEEDS
     folder.mkdir(exist_ok=True)
-    for old in folder.iterdir():  # once per process
+    for old in folder.iterdir():  # once per process and folder
         try:
             if time.time() - old.stat().st_mtime > FEED_DAYS * 86400:
                 old.unlink()
@@ -124,38 +129,42 @@ def _feeds_folder() -> Path:
 
 
 class LiveFeed:
-    """A run's metrics as the Train page's live charts poll them: a JSON file in the chart component's folder,
-    {"active", "minibatch": [...], "evaluation": [...]}, rewritten whole (and atomically) at most every `every`
-    seconds while rows arrive. The charts fetch it on their own timer, so following a run costs no Streamlit
-    rerun; rows are converted once each, as they come."""
+    """A run as the Train page's live component polls it: a JSON file in the chart component's folder,
+    {"active", "progress": {"state", "fraction", "text"}, "minibatch": [...], "evaluation": [...]}, rewritten whole
+    (and atomically) at most every `every` seconds while rows arrive, at once when the run's state changes. The
+    component fetches it on its own timer and draws the progress line and the charts from it, so following a run
+    costs no Streamlit rerun; rows are converted once each, as they come."""
 
     def __init__(self, run_dir: str | Path, every: float = 0.5):
         self.path = _feeds_folder().parent / feed_name(run_dir)
         self.every = every
         self.rows = {"minibatch": [], "evaluation": []}  # JSON text of each converted row
         self.taken = 0  # rows converted so far
-        self.written: tuple[int, bool] | None = None  # (rows, active) of the file as written
+        self.written: tuple[int, str] | None = None  # (rows, state) of the file as written
         self.last = 0.0  # when it was written
         self.problem = ""  # why the file could not be written, if it could not
 
-    def update(self, rows: list[dict], active: bool) -> None:
-        """Takes in the rows not seen yet and writes the file if it is behind and was not written within
-        `every` seconds (at once when the run has ended)."""
+    def update(self, rows: list[dict], progress: dict) -> None:
+        """Takes in the rows not seen yet and writes the file, with `progress` (the worker's `progress_line`), if it
+        is behind and was not written within `every` seconds (at once when the run's state has changed)."""
         for row in rows[self.taken:]:
             converted = chart_row(row)
             if converted is not None:
                 self.rows[converted[0]].append(json.dumps(converted[1]))
         self.taken = len(rows)
         now = time.monotonic()
-        if self.written == (self.taken, active) or (active and now - self.last < self.every):
+        state = progress["state"]
+        active = RunState(state).active
+        if self.written == (self.taken, state) or (active and self.written and self.written[1] == state
+                                                   and now - self.last < self.every):
             return
-        text = (f'{{"active": {json.dumps(active)}, "minibatch": [{",".join(self.rows["minibatch"])}], '
-                f'"evaluation": [{",".join(self.rows["evaluation"])}]}}')
+        text = (f'{{"active": {json.dumps(active)}, "progress": {json.dumps(progress)}, '
+                f'"minibatch": [{",".join(self.rows["minibatch"])}], "evaluation": [{",".join(self.rows["evaluation"])}]}}')
         try:
             staging = self.path.with_suffix(f".{os.getpid()}.tmp")
             staging.write_text(text, encoding="utf-8")
             os.replace(staging, self.path)
-            self.written, self.last, self.problem = (self.taken, active), now, ""
+            self.written, self.last, self.problem = (self.taken, state), now, ""
         except OSError as e:
             self.problem = f"the live charts cannot be updated: {e}"
 

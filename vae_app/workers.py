@@ -23,11 +23,12 @@ from vae_core import runs
 from vae_core.config import TrainConfig
 from vae_core.events import EventKind
 from vae_core.runs import RunState
+from vae_core.training import format_duration
 
 from .components import LiveFeed
 
 SNAPSHOT_SECONDS = 2.0
-ORPHAN_SECONDS = 5.0  # an owner not seen for this long has gone (its page closed or reloaded)
+ORPHAN_SECONDS = 8.0  # an owner not seen for this long has gone (its page closed or reloaded; it shows itself every 3 s)
 
 
 class ThreadTuner:
@@ -137,6 +138,7 @@ class TrainingWorker:
         self._seen = time.monotonic()  # when the owning page last showed itself
         self.process = ctx.Process(target=_worker_main, daemon=True, args=(
             config, str(self.run_dir), resume, self._events, self._pause, self._stop))
+        self.feed.update(self.rows, self.progress_line())  # at once: the page's first fetch finds the run starting
         self.process.start()
         threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
@@ -148,18 +150,18 @@ class TrainingWorker:
             try:
                 kind, payload = self._events.get(timeout=self.feed.every)
             except queue.Empty:
-                self.feed.update(self.rows, self.state.active)
+                self.feed.update(self.rows, self.progress_line())
                 if self.process.is_alive() or not self._events.empty():
                     continue
                 break  # gone without saying so, and everything it sent before it ended has been taken in
             self._take(kind, payload)
-            self.feed.update(self.rows, self.state.active)
+            self.feed.update(self.rows, self.progress_line())
             if kind == "exit":
                 return
         if self.state.active:
             self.state = RunState.FAILED
             self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
-        self.feed.update(self.rows, False)
+        self.feed.update(self.rows, self.progress_line())
 
     def _take(self, kind: str, payload) -> None:
         if kind == "event":
@@ -188,6 +190,26 @@ class TrainingWorker:
     @property
     def active(self) -> bool:
         return self.state.active
+
+    def progress_line(self) -> dict:
+        """The progress bar's state, fraction and text: samples, rate, time remaining, the last bounds."""
+        rows = self.rows
+        last = rows[-1] if rows else {}
+        done, total = last.get("samples_evaluated", 0), self.config["samples"]
+        rate = last.get("samples_per_second", 0.0)
+        text = f"{self.state}: {done:,} / {total:,} samples"
+        if rate:
+            text += f", {rate:,.0f} samples/s"
+        if rate and self.state == RunState.RUNNING:  # a paused, stopped or finished run has no time left
+            text += f", {format_duration((total - done) / rate)} left"
+        if self.active and self.threads:  # the thread count the worker measured to train fastest
+            text += f", on {self.threads} of {os.cpu_count()} cores"
+        last = next((r for r in reversed(rows) if runs.is_evaluation(r)), {})
+        for train, test, what in (("train_lower_bound", "test_lower_bound", ""),
+                                  ("train_marginal_log_likelihood", "test_marginal_log_likelihood", " (log p(x))")):
+            if last.get(test) is not None:
+                text += f", train {last[train]:.2f} / test {last[test]:.2f} nats{what}"
+        return {"state": str(self.state), "fraction": min(1.0, done / total) if total else 0.0, "text": text}
 
     def pause(self) -> None:
         self._pause.set()
