@@ -51,6 +51,21 @@ def test_a_config_error_crosses_processes_with_its_problems():
     assert set(error.problems) == {"latent_dim"} and "latent_dim must be a whole number of at least 1" in str(error)
 
 
+def test_the_summary_of_a_restored_sweep_stopped_again_lists_every_trial(tmp_path):
+    """Tune gives a trial of a restored sweep that was stopped before it began anew a result with no config: the
+    summary reads that trial from its run folder (here it has none yet) instead of failing."""
+    from types import SimpleNamespace
+
+    s = sweep.Sweep.from_configs(tmp_path / "s", sweep.expand({"latent_dim": [2, 3]}, {"dataset": "digits"}))
+    done = SimpleNamespace(config={"trial": {"name": "J2"}}, error=None,
+                           metrics={"status": "finished", "test_lower_bound": -30.5, "train_lower_bound": -30.0,
+                                    "samples_evaluated": 2000, "node": "n1"})
+    rows = sweep.summary_rows(s, [SimpleNamespace(config=None, error=None, metrics=None), done])
+    assert [(r["name"], r["status"], r["test_lower_bound"], r["latent_dim"]) for r in rows] == [
+        ("J2", "finished", -30.5, 2), ("J3", "stopped", None, 3)]
+    assert rows[1]["run_dir"] == str((tmp_path / "s" / "J3").resolve()) and rows[1]["samples_evaluated"] == 0
+
+
 def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
     """2 settings x 2 seeds on digits, and a trial whose setting cannot train, which fails with its message while the
     others finish; the runs are ordinary run folders, grouped under the sweep."""

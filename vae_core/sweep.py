@@ -228,24 +228,36 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]  # Ray's first line says what happened
         raise runs.RunError(f"the sweep stopped: {reason} Finished trials are kept, and the others continue from "
                             f"their last checkpoint with `python -m vae_core sweep --resume {sweep_dir}`") from e
-    trials = []
-    for result in results:
-        trial = result.config["trial"]
-        metrics = result.metrics or {}
-        status = "failed" if result.error else ("finished" if metrics.get("status") == "finished" else "stopped")
-        row = {"name": trial["name"], **{k: v for k, v in trial["config"].items() if k in SHORT}, "run_dir": trial["run_dir"],
-               "status": status, "train_lower_bound": metrics.get("train_lower_bound"),
-               "test_lower_bound": metrics.get("test_lower_bound"), "samples_evaluated": metrics.get("samples_evaluated"),
-               "node": metrics.get("node")}
-        if result.error:
-            row["message"] = _message(result.error)
-        trials.append(row)
-    trials.sort(key=lambda t: list(sweep.trials).index(t["name"]))
+    trials = summary_rows(sweep, results)
     states = [t["status"] for t in trials]
     print(f"sweep: {states.count('finished')} done, {states.count('failed')} failed, {states.count('stopped')} stopped "
           f"of {len(trials)} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return {"engine": "ray", "address": address, "sweep_dir": str(sweep_dir),
             "wall_seconds": time.perf_counter() - started, "trials": trials}
+
+
+def summary_rows(sweep: Sweep, results) -> list[dict]:
+    """Each trial's row of the summary, in the sweep's order, from Tune's results. A trial Tune holds no result for
+    (a restored sweep stopped again before the trial began anew) is read from its run folder."""
+    rows = {}
+    for result in results:
+        if result.config is None:
+            continue
+        trial, metrics = result.config["trial"], result.metrics or {}
+        status = "failed" if result.error else ("finished" if metrics.get("status") == "finished" else "stopped")
+        rows[trial["name"]] = {"status": status, **_bounds(metrics), "samples_evaluated": metrics.get("samples_evaluated"),
+                               "node": metrics.get("node"), **({"message": _message(result.error)} if result.error else {})}
+    trials = []
+    for name, config in sweep.trials.items():
+        run_dir = sweep.sweep_dir.resolve() / name
+        row = rows.get(name)
+        if row is None:
+            record = runs.read_run(run_dir) if run_dir.exists() else None
+            row = {"status": "finished" if record and record.state == runs.RunState.FINISHED else "stopped",
+                   **_bounds(record.last_evaluation if record and record.last_evaluation else {}),
+                   "samples_evaluated": record.samples_done if record else 0, "node": None}
+        trials.append({"name": name, **{k: v for k, v in config.items() if k in SHORT}, "run_dir": str(run_dir), **row})
+    return trials
 
 
 def _message(error: BaseException) -> str:
