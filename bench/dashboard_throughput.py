@@ -2,7 +2,7 @@
 
 The same configuration (Frey Face, J = 2, M = 100, L = 1, Adagrad, lr 0.02, 5e5 samples) is trained, in each
 round, (a) by `python -m vae_core train`, (b) from the Train page of `streamlit run dashboard.py` open in
-headless Chromium, whose live view redraws its charts twice a second throughout, and (c) from the Train page,
+headless Chromium, whose progress line and charts follow the run's feed once a second throughout, and (c) from the Train page,
 which is then left for the Home page while the run trains; then (b) and (c) again beside a neighbour, a busy loop
 taking a whole core (another program, another run), where the unwatched run must train at least as fast as the
 watched one (issue 20: it trained 4 to 10 times slower before the worker measured its thread count). Each run reports its own samples per second
@@ -13,7 +13,7 @@ Then, to show what any training process could keep beside such a page on this ma
 this process (the CLI's own Trainer) in paired blocks, against all cores with nothing beside them: (d) beside a
 busy loop taking as much CPU as the browser and the app took during (b); (e) beside lighter busy loops
 (`--lighter-loads`, shares of a core), what a cheaper live view could at best leave; (f) beside the two live
-charts alone, the chart component's page redrawing (b)'s figures twice a second in a bare page, with no Streamlit
+charts alone, the chart component's page following (b)'s rows from a feed rewritten twice a second, in a bare page, with no Streamlit
 around them, whose own CPU is printed too. Each with all threads and with one fewer, as the watched worker uses.
 Run: `python bench/dashboard_throughput.py [--rounds N] [--blocks N] [--lighter-loads 0.1,0.2]` with VAE_DATA_DIR set.
 """
@@ -99,7 +99,7 @@ class ChartsPage:
             port = s.getsockname()[1]
         self.httpd = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                                        "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        args = {"feed": feed_name(self.run), "active": True, "log_x": True, "smoothing": 0.6}
+        args = {"feed": feed_name(self.run), "state": "running", "active": True, "log_x": True, "smoothing": 0.6}
         self.host = folder / "bench-charts.html"
         self.host.write_text(
             "<!doctype html><body style='margin:0'>"
@@ -120,7 +120,8 @@ class ChartsPage:
             k = tick % self.ticks
             if k == 0:
                 self.feed = LiveFeed(self.run, every=0.0)  # the cycle starts again
-            self.feed.update(self.rows[:max(2, len(self.rows) * (k + 1) // self.ticks)], True)
+            shown = self.rows[:max(2, len(self.rows) * (k + 1) // self.ticks)]
+            self.feed.update(shown, {"state": "running", "fraction": (k + 1) / self.ticks, "text": f"running: {len(shown):,} rows"})
             tick += 1
             time.sleep(0.5)
 

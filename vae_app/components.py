@@ -135,7 +135,7 @@ class LiveFeed:
     component fetches it on its own timer and draws the progress line and the charts from it, so following a run
     costs no Streamlit rerun; rows are converted once each, as they come."""
 
-    def __init__(self, run_dir: str | Path, every: float = 0.5):
+    def __init__(self, run_dir: str | Path, every: float = 1.0):
         self.path = _feeds_folder().parent / feed_name(run_dir)
         self.every = every
         self.rows = {"minibatch": [], "evaluation": []}  # JSON text of each converted row

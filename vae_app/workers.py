@@ -28,7 +28,7 @@ from vae_core.training import format_duration
 from .components import LiveFeed
 
 SNAPSHOT_SECONDS = 2.0
-ORPHAN_SECONDS = 8.0  # an owner not seen for this long has gone (its page closed or reloaded; it shows itself every 3 s)
+ORPHAN_SECONDS = 12.0  # an owner not seen for this long has gone (its page closed or reloaded; it shows itself every 5 s)
 
 
 class ThreadTuner:

@@ -8,7 +8,7 @@ import streamlit as st
 from ..images import mosaic, scale_for
 from ..sources import LiveRun
 
-GALLERY_SECONDS = 3.0  # how often the Train page redraws what its component does not: the gallery, the run's message
+GALLERY_SECONDS = 5.0  # how often the Train page redraws what its component does not: the gallery, the run's message
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
