@@ -5,12 +5,14 @@ budget are trained (a) by `python -m vae_core train`, one after another, each wi
 `python -m vae_core sweep` with one single-threaded trial per core on a local Ray. Each side's aggregate rate is
 all its trials' training samples over its wall time, from the first command's start to the last one's end, so
 process and Ray start-up count against it; Ray's own start-up (`ray.init` until the cluster answers) is timed
-apart. Rounds alternate which side goes first, so the machine's drift does not favour one.
+apart. Rounds alternate which side goes first, so the machine's drift does not favour one. Then the bound on any
+gain: one run's training rate on both threads, on one thread alone, and on one thread beside another such run.
 Run: `python bench/sweep.py [--samples 3e5] [--rounds 2]` with VAE_DATA_DIR set.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -47,6 +49,19 @@ def as_sweep(samples: str, folder: Path) -> float:
                    "--lr", "0.02", "--samples", samples, "--cpus-per-trial", "1", "--sweep-dir", str(folder), "--json")
 
 
+def training_rates(threads: int, side_by_side: int, samples: str, folder: Path) -> list[float]:
+    """Frey Face J = 2 AEVB, `side_by_side` CLI runs at once with `threads` threads each: each run's own training
+    samples per second (evaluations excluded), which bounds what running trials side by side can gain."""
+    procs = [subprocess.Popen([sys.executable, "-m", "vae_core", "train", "--dataset", "frey", "--latent-dim", "2",
+                               "--lr", "0.02", "--samples", samples, "--run-dir", str(folder / f"t{threads}x{side_by_side}-{i}"), "--json"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)}) for i in range(side_by_side)]
+    outs = [p.communicate() for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"a training run failed:\n{outs[0][1][-3000:]}")
+    return [json.loads(out.strip().splitlines()[-1])["samples_per_second"] for out, _ in outs]
+
+
 def ray_start_up() -> float:
     """Seconds from `ray.init` (local, as the sweep starts it) until the cluster reports its CPUs."""
     code = ("import time, os; start = time.perf_counter(); from vae_core.sweep import start_ray; import ray; "
@@ -72,6 +87,12 @@ def main() -> None:
         print(f"round {round_ + 1} ({order[0]} first): " + ", ".join(
             f"{name} {seconds[name]:.1f} s, {rates[name]:,.0f} samples/s" for name in sides)
             + f"; sweep / one after another {ratios[-1]:.2f}x", flush=True)
+    both = statistics.median(training_rates(2, 1, args.samples, folder / "rates"))
+    alone = statistics.median(training_rates(1, 1, args.samples, folder / "rates"))
+    beside = statistics.median(training_rates(1, 2, args.samples, folder / "rates"))
+    print(f"training rate of one run (Frey J = 2): 2 threads {both:,.0f} samples/s; 1 thread alone {alone:,.0f} "
+          f"({alone / both:.0%}); 1 thread beside another such run {beside:,.0f} ({beside / both:.0%}): two "
+          f"single-threaded trials at once can gain at most {2 * beside / both:.2f}x over one run on both threads", flush=True)
     starts = [ray_start_up() for _ in range(3)]
     print(f"{len(LATENT_DIMS) * len(ALGORITHMS)} trials of {float(args.samples):.0e} samples on {os.cpu_count()} cores: "
           f"sweep over one after another, median of {args.rounds} rounds: {statistics.median(ratios):.2f}x; "

@@ -218,7 +218,7 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
                   "run_dir": str(sweep_dir / name), "cpus": cpus_per_trial, "gpus": gpus_per_trial}
                  for name, config in sweep.trials.items()]
         tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(space)},
-                           tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+                           tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
                            run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0,
                                                      callbacks=[progress_callback(len(sweep.trials))],
                                                      failure_config=tune.FailureConfig(max_failures=1)))  # a killed trial: once more
