@@ -92,6 +92,7 @@ class Curve:
     train: list[float] = field(default_factory=list)
     test: list[float] = field(default_factory=list)
     variant: str = ""
+    path: str = ""  # the run's folder: two runs of one name may lie in different sweeps
 
     def at(self, samples: float, which: str = "test") -> float | None:
         """The bound at `samples`, interpolated on the log axis between evaluations; None outside the curve."""
@@ -119,7 +120,18 @@ def curve(record: RunRecord, measure: str = "lower_bound") -> Curve:
     variant = f"log σ²₀ = {record.train_config.get('vb_logvar', -10.0):g}" if algorithm == "full-vb" else ""
     return Curve(record.name, algorithm, record.train_config.get("seed", 0),
                  [r["samples_evaluated"] for r in rows], [r[f"train_{measure}"] for r in rows],
-                 [r[f"test_{measure}"] for r in rows], variant)
+                 [r[f"test_{measure}"] for r in rows], variant, str(record.path))
+
+
+def _one_per_seed(curves: list[Curve]) -> list[Curve]:
+    """Runs of the same settings and seed are one experiment run twice (a short run and a longer one, or a run
+    continued in another folder): the one that got furthest stands for it."""
+    furthest: dict[tuple, Curve] = {}
+    for c in curves:
+        key = (c.algorithm, c.seed, c.variant)
+        if key not in furthest or c.samples[-1] > furthest[key].samples[-1]:
+            furthest[key] = c
+    return [c for c in curves if furthest[(c.algorithm, c.seed, c.variant)] is c]
 
 
 def figure_2_curves(records: list[RunRecord], panels=FIGURE_2, panel_of=figure_2_panel) -> dict[tuple[str, int], list[Curve]]:
@@ -128,8 +140,10 @@ def figure_2_curves(records: list[RunRecord], panels=FIGURE_2, panel_of=figure_2
     for record in records:
         panel = None if record.damaged else panel_of(record.train_config)
         if panel is not None and record.last_evaluation:
-            curves[panel].append(curve(record))
-    return curves
+            line = curve(record)
+            if line.samples:
+                curves[panel].append(line)
+    return {panel: _one_per_seed(lines) for panel, lines in curves.items()}
 
 
 def appendix_f_curves(records: list[RunRecord]) -> dict[tuple[str, int], list[Curve]]:
@@ -165,7 +179,7 @@ def figure_3_curves(records: list[RunRecord]) -> dict[int, list[Curve]]:
             line = curve(record, "marginal_log_likelihood")
             if line.samples:
                 panels[panel].append(line)
-    return panels
+    return {panel: _one_per_seed(lines) for panel, lines in panels.items()}
 
 
 def missing(panels: dict[tuple[str, int], list[Curve]]) -> list[tuple[str, int, str]]:
@@ -269,7 +283,7 @@ def report(records: list[RunRecord], figure: int) -> str:
     """A figure's numbers as a Markdown table: each configuration and algorithm, the train and test values at the
     paper's budgets (the mean over seeds; blank where no run has reached the budget), the seeds and the wall time;
     then the claims as the runs measure them."""
-    by_run = {r.name: r for r in records}
+    by_path = {str(r.path): r for r in records}
     if figure == 2:
         panels = figure_2_curves(records)
         keyed = {f"{NAMES[d]} J = {J}": curves for (d, J), curves in panels.items()}
@@ -290,8 +304,8 @@ def report(records: list[RunRecord], figure: int) -> str:
                 for which in ("train", "test"):
                     values = [v for c in mine if (v := c.at(budget, which)) is not None]
                     cells.append(f"{np.mean(values):.2f}" if values else "")
-            walls = [w for c in mine if by_run[c.run].state == "finished" and (w := wall_seconds(by_run[c.run])) is not None]
-            wall = f"{np.mean(walls) / 60:.0f} min" if walls else ""
+            walls = [w for c in mine if by_path[c.path].state == "finished" and (w := wall_seconds(by_path[c.path])) is not None]
+            wall = "" if not walls else f"{np.mean(walls):.0f} s" if np.mean(walls) < 120 else f"{np.mean(walls) / 60:.0f} min"
             lines.append(f"| {label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
     lines += ["", f"Values: the {what} per datapoint in nats, interpolated on the log axis between evaluations; the "
                   "mean over seeds.", "", "| where | claim | verdict | evidence |", "|---|---|---|---|"]
