@@ -59,14 +59,18 @@ def test_kde_is_scipys_gaussian_kde_and_approaches_the_density_it_was_fitted_to(
     assert (ours - exact)[where_the_mass_is].abs().mean() < 0.1  # a kernel density of 4000 points: within 10%
 
 
-@pytest.mark.parametrize("samples, mean_bias, per_point", [(2000, 0.02, 0.15), (50, 0.5, 3.0)])
-def test_the_appendix_d_estimator_recovers_the_exact_log_px(linear_gaussian, samples, mean_bias, per_point):
-    """Exact with many samples; at the paper's 50 it reads a few tenths of a nat high (docs/REPRODUCTION.md)."""
+@pytest.mark.parametrize("samples, mean_bias, per_point, start", [(2000, 0.02, 0.05, "encoder"), (50, 0.5, 3.0, "encoder"),
+                                                                 (2000, 0.02, 0.05, "modes")])
+def test_the_appendix_d_estimator_recovers_the_exact_log_px(linear_gaussian, samples, mean_bias, per_point, start):
+    """Exact on average with many samples, and each point within three of its stated errors (the worst points of
+    2000 samples are off by about 0.3 nats, where the stated error is 0.27 to 0.31); at the paper's 50 it reads a
+    few tenths of a nat high (docs/REPRODUCTION.md)."""
     x = torch.randn(40, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 1.5
-    estimate, error = marginal_log_likelihood(linear_gaussian.model, x, MarginalConfig(samples=samples),
-                                              torch.Generator().manual_seed(5))
-    deviation = estimate - linear_gaussian.log_px(x)
-    assert abs(deviation.mean()) < mean_bias and deviation.abs().max() < per_point, deviation
+    estimate, error = marginal_log_likelihood(linear_gaussian.model, x, MarginalConfig(samples=samples, start=start),
+                                              torch.Generator().manual_seed(5))  # "modes": as for a model with no encoder
+    deviation = (estimate - linear_gaussian.log_px(x)).detach()
+    assert abs(deviation.mean()) < mean_bias, deviation
+    assert (deviation.abs() < per_point + 3 * error).all(), (deviation, error)
     assert (error > 0).all() and torch.isfinite(error).all()
 
 

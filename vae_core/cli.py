@@ -174,13 +174,14 @@ def cmd_evaluate(args) -> int:
               "iw_samples": args.iw_samples, "binarized": binarized}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
         from .marginal import MarginalConfig, marginal_log_likelihood
-        MarginalConfig().validate(model.config.latent_dim)
+        estimator = MarginalConfig.for_algorithm(config.algorithm)
+        estimator.validate(model.config.latent_dim)
         train = dataset.train[:config.train_size]
         x_train = torch.tensor(data_module.binarized(train, config.seed + 4) if binarized else train)
         for split, x in (("train", x_train[:args.points]), ("test", x_test[:args.points])):
             with _progress_bar(len(x), "point") as bar:
                 bar.set_postfix_str(f"{split}: marginal likelihood (Appendix D)", refresh=False)
-                estimate, error = marginal_log_likelihood(model, x, generator=generator)
+                estimate, error = marginal_log_likelihood(model, x, estimator, generator)
                 bar.update(len(x))
             result[f"{split}_marginal_log_likelihood"] = estimate.mean().item()
             result[f"{split}_marginal_log_likelihood_error"] = (error.square().sum().sqrt() / len(x)).item()

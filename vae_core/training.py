@@ -310,10 +310,11 @@ class Trainer:
             scores["train_lower_bound"] = dataset_lower_bound(model, train, generator)[0]
             scores["test_lower_bound"] = dataset_lower_bound(model, self.eval_test, generator)[0]
         if self.config.evaluation == "marginal":
-            from .marginal import marginal_log_likelihood
+            from .marginal import MarginalConfig, marginal_log_likelihood
             n = self.config.marginal_points
+            estimator = MarginalConfig.for_algorithm(self.algorithm.name)
             for split, x in (("train", self.eval_train[:n]), ("test", self.eval_test[:n])):
-                scores[f"{split}_marginal_log_likelihood"] = marginal_log_likelihood(model, x, generator=generator)[0].mean().item()
+                scores[f"{split}_marginal_log_likelihood"] = marginal_log_likelihood(model, x, estimator, generator)[0].mean().item()
         return scores
 
     # Events: every report goes through `emit`, which hands it to the run's recorder first.
