@@ -28,6 +28,11 @@ def test_train_then_evaluate(tmp_path, data_dir):
     scores = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert abs(scores["test_lower_bound"] - result["test_lower_bound"]) < 5  # same model, fresh noise
     assert scores["test_log_likelihood"] > scores["test_lower_bound"]  # K = 20 tightens the bound
+    reported = cli("report", "--figure", "2", "--runs-dir", str(tmp_path))  # the run is Figure 2's Frey Face J = 2
+    assert reported.returncode == 0, reported.stderr
+    row = next(line for line in reported.stdout.splitlines() if line.startswith("| Frey Face J = 2 | aevb |"))
+    assert row.split(" | ")[-2] == "1"  # one seed; its curve ends at 3·10^4 samples, before the first budget column
+    assert "| Frey Face J = 2 | wake-sleep |" in reported.stdout and "| not yet |" in reported.stdout
     marginal = cli("evaluate", str(run_dir), "--iw-samples", "20", "--marginal-likelihood", "--points", "20", "--json",
                    env={"VAE_DATA_DIR": str(data_dir)})
     assert marginal.returncode == 0, marginal.stderr
