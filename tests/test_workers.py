@@ -75,6 +75,10 @@ def test_the_thread_tuner_measures_each_count_keeps_the_fastest_and_measures_aga
     train(31)
     assert tuner.threads == 2  # the next probe found it
     assert all(b - a >= 1.0 for (a, _), (b, _) in zip(switches, switches[1:]))  # windows of at least a second
+    assert switches[0][0] >= 2.0  # the run's first second is not measured: its first window began after it
+    rates.update({1: 36_000, 2: 35_000})  # one thread faster by less than the noise of a window: keep every core
+    train(33)
+    assert tuner.threads == 2
 
 
 def test_a_worker_reports_the_thread_count_it_trains_with(tmp_path):

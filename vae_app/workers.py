@@ -38,13 +38,15 @@ class ThreadTuner:
     page redrawing, a browser), a worker whose OpenMP threads fill every core stalls at each parallel region
     whenever one of them is descheduled, and on 2 cores a 2-thread worker then trained 4 to 10 times slower than a
     1-thread one (docs/PERFORMANCE.md). So each candidate count trains for a window of `window` seconds of training
-    time (evaluations excluded), and the fastest is kept until the next probe. The thread count does not change the
-    arithmetic's results on the pinned CPU build (tested)."""
+    time (evaluations excluded), and the most threads within `margin` of the fastest are kept until the next probe:
+    a one-second window is noisy, and wrongly keeping fewer threads on an idle machine cost 15 to 30% for 30 s. The
+    first window of a run is not measured (its first steps are slow whatever the count). The thread count does not
+    change the arithmetic's results on the pinned CPU build (tested)."""
 
-    def __init__(self, cores: int | None = None, window: float = 1.0, every: float = 30.0):
+    def __init__(self, cores: int | None = None, window: float = 1.0, every: float = 30.0, margin: float = 1.1):
         cores = cores or os.cpu_count() or 2
         self.candidates = sorted({1, max(1, cores - 1), cores})
-        self.window, self.every = window, every
+        self.window, self.every, self.margin = window, every, margin
         self.rates: dict[int, float] = {}  # samples per second of each count measured in this probe
         self.queue = list(self.candidates)  # the counts still to measure
         self.threads = self.queue.pop()  # every core, first
@@ -54,7 +56,8 @@ class ThreadTuner:
     def update(self, seconds: float, samples: int) -> int | None:
         """Given the training time and samples so far, the thread count to switch to, or None to keep it."""
         if self.started is None or seconds < self.started[0]:
-            self.started = (seconds, samples)
+            if seconds >= self.window:  # past the run's first window
+                self.started = (seconds, samples)
             return None
         elapsed = seconds - self.started[0]
         if elapsed < self.window:
@@ -66,7 +69,9 @@ class ThreadTuner:
             if self.queue:
                 self.threads = self.queue.pop()
             else:
-                self.threads, self.next_probe = max(self.rates, key=self.rates.get), seconds + self.every
+                fastest = max(self.rates.values())
+                self.threads = max(c for c, r in self.rates.items() if r * self.margin >= fastest)
+                self.next_probe = seconds + self.every
         elif seconds >= self.next_probe:  # the load may have changed: measure again
             self.rates, self.next_probe = {self.threads: rate}, None
             self.queue = [c for c in self.candidates if c != self.threads]
