@@ -121,7 +121,8 @@ class ChartsPage:
             if k == 0:
                 self.feed = LiveFeed(self.run, every=0.0)  # the cycle starts again
             shown = self.rows[:max(2, len(self.rows) * (k + 1) // self.ticks)]
-            self.feed.update(shown, {"state": "running", "fraction": (k + 1) / self.ticks, "text": f"running: {len(shown):,} rows"})
+            self.feed.update(shown, "running", lambda: {"state": "running", "fraction": (k + 1) / self.ticks,
+                                                        "text": f"running: {len(shown):,} rows"})
             tick += 1
             time.sleep(0.5)
 

@@ -321,14 +321,14 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
             {"kind": "evaluation", "samples_evaluated": 100, "train_lower_bound": float("-inf"), "test_lower_bound": -100.0},
             {"kind": "started", "samples_evaluated": 0}]
     running, finished = ({"state": state, "fraction": 0.5, "text": state} for state in ("running", "finished"))
-    feed.update(rows, running)
+    feed.update(rows, "running", lambda: running)
     read = lambda: json.loads(feed.path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the feed"))
     assert read() == {"active": True, "progress": running, "minibatch": [[100, None, -90.0, 5.0]],
                       "evaluation": [[100, None, -100.0, None, None]]}
     rows.append({"kind": "minibatch", "samples_evaluated": 200, "lower_bound": -80.0, "reconstruction": -75.0, "kl": 5.0})
-    feed.update(rows, running)
-    assert len(read()["minibatch"]) == 1  # written within the minute: it waits
-    feed.update(rows, finished)
+    feed.update(rows, "running", lambda: pytest.fail("the progress line made while the feed waits"))
+    assert len(read()["minibatch"]) == 1  # written within the minute: it waits, and makes no progress line
+    feed.update(rows, "finished", lambda: finished)
     assert read()["active"] is False and read()["progress"] == finished and read()["minibatch"][-1] == [200, -80.0, -75.0, 5.0]  # ended: at once
     assert [p.name for p in feed.path.parent.iterdir() if p.name.endswith(".tmp")] == []
 

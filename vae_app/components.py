@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -144,21 +145,22 @@ class LiveFeed:
         self.last = 0.0  # when it was written
         self.problem = ""  # why the file could not be written, if it could not
 
-    def update(self, rows: list[dict], progress: dict) -> None:
-        """Takes in the rows not seen yet and writes the file, with `progress` (the worker's `progress_line`), if it
-        is behind and was not written within `every` seconds (at once when the run's state has changed)."""
+    def update(self, rows: list[dict], state: RunState, progress: Callable[[], dict]) -> None:
+        """Takes in the rows not seen yet and writes the file, with `progress()` (the worker's `progress_line`, made
+        only when the file is written), if it is behind and was not written within `every` seconds (at once when the
+        run's state has changed)."""
         for row in rows[self.taken:]:
             converted = chart_row(row)
             if converted is not None:
                 self.rows[converted[0]].append(json.dumps(converted[1]))
         self.taken = len(rows)
         now = time.monotonic()
-        state = progress["state"]
-        active = RunState(state).active
+        state = RunState(state)
+        active = state.active
         if self.written == (self.taken, state) or (active and self.written and self.written[1] == state
                                                    and now - self.last < self.every):
             return
-        text = (f'{{"active": {json.dumps(active)}, "progress": {json.dumps(progress)}, '
+        text = (f'{{"active": {json.dumps(active)}, "progress": {json.dumps(progress())}, '
                 f'"minibatch": [{",".join(self.rows["minibatch"])}], "evaluation": [{",".join(self.rows["evaluation"])}]}}')
         try:
             staging = self.path.with_suffix(f".{os.getpid()}.tmp")

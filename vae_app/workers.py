@@ -143,7 +143,7 @@ class TrainingWorker:
         self._seen = time.monotonic()  # when the owning page last showed itself
         self.process = ctx.Process(target=_worker_main, daemon=True, args=(
             config, str(self.run_dir), resume, self._events, self._pause, self._stop))
-        self.feed.update(self.rows, self.progress_line())  # at once: the page's first fetch finds the run starting
+        self.feed.update(self.rows, self.state, self.progress_line)  # at once: the page's first fetch finds the run starting
         self.process.start()
         threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
@@ -155,18 +155,18 @@ class TrainingWorker:
             try:
                 kind, payload = self._events.get(timeout=self.feed.every)
             except queue.Empty:
-                self.feed.update(self.rows, self.progress_line())
+                self.feed.update(self.rows, self.state, self.progress_line)
                 if self.process.is_alive() or not self._events.empty():
                     continue
                 break  # gone without saying so, and everything it sent before it ended has been taken in
             self._take(kind, payload)
-            self.feed.update(self.rows, self.progress_line())
+            self.feed.update(self.rows, self.state, self.progress_line)
             if kind == "exit":
                 return
         if self.state.active:
             self.state = RunState.FAILED
             self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
-        self.feed.update(self.rows, self.progress_line())
+        self.feed.update(self.rows, self.state, self.progress_line)
 
     def _take(self, kind: str, payload) -> None:
         if kind == "event":
