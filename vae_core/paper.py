@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import STEP_SIZE_CANDIDATES, TrainConfig
 from .runs import RunRecord, is_evaluation
+from .training import format_duration
 
 FIGURE_2 = (("mnist", 3), ("mnist", 5), ("mnist", 10), ("mnist", 20), ("mnist", 200),
             ("frey", 2), ("frey", 5), ("frey", 10), ("frey", 20))  # (dataset, J), the paper's panel order
@@ -305,7 +306,7 @@ def report(records: list[RunRecord], figure: int) -> str:
                     values = [v for c in mine if (v := c.at(budget, which)) is not None]
                     cells.append(f"{np.mean(values):.2f}" if values else "")
             walls = [w for c in mine if by_path[c.path].state == "finished" and (w := wall_seconds(by_path[c.path])) is not None]
-            wall = "" if not walls else f"{np.mean(walls):.0f} s" if np.mean(walls) < 120 else f"{np.mean(walls) / 60:.0f} min"
+            wall = format_duration(float(np.mean(walls))) if walls else ""
             lines.append(f"| {label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
     lines += ["", f"Values: the {what} per datapoint in nats, interpolated on the log axis between evaluations; the "
                   "mean over seeds.", "", "| where | claim | verdict | evidence |", "|---|---|---|---|"]

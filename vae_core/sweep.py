@@ -254,7 +254,7 @@ def summary_rows(sweep: Sweep, results) -> list[dict]:
         if row is None:
             record = runs.read_run(run_dir) if run_dir.exists() else None
             row = {"status": "finished" if record and record.state == runs.RunState.FINISHED else "stopped",
-                   **_bounds(record.last_evaluation if record and record.last_evaluation else {}),
+                   **_bounds((record and record.last_evaluation) or {}),
                    "samples_evaluated": record.samples_done if record else 0, "node": None}
         trials.append({"name": name, **{k: v for k, v in config.items() if k in SHORT}, "run_dir": str(run_dir), **row})
     return trials
