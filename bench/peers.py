@@ -9,7 +9,10 @@ autograd, its optimizer, its network as it defines it), not copied:
 vae_core trains the same network, optimizer, M and estimator through its own CLI's settings (`--hidden 400
 --activation relu --init default --optimizer adam --lr 1e-3 --no-weight-decay ...`).
 
-(a) Throughput: steps of each in interleaved blocks, samples per second, the ratio as the median of each block's.
+(a) Throughput: steps of each in interleaved blocks, samples per second, the ratio as the median of each block's;
+    beside them, where the time goes: the step's eleven GEMMs alone at the network's shapes, then followed by our
+    fused optimizer update (`train_throughput.py`'s roofline), and the ceiling that sets on any speed-up over the
+    peer: the peer's step over GEMMs + update.
 (b) Test bound after the same number of training samples (default 6·10^5, the examples' ten epochs), each model
     scored by one evaluator: estimator B with L = 1 over the MNIST test set; median over --seeds.
 Run: `python bench/peers.py [--samples 6e5] [--seeds 3]` with VAE_DATA_DIR set.
@@ -25,7 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from train_throughput import interleaved, logged_steps, minibatches, paired_ratio  # bench/ is this script's folder
+from train_throughput import (gemm_and_optimizer_steps, gemm_steps, interleaved, logged_steps, minibatches,
+                              paired_ratio)  # bench/ is this script's folder
 from vae_core import data
 from vae_core.config import TrainConfig, parse_sample_count
 from vae_core.training import Trainer
@@ -108,10 +112,13 @@ def main() -> None:
     mnist = data.load("mnist")
     X, x_test = torch.tensor(mnist.train), torch.tensor(mnist.test)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST; {args.blocks} interleaved blocks")
-    print(f"{'peer':<18} {'ours samples/s':>15} {'peer samples/s':>15} {'speed-up':>9} {'ours test':>10} {'peer test':>10}  step")
+    print(f"{'peer':<18} {'ours samples/s':>15} {'peer samples/s':>15} {'speed-up':>9} {'ours test':>10} {'peer test':>10} "
+          f"{'ours ms':>8} {'peer ms':>8} {'GEMM ms':>8} {'GEMM+opt ms':>12} {'ceiling':>8} {'of ceiling':>11}  step")
     for peer, spec in PEERS.items():
         ours = Trainer.from_config(our_config(peer, 10**9, 0), tempfile.mkdtemp(prefix="bench-peers-") + "/run")
-        times = interleaved({"ours": logged_steps(ours), "peer": peer_steps(peer, X, 0)}, args.blocks, 40)
+        times = interleaved({"ours": logged_steps(ours), "peer": peer_steps(peer, X, 0), "gemm": gemm_steps(ours),
+                             "gemm+opt": gemm_and_optimizer_steps(ours)}, args.blocks, 40)
+        ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
         rate = {k: spec["M"] / statistics.median(v) for k, v in times.items()}
         bounds = {"ours": [], "peer": []}
         for seed in range(args.seeds):
@@ -122,9 +129,14 @@ def main() -> None:
                 step()
             bounds["peer"].append(test_bound(lambda x: step.model.elbo(x, "B"), x_test))
         print(f"{peer:<18} {rate['ours']:>15,.0f} {rate['peer']:>15,.0f} {paired_ratio(times['peer'], times['ours']):>8.2f}x "
-              f"{statistics.median(bounds['ours']):>10.2f} {statistics.median(bounds['peer']):>10.2f}  {ours.algorithm.step}",
+              f"{statistics.median(bounds['ours']):>10.2f} {statistics.median(bounds['peer']):>10.2f} "
+              f"{ms['ours']:>8.3f} {ms['peer']:>8.3f} {ms['gemm']:>8.3f} {ms['gemm+opt']:>12.3f} "
+              f"{paired_ratio(times['peer'], times['gemm+opt']):>7.2f}x {paired_ratio(times['gemm+opt'], times['ours']):>11.0%}  "
+              f"{ours.algorithm.step}",
               flush=True)
         ours.close()
+    print("ceiling: the peer's step over GEMMs + update, the most any step doing the same products and update could "
+          "gain on the peer; of ceiling: GEMMs + update over our whole step")
     print(f"test bounds: estimator B, L = 1, over the 10,000 test images, after {args.samples:,} training samples; "
           f"median of {args.seeds} seeds")
 

@@ -169,7 +169,8 @@ def gemm_steps(trainer: Trainer):
 
 
 def gemm_and_optimizer_steps(trainer: Trainer):
-    """(c), then the trainer's fused Adagrad step over the same parameters: the GEMMs plus the update alone."""
+    """(c), then the trainer's own fused optimizer step (Adagrad unless configured) over the same parameters: the GEMMs
+    plus the update alone."""
     gemm = gemm_steps(trainer)
 
     def step():

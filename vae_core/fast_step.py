@@ -24,15 +24,25 @@ _ONEDNN = torch.backends.mkldnn.is_available()
 Grads = dict[str, torch.Tensor]  # parameter name -> its view of the flat gradient buffer
 
 
+# A product whose weight (or weight gradient) is at least this wide both ways goes through oneDNN: MKL's GEMM took
+# 1.6-2.1x as long at 784x400, 784x500 and 400x100 (one thread); at 500x6 the call and the copy cost more.
+_ONEDNN_MIN_WIDTH = 64
+
+
+def _onednn(x: torch.Tensor) -> bool:
+    return _ONEDNN and x.is_cpu and x.dtype == torch.float32
+
+
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
     """x Wᵀ + b, then the activation ("none", "tanh", "relu" or "softplus").
 
-    On the CPU in float32 this goes through oneDNN, which applies tanh or ReLU inside the GEMM and whose GEMM is
-    faster than MKL's at MNIST's wide shapes; aten's own tanh costs about six times its sigmoid in this torch build.
-    Other devices and dtypes (the float64 tests) take addmm. docs/PERFORMANCE.md has the timings.
+    On the CPU in float32, a wide product (W at least _ONEDNN_MIN_WIDTH each way) or one with tanh or ReLU goes
+    through oneDNN, which applies the activation inside the GEMM and whose GEMM takes about half MKL's time at these
+    shapes; aten's own tanh costs about six times its sigmoid in this torch build. Narrow products (a few latent
+    dimensions), other devices and dtypes (the float64 tests) take addmm. docs/PERFORMANCE.md has the timings.
     """
     fused = activation if activation in ("none", "tanh", "relu") else "none"
-    if _ONEDNN and x.is_cpu and x.dtype == torch.float32:
+    if _onednn(x) and (fused != "none" or min(weight.shape) >= _ONEDNN_MIN_WIDTH):
         out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, fused, [], "")
     else:
         out = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
@@ -40,14 +50,9 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ac
     return F.softplus(out) if activation == "softplus" else out
 
 
-# A weight gradient dᵀa whose both sides are at least this wide goes through oneDNN, then into its gradient view:
-# MKL's GEMM took 1.6-2.0x as long at 784x400 and 784x500 (one thread), while below ~200 the copy and call cost more.
-_ONEDNN_MIN_WIDTH = 200
-
-
 def _weight_gradient(d: torch.Tensor, inputs: torch.Tensor, out: torch.Tensor) -> None:
     """out = dᵀ inputs, ∂/∂W of a layer y = W a + b given d = ∂/∂y (N, out) and its inputs a (N, in)."""
-    if _ONEDNN and d.is_cpu and d.dtype == torch.float32 and min(out.shape) >= _ONEDNN_MIN_WIDTH:
+    if _onednn(d) and min(out.shape) >= _ONEDNN_MIN_WIDTH:
         out.copy_(torch.ops.mkldnn._linear_pointwise(d.t(), inputs.t(), None, "none", [], ""))
     else:
         torch.mm(d.t(), inputs, out=out)
@@ -98,7 +103,7 @@ def encoder_forward(encoder: MLP, x: torch.Tensor, activation: str = "tanh") -> 
     hs = [x]
     for layer in encoder.hidden:
         hs.append(_linear(hs[-1], layer.weight, layer.bias, activation))  # (M, H)
-    z_params = torch.addmm(encoder.out.bias, hs[-1], encoder.out.weight.t())  # (M, 2J); too small for oneDNN
+    z_params = _linear(hs[-1], encoder.out.weight, encoder.out.bias)  # (M, 2J)
     return hs, z_params
 
 
@@ -141,7 +146,7 @@ def _hidden_backward(mlp: MLP, d: torch.Tensor, outputs: list[torch.Tensor], gra
         torch.sum(d, 0, out=grads[f"{name}.hidden.{i}.bias"])
         _weight_gradient(d, outputs[i], grads[f"{name}.hidden.{i}.weight"])
         if i > 0 or with_input:
-            d = torch.mm(d, mlp.hidden[i].weight) if i == 0 else _linear(d, mlp.hidden[i].weight.t(), None)
+            d = _linear(d, mlp.hidden[i].weight.t(), None)
     return d if with_input else None
 
 
@@ -159,7 +164,7 @@ def encoder_backward(encoder: MLP, d_z_params: torch.Tensor, hs: list[torch.Tens
     """Writes the encoder's gradients given ∂/∂[μ, log σ²] (M, 2J)."""
     torch.sum(d_z_params, 0, out=grads["encoder.out.bias"])
     _weight_gradient(d_z_params, hs[-1], grads["encoder.out.weight"])
-    d = torch.mm(d_z_params, encoder.out.weight)  # (M, H)
+    d = _linear(d_z_params, encoder.out.weight.t(), None)  # (M, H)
     _hidden_backward(encoder, d, hs, grads, "encoder", activation, with_input=False)
 
 
