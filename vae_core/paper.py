@@ -233,7 +233,8 @@ def _at_shared_budget(first: list[Curve], second: list[Curve]) -> tuple[int, flo
 def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] | str, list[Verdict]]:
     """What the runs say of the paper's claims, per panel: AEVB reaches a better test bound than wake-sleep at the
     largest budget both have reached, and gets to wake-sleep's best training bound with fewer samples; and across
-    the panels of a dataset, that more latent dimensions did not make AEVB overfit (its train-test gap)."""
+    the panels of a dataset, that more latent dimensions did not make AEVB overfit: no J's test bound falls more than a
+    nat below a smaller J's (the train-test gaps are shown beside them)."""
     verdicts: dict = {}
     for panel, curves in panels.items():
         aevb, ws = _best(curves, "aevb"), _best(curves, "wake-sleep")
@@ -252,17 +253,24 @@ def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] |
                     f"wake-sleep's best training bound {target:.2f} was reached by AEVB at "
                     + (f"{first:,} samples, by wake-sleep at {ws_first:,}" if first is not None else "no point yet"))]
     for dataset in ("mnist", "frey"):
-        gaps = {J: np.mean([c.train[-1] - c.test[-1] for c in _best(panels[(d, J)], "aevb")])
-                for d, J in FIGURE_2 if d == dataset and _best(panels[(d, J)], "aevb")}
-        if len(gaps) < 2:
+        aevb = {J: _best(panels[(d, J)], "aevb") for d, J in FIGURE_2 if d == dataset and _best(panels[(d, J)], "aevb")}
+        if len(aevb) < 2:
             verdicts[dataset] = [Verdict("More latent dimensions did not cause overfitting", None,
                                          "needs AEVB runs at two values of J or more")]
             continue
-        small, large = min(gaps), max(gaps)
-        verdicts[dataset] = [Verdict("More latent dimensions did not cause overfitting",
-                                     bool(gaps[large] - gaps[small] < 0.05 * abs(np.mean([c.test[-1] for c in _best(
-                                         panels[(dataset, large)], "aevb")])) + 1.0),
-                                     "train - test gap of AEVB: " + ", ".join(f"J = {J}: {g:+.2f}" for J, g in gaps.items()))]
+        # Superfluous latent variables that overfit would lower the test bound as J grows (section 5: the bound's KL
+        # term regularises), so each J's test bound is compared with the best of the smaller J's, at a budget all reached.
+        budget = min(max(c.samples[-1] for c in group) for group in aevb.values())
+        test = {J: np.mean([c.at(budget) for c in group if c.at(budget) is not None]) for J, group in aevb.items()}
+        gap = {J: np.mean([c.at(budget, "train") - c.at(budget) for c in group if c.at(budget) is not None])
+               for J, group in aevb.items()}
+        Js = sorted(test)
+        worse = [J for i, J in enumerate(Js[1:], 1) if test[J] < max(test[j] for j in Js[:i]) - 1.0]
+        verdicts[dataset] = [Verdict(
+            "More latent dimensions did not cause overfitting", not worse,
+            f"AEVB's test bound at {budget:,.0f} samples (train - test gap): "
+            + ", ".join(f"J = {J}: {test[J]:.2f} ({gap[J]:+.2f})" for J in Js)
+            + (f"; below a smaller J's at J = {', '.join(map(str, worse))}" if worse else ""))]
     return verdicts
 
 
