@@ -34,6 +34,16 @@ def test_grids_expand_and_name_their_trials():
     assert all(t["samples"] == 10**5 for t in figure.trials.values())
 
 
+def test_the_costliest_trials_start_first():
+    """Longest first: the trials still running at the end, while other slots idle, are the short ones."""
+    trials = sweep.Sweep.from_configs("unused", sweep.figure_2(10**6, [0])).trials
+    order = sorted(trials, key=lambda name: -sweep.expected_cost(trials[name]))
+    assert order[0] == "mnist-J200-wake-sleep" and order[-1] == "frey-J2-aevb"
+    assert order.index("frey-J20-wake-sleep") < order.index("frey-J20-aevb")  # wake-sleep's 7 products against 5
+    longer = {**trials["frey-J2-aevb"], "samples": 10**7}
+    assert sweep.expected_cost(longer) > sweep.expected_cost(trials["mnist-J200-wake-sleep"])
+
+
 def test_a_grid_file_in_yaml_or_json(tmp_path):
     (tmp_path / "g.yaml").write_text("latent_dim: [2, 3]\nalgorithm: [aevb]\n")
     assert sweep.parse_grid_file(tmp_path / "g.yaml") == {"latent_dim": [2, 3], "algorithm": ["aevb"]}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import paper, runs
+from . import data, paper, runs
 from .config import TrainConfig, settings
 
 SWEEP = runs.SWEEP_FILE
@@ -106,6 +106,22 @@ class Sweep:
         """Trials whose settings cannot be trained here, with the reason: they fail at once, the others go on."""
         return {name: "; ".join(p.values()) for name, config in self.trials.items()
                 if (p := TrainConfig.from_dict(config).problems())}
+
+
+# Time per training sample relative to AEVB's, as measured here: wake-sleep does 7 large products per minibatch
+# against AEVB's 5 (docs/PERFORMANCE.md); Monte Carlo EM 13x (Figure 3's runs: 7,231 against 98,931 samples/s) and
+# full VB about 3x (its runs in docs/REPRODUCTION.md).
+RELATIVE_COST = {"aevb": 1.0, "wake-sleep": 1.4, "mcem": 13.0, "full-vb": 3.0}
+
+
+def expected_cost(config: dict) -> float:
+    """A trial's training arithmetic, roughly: samples x L x the size of its layers' products x its algorithm's
+    relative cost. Only the order matters: the sweep starts the costliest trials first (longest processing time
+    first), so that the trials still running at the end, while other slots idle, are short ones."""
+    c = TrainConfig.from_dict(config)
+    widths = (math.prod(data.IMAGE_SHAPES.get(c.dataset, (1,))), *c.hidden_layers, c.latent_dim)
+    size = sum(a * b for a, b in zip(widths, widths[1:]))
+    return c.samples * c.samples_per_point * size * RELATIVE_COST.get(c.algorithm, 1.0)
 
 
 def train_trial(space: dict) -> None:
@@ -216,7 +232,7 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
         data_dir = os.environ.get("VAE_DATA_DIR")  # where this machine finds the data; workers' folders may differ
         space = [{"name": name, "config": {**config, "data_dir": config["data_dir"] or (data_dir and str(Path(data_dir).resolve()))},
                   "run_dir": str(sweep_dir / name), "cpus": cpus_per_trial, "gpus": gpus_per_trial}
-                 for name, config in sweep.trials.items()]
+                 for name, config in sorted(sweep.trials.items(), key=lambda item: -expected_cost(item[1]))]
         tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(space)},
                            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
                            run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0,
