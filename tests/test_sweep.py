@@ -115,6 +115,24 @@ def test_a_sweep_runs_its_trials_on_both_nodes_of_a_cluster(tmp_path):
         cluster.shutdown()
 
 
+def test_gpus_per_trial_send_the_trial_to_cuda(tmp_path):
+    """A cluster whose node declares a GPU: a trial given half of it trains with device "cuda". Where PyTorch sees no
+    GPU (this machine, CI) the trial fails with the device's message, which says the device reached it."""
+    import torch
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False})
+    try:
+        out, result = run_sweep(*TINY, "--samples", "2000", "--sweep-dir", str(tmp_path / "s"), "--gpus-per-trial",
+                                "0.5", "--address", cluster.address, env={"RAY_ADDRESS": ""})
+    finally:
+        cluster.shutdown()
+    [trial] = result["trials"]
+    if torch.cuda.is_available():
+        assert trial["status"] == "finished" and runs.read_run(trial["run_dir"]).config["device"] == "cuda"
+    else:
+        assert trial["status"] == "failed" and "device 'cuda' was asked for" in trial["message"], trial
+
+
 def test_a_killed_driver_resumes_losing_no_finished_trial_and_repeating_none(tmp_path):
     args = [*TINY, "--seed", "0", "1", "2", "--samples", "30000", "--sweep-dir", str(tmp_path / "s"),
             "--max-concurrent", "1", "--json"]
