@@ -14,7 +14,8 @@ from vae_core.config import parse_sample_count
 st.title("The paper's figures")
 st.caption("Kingma & Welling's Figures 2 and 3, drawn from the runs on this machine that use the paper's settings "
            "(Section 5: the Appendix C networks, M = 100, L = 1, estimator B, Adagrad, the N(0, I) prior on θ). "
-           "Every run and seed is a line.")
+           "Every run and seed is a line. Each panel frames its curves from 10⁴ samples on; a chart's autoscale "
+           "button shows its first evaluations too.")
 records = views.records()
 panels, panels_3 = paper.figure_2_curves(records), paper.figure_3_curves(records)
 log_x = st.toggle("Log-scale x axis", value=True, key="log_x")

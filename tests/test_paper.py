@@ -56,6 +56,19 @@ def test_a_curve_interpolates_on_the_log_axis():
     assert c.reaches(1.0) == 1000 and c.reaches(0.0) == 100 and c.reaches(2.5) is None
 
 
+def test_each_panel_frames_its_curves_from_ten_thousand_samples():
+    """A dip of 10^5 nats at a few hundred samples would flatten the rest of the panel: the y axis frames the curves
+    from 10^4 samples on, padded by 5%; a panel with no point that far keeps Plotly's autorange."""
+    from vae_app.views import paper as paper_views
+    panels = {panel: [] for panel in paper.FIGURE_2}
+    panels[("mnist", 3)] = [Curve("a", "aevb", 0, [100, 300, 10**4, 10**6], [-500, -10**5, -150, -100],
+                                  [-500, -10**5, -152, -102])]
+    panels[("mnist", 5)] = [Curve("b", "aevb", 0, [100, 1000], [-500, -300], [-500, -300])]
+    layout = paper_views.figure_2(panels).layout
+    assert layout.yaxis.range == pytest.approx((-152 - 2.6, -100 + 2.6))
+    assert layout.yaxis2.range is None
+
+
 def test_a_run_repeated_with_the_same_settings_and_seed_counts_once_the_furthest():
     """A sweep's short run beside a longer run of the same settings and seed (in another folder) is one experiment:
     the panel keeps the longer curve, and another seed stays."""

@@ -12,6 +12,10 @@ from vae_core.sweep import Sweep
 COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
 VARIANT_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # full VB's initial log-variances, in order
 NAMES = paper.NAMES
+# Each panel's y axis frames the curves from this many samples on (the paper's axes start at 10^5): the first
+# evaluations' transient (a dip of up to 10^5 nats at a few hundred samples) would otherwise flatten everything
+# after it. Plotly's autoscale button shows the whole curve.
+FRAMED_FROM = 10**4
 CLAIMED = {True: "✓ holds", False: "✗ does not hold", None: "— not yet"}
 
 
@@ -41,6 +45,12 @@ def _lines(figure, curves: list[paper.Curve], row: int, col: int, shown: set, me
                                hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}} "
                                              f"<extra>{name}, {measure}</extra>")
             shown.add(name)
+    framed = [v for curve in curves for which in ("train", "test")
+              for s, v in zip(curve.samples, getattr(curve, which)) if s >= FRAMED_FROM and v == v]  # v == v: not NaN
+    if framed:
+        low, high = min(framed), max(framed)
+        pad = 0.05 * (high - low) or 1.0
+        figure.update_yaxes(range=[low - pad, high + pad], row=row, col=col)
 
 
 def figure_2(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = True):
@@ -54,8 +64,10 @@ def figure_2(panels: dict[tuple[str, int], list[paper.Curve]], log_x: bool = Tru
     for index, panel in enumerate(paper.FIGURE_2):
         row, col = (1, index + 1) if index < 5 else (2, index - 4)  # MNIST above, Frey Face below
         _lines(figure, panels[panel], row, col, shown, "lower bound")
-    figure.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10)
+    figure.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10,
+                        dtick=2 if log_x else None)  # every other decade: five panels a row leave little room
     figure.update_yaxes(title_text="lower bound", title_font_size=10, col=1)
+    figure.update_annotations(font_size=12)  # the panels' titles, which collide at narrow widths in the default 16
     figure.update_layout(height=620, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.12))
     return figure
 
