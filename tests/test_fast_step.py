@@ -12,6 +12,16 @@ from vae_core.fast_step import FlatParameters, _linear, lower_bound_gradient
 from vae_core.models import VAE, ModelConfig
 
 
+def random_model(config: ModelConfig, std: float, seed: int, dtype=torch.float32) -> VAE:
+    """A model whose every parameter is N(0, std²), so that every gradient has teeth (the paper's 0.01 would not)."""
+    torch.manual_seed(seed)
+    model = VAE(config).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+    return model
+
+
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("estimator", ["A", "B"])
 @pytest.mark.parametrize("L", [1, 4])
@@ -20,11 +30,7 @@ from vae_core.models import VAE, ModelConfig
                                                 ("relu", (6, 5, 4))])
 def test_gradient_and_values_match_autograd(likelihood, estimator, L, dtype, activation, hidden, monkeypatch):
     monkeypatch.setattr(fast_step, "_ONEDNN_MIN_WIDTH", 1)  # every weight gradient through oneDNN in float32
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(12, 3, hidden, likelihood, (3, 4), activation)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.5)
+    model = random_model(ModelConfig(12, 3, hidden, likelihood, (3, 4), activation), std=0.5, seed=0, dtype=torch.double)
     x = torch.rand(5, 12, dtype=torch.double)
     eps = torch.randn(L, 5, 3, dtype=torch.double)
     loss = -ESTIMATORS[estimator](model, x, L, eps=eps).mean()  # the reference, always in float64
@@ -75,11 +81,7 @@ def test_flat_parameters_share_storage_with_the_model():
 def test_the_two_aevb_steps_write_the_same_gradient_and_values(likelihood, estimator, L, monkeypatch):
     """`--step fast` and `--step autograd` compute one gradient: on the paper's network in float32, as trained."""
     monkeypatch.setattr(fast_step, "_ONEDNN_MIN_WIDTH", 1)  # the weight gradients of wide layers, at this size
-    torch.manual_seed(1)
-    model = VAE(ModelConfig(20, 3, (9,), likelihood, (4, 5)))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
+    model = random_model(ModelConfig(20, 3, (9,), likelihood, (4, 5)), std=0.3, seed=1)
     config = TrainConfig(estimator=estimator, samples_per_point=L)
     batch = Minibatch(torch.rand(6, 20), torch.arange(6))
     eps = {"eps": torch.randn(L, 6, 3)}
@@ -126,11 +128,8 @@ def wake_sleep_reference(model, x, eps, z_dream, x_noise):
 @pytest.mark.parametrize("L", [1, 3])
 def test_wake_and_sleep_gradients_match_autograd_of_their_objectives(likelihood, L):
     from vae_core.fast_step import wake_sleep_gradient
-    torch.manual_seed(2)
-    model = VAE(ModelConfig(12, 3, (7,), likelihood, (3, 4))).double()  # tanh: the reference below writes tanh
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.5)
+    # tanh: the reference below writes tanh
+    model = random_model(ModelConfig(12, 3, (7,), likelihood, (3, 4)), std=0.5, seed=2, dtype=torch.double)
     x = torch.rand(5, 12, dtype=torch.double)
     eps, z_dream = torch.randn(L, 5, 3, dtype=torch.double), torch.randn(5, 3, dtype=torch.double)
     x_noise = torch.rand(5, 12, dtype=torch.double) if likelihood == "bernoulli" else torch.randn(5, 12, dtype=torch.double)
@@ -147,11 +146,7 @@ def test_wake_and_sleep_gradients_match_autograd_of_their_objectives(likelihood,
 def test_the_two_wake_sleep_steps_write_the_same_gradient_and_values(likelihood, monkeypatch):
     monkeypatch.setattr(fast_step, "_ONEDNN_MIN_WIDTH", 1)  # the weight gradients of wide layers, at this size
     from vae_core.algorithms import AutogradWakeSleep, FastWakeSleep
-    torch.manual_seed(3)
-    model = VAE(ModelConfig(20, 3, (9,), likelihood, (4, 5)))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
+    model = random_model(ModelConfig(20, 3, (9,), likelihood, (4, 5)), std=0.3, seed=3)
     config = TrainConfig(algorithm="wake-sleep", samples_per_point=2)
     batch = Minibatch(torch.rand(6, 20), torch.arange(6))
     noise = FastWakeSleep(model, config).draw_noise(batch, torch.Generator().manual_seed(0))
