@@ -13,7 +13,7 @@ COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
 VARIANT_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # full VB's initial log-variances, in order
 NAMES = paper.NAMES
 # Each panel's y axis frames the curves from this many samples on (the paper's axes start at 10^5): the first
-# evaluations' transient (a dip of up to 10^5 nats at a few hundred samples) would otherwise flatten everything
+# evaluations' transient (a dip of up to 6·10^5 nats at a few hundred samples) would otherwise flatten everything
 # after it. Plotly's autoscale button shows the whole curve.
 FRAMED_FROM = 10**4
 CLAIMED = {True: "✓ holds", False: "✗ does not hold", None: "— not yet"}
