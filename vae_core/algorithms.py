@@ -33,6 +33,10 @@ class Algorithm:
     step: ClassVar[str]  # which implementation computes the gradient: "fast" or "autograd"
     updates_per_minibatch: ClassVar[int] = 1
     uses_weight_decay: ClassVar[bool] = True  # the prior N(0, I) on θ as weight decay (MAP); full VB has its own KL
+    learns_encoder: ClassVar[bool] = True  # q_φ(z|x) is trained, so its lower bound and its posteriors mean something
+    # Time per training sample relative to AEVB's, roughly, as measured here (only the order matters: a sweep starts
+    # its costliest trials first).
+    relative_cost: ClassVar[float] = 1.0
 
     def __init__(self, model: VAE, config: TrainConfig):
         self.model, self.config = model, config
@@ -120,6 +124,7 @@ class WakeSleep(AEVB):
     Noise per update: ε (L, M, J) for the wake sample, z (M, J) and pixel noise (M, D) for the dreams.
     """
     name = "wake-sleep"
+    relative_cost = 1.4  # 7 large products per minibatch against AEVB's 5 (docs/PERFORMANCE.md)
 
     def draw_noise(self, batch, generator):
         x, c = batch.x, self.model.config
@@ -166,6 +171,8 @@ class MonteCarloEM(Algorithm):
     training samples evaluated, whatever the number of updates (docs/REPRODUCTION.md).
     """
     name, step = "mcem", "autograd"
+    learns_encoder = False
+    relative_cost = 13.0  # Figure 3's runs: 7,231 against AEVB's 98,931 samples/s
     updates_per_minibatch = 5  # Appendix E
 
     def __init__(self, model: VAE, config: TrainConfig, train_size: int):
@@ -240,6 +247,7 @@ class FullVB(Algorithm):
     Evaluations score the lower bound of the mean network θ = μ (the model saved with the run).
     """
     name, step = "full-vb", "autograd"
+    relative_cost = 3.0  # its runs in docs/REPRODUCTION.md: 8,000-17,000 samples/s against AEVB's 30,000-50,000
     uses_weight_decay = False
 
     def __init__(self, model: VAE, config: TrainConfig, train_size: int):
@@ -279,6 +287,7 @@ class FullVB(Algorithm):
         return StepValues(bound.item(), reconstruction.mean().item(), kl.mean().item() + kl_theta.item())
 
 
+BY_NAME: dict[str, type[Algorithm]] = {cls.name: cls for cls in (AEVB, WakeSleep, MonteCarloEM, FullVB)}
 IMPLEMENTATIONS = {("aevb", "fast"): FastAEVB, ("aevb", "autograd"): AutogradAEVB,
                    ("wake-sleep", "fast"): FastWakeSleep, ("wake-sleep", "autograd"): AutogradWakeSleep}
 

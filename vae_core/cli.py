@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from . import data as data_module
 from . import runs
+from .algorithms import BY_NAME
 from .config import TrainConfig, flag, settings
 from .estimators import importance_weighted_bound
 from .events import EventKind, TrainEvent
@@ -174,7 +175,7 @@ def cmd_evaluate(args) -> int:
               "iw_samples": args.iw_samples, "binarized": binarized}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
         from .marginal import MarginalConfig, marginal_log_likelihood
-        estimator = MarginalConfig.for_algorithm(config.algorithm)
+        estimator = MarginalConfig.for_model(BY_NAME[config.algorithm].learns_encoder)
         estimator.validate(model.config.latent_dim)
         train = dataset.train[:config.train_size]
         x_train = torch.tensor(data_module.binarized(train, config.seed + 4) if binarized else train)

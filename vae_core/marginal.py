@@ -44,9 +44,10 @@ class MarginalConfig:
     mode_steps: int = 300  # Adam steps of each climb
 
     @classmethod
-    def for_algorithm(cls, algorithm: str) -> "MarginalConfig":
-        """The estimator for a model trained by `algorithm`: Monte Carlo EM learns no encoder to start chains from."""
-        return cls(start="modes" if algorithm == "mcem" else "encoder")
+    def for_model(cls, learns_encoder: bool) -> "MarginalConfig":
+        """The estimator for a model whose encoder was trained (chains start at q_φ(z|x)), or not (Monte Carlo EM's:
+        they start at climbed modes)."""
+        return cls(start="encoder" if learns_encoder else "modes")
 
     def validate(self, latent_dim: int) -> None:
         problems = []

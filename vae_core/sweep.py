@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import data, paper, runs
+from .algorithms import BY_NAME
 from .config import TrainConfig, settings
 
 SWEEP = runs.SWEEP_FILE
@@ -108,20 +109,15 @@ class Sweep:
                 if (p := TrainConfig.from_dict(config).problems())}
 
 
-# Time per training sample relative to AEVB's, as measured here: wake-sleep does 7 large products per minibatch
-# against AEVB's 5 (docs/PERFORMANCE.md); Monte Carlo EM 13x (Figure 3's runs: 7,231 against 98,931 samples/s) and
-# full VB about 3x (its runs in docs/REPRODUCTION.md).
-RELATIVE_COST = {"aevb": 1.0, "wake-sleep": 1.4, "mcem": 13.0, "full-vb": 3.0}
-
-
 def expected_cost(config: dict) -> float:
     """A trial's training arithmetic, roughly: samples x L x the size of its layers' products x its algorithm's
-    relative cost. Only the order matters: the sweep starts the costliest trials first (longest processing time
+    `relative_cost`. Only the order matters: the sweep starts the costliest trials first (longest processing time
     first), so that the trials still running at the end, while other slots idle, are short ones."""
     c = TrainConfig.from_dict(config)
     widths = (math.prod(data.IMAGE_SHAPES.get(c.dataset, (1,))), *c.hidden_layers, c.latent_dim)
     size = sum(a * b for a, b in zip(widths, widths[1:]))
-    return c.samples * c.samples_per_point * size * RELATIVE_COST.get(c.algorithm, 1.0)
+    algorithm = BY_NAME.get(c.algorithm)  # a trial with an unknown one fails at once, whatever its place
+    return c.samples * c.samples_per_point * size * (algorithm.relative_cost if algorithm else 1.0)
 
 
 def train_trial(space: dict) -> None:

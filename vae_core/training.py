@@ -305,14 +305,14 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
         model = self.algorithm.evaluation_model()
         scores = {}
-        if self.algorithm.name != "mcem":  # MCEM learns no encoder: its bound says nothing
+        if self.algorithm.learns_encoder:  # with an untrained encoder (MCEM's) the bound says nothing
             train = self.eval_train if final else self.eval_train[:self.config.eval_train_size]
             scores["train_lower_bound"] = dataset_lower_bound(model, train, generator)[0]
             scores["test_lower_bound"] = dataset_lower_bound(model, self.eval_test, generator)[0]
         if self.config.evaluation == "marginal":
             from .marginal import MarginalConfig, marginal_log_likelihood
             n = self.config.marginal_points
-            estimator = MarginalConfig.for_algorithm(self.algorithm.name)
+            estimator = MarginalConfig.for_model(self.algorithm.learns_encoder)
             for split, x in (("train", self.eval_train[:n]), ("test", self.eval_test[:n])):
                 scores[f"{split}_marginal_log_likelihood"] = marginal_log_likelihood(model, x, estimator, generator)[0].mean().item()
         return scores
