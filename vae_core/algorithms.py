@@ -247,7 +247,7 @@ class FullVB(Algorithm):
     Evaluations score the lower bound of the mean network θ = μ (the model saved with the run).
     """
     name, step = "full-vb", "autograd"
-    relative_cost = 3.0  # its runs in docs/REPRODUCTION.md: 8,000-17,000 samples/s against AEVB's 30,000-50,000
+    relative_cost = 3.0  # its runs here: 7,000-17,000 samples/s, about a third of AEVB's on the same networks
     uses_weight_decay = False
 
     def __init__(self, model: VAE, config: TrainConfig, train_size: int):
