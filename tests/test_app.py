@@ -314,7 +314,7 @@ def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():
 def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_when_behind(tmp_path):
     """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null). The
     feed is rewritten at most every `every` seconds while the run is active, at once when it has ended."""
-    from vae_app.components import LiveFeed
+    from vae_app.components import PART_ROWS, LiveFeed
     feed = LiveFeed(tmp_path / "run", every=60.0)
     rows = [{"kind": "minibatch", "samples_evaluated": 100, "lower_bound": float("nan"), "reconstruction": -90.0,
              "kl": 5.0},
@@ -323,7 +323,7 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
     running, finished = ({"state": state, "fraction": 0.5, "text": state} for state in ("running", "finished"))
     feed.update(rows, "running", lambda: running)
     read = lambda: json.loads(feed.path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the feed"))
-    assert read() == {"active": True, "progress": running, "minibatch": [[100, None, -90.0, 5.0]],
+    assert read() == {"active": True, "progress": running, "parts": 0, "part_rows": PART_ROWS, "minibatch": [[100, None, -90.0, 5.0]],
                       "evaluation": [[100, None, -100.0, None, None]]}
     rows.append({"kind": "minibatch", "samples_evaluated": 200, "lower_bound": -80.0, "reconstruction": -75.0, "kl": 5.0})
     feed.update(rows, "running", lambda: pytest.fail("the progress line made while the feed waits"))
@@ -331,6 +331,35 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
     feed.update(rows, "finished", lambda: finished)
     assert read()["active"] is False and read()["progress"] == finished and read()["minibatch"][-1] == [200, -80.0, -75.0, 5.0]  # ended: at once
     assert [p.name for p in feed.path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_the_live_feed_seals_older_rows_into_parts_written_once(tmp_path):
+    """What is rewritten every second stays small however long the run: every `part_rows` minibatch rows go into a
+    part file, written once, before the feed that counts it; the parts, then the feed's rows, are every row in order."""
+    from vae_app.components import LiveFeed, part_name
+    (tmp_path / "feeds").mkdir()
+    feed = LiveFeed("run", every=0.0, part_rows=10, folder=tmp_path)
+    rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "lower_bound": -float(i), "reconstruction": -1.0,
+             "kl": 1.0} for i in range(25)]
+    progress = lambda: {"state": "running", "fraction": 0.5, "text": ""}
+
+    def everything():
+        head = json.loads(feed.path.read_text())
+        parts = [json.loads((tmp_path / part_name(feed.path.relative_to(tmp_path), i)).read_text())
+                 for i in range(head["parts"])]
+        return head, [r[0] for part in parts for r in part] + [r[0] for r in head["minibatch"]]
+    feed.update(rows, "running", progress)
+    head, samples = everything()
+    assert (head["parts"], head["part_rows"], len(head["minibatch"])) == (2, 10, 5)
+    assert samples == [r["samples_evaluated"] for r in rows]
+    first = tmp_path / part_name(feed.path.relative_to(tmp_path), 0)
+    written = first.stat().st_mtime_ns
+    rows += [{"kind": "minibatch", "samples_evaluated": 2600 + 100 * i, "lower_bound": -1.0, "reconstruction": -1.0,
+              "kl": 1.0} for i in range(5)]
+    feed.update(rows, "running", progress)
+    head, samples = everything()
+    assert (head["parts"], head["minibatch"]) == (3, []) and samples == [r["samples_evaluated"] for r in rows]
+    assert first.stat().st_mtime_ns == written  # a part is written once
 
 
 def test_the_variance_summary_explains_what_surprises():

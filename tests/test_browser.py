@@ -164,7 +164,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     import json
     import threading
 
-    from vae_app.components import live_chart_dir
+    from vae_app.components import LiveFeed, feed_name, live_chart_dir
     folder = tmp_path / "component"
     folder.mkdir()
     for name in ("index.html", "plotly.min.js"):
@@ -176,15 +176,18 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     page = chromium.new_page(viewport={"width": 1200, "height": 900})
     page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
+    feed = LiveFeed("run", every=0.0, part_rows=20, folder=folder)  # as the app server writes it, 20 rows a part
 
     def write(minibatch, evaluation, state="running"):
-        progress = {"state": state, "fraction": len(minibatch) / 100, "text": f"{state}: {len(minibatch)} rows"}
-        (folder / "feeds" / "run.json").write_text(json.dumps(
-            {"active": state == "running", "progress": progress, "minibatch": minibatch, "evaluation": evaluation}))
+        rows = [{"kind": "evaluation", "samples_evaluated": e[0], "train_lower_bound": e[1], "test_lower_bound": e[2]}
+                for e in evaluation] + [{"kind": "minibatch", "samples_evaluated": r[0], "lower_bound": r[1],
+                                         "reconstruction": r[2], "kl": r[3]} for r in minibatch]
+        feed.update(rows, state, lambda: {"state": state, "fraction": len(minibatch) / 100,
+                                          "text": f"{state}: {len(minibatch)} rows"})
 
     def render(theme=None):
         page.evaluate("a => window.postMessage({type: 'streamlit:render', args: a.args, theme: a.theme}, '*')",
-                      {"args": {"feed": "feeds/run.json", "state": "running", "active": True, "log_x": True,
+                      {"args": {"feed": feed_name("run"), "state": "running", "active": True, "log_x": True,
                                 "smoothing": 0.6}, "theme": theme})
 
     page.evaluate("""() => { window.asked = [];  // the values the component sends the page: reruns it asks for
@@ -196,7 +199,8 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
 
     rows = [[100 * (i + 1), -500 + i, -480 + i, 20.0] for i in range(50)]
     evaluations = [[100, -520.0, -519.0, None, None]]
-    write(rows, evaluations)
+    write(rows, evaluations)  # two sealed parts of 20 rows, and 10 in the feed
+    assert json.loads((folder / feed_name("run")).read_text())["parts"] == 2
     render()
     polled(1)
     draws = page.evaluate("() => window.liveCharts.draws")
@@ -210,6 +214,8 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     assert page.evaluate("() => window.liveCharts.appends") >= 1
     terms = page.evaluate("() => document.getElementById('terms').data.map(t => [t.name, t.yaxis || 'y', t.x.length])")
     assert [t[1] for t in terms] == ["y", "y", "y2", "y2"] and terms[1][2] == 60  # KL on the right axis; 60 points
+    x = page.evaluate("() => document.getElementById('terms').data[0].x")
+    assert x == [r[0] for r in rows]  # every row once, in order: parts 0 and 1, the feed's 10, then part 2's last 10
     kl = page.evaluate("() => document.getElementById('terms').data[2].y")
     assert kl[50] is None  # the gap
     render(theme={"base": "dark", "textColor": "#fafafa"})
@@ -217,9 +223,13 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
     assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew
     assert page.evaluate("() => window.asked") == []  # the run's state is the one the page drew: no rerun
-    write(rows, evaluations, state="finished")  # the run has ended
+    feed = LiveFeed("run", every=0.0, part_rows=20, folder=folder)  # resumed from an earlier checkpoint: fewer rows
+    write(rows[:30], evaluations)
+    polled(2)
+    assert page.evaluate("() => document.getElementById('terms').data[0].x") == [r[0] for r in rows[:30]]  # all again
+    write(rows[:30], evaluations, state="finished")  # the run has ended
     polled(1)
-    assert page.evaluate("() => window.liveCharts.progress()") == "finished: 60 rows"
+    assert page.evaluate("() => window.liveCharts.progress()") == "finished: 30 rows"
     assert page.evaluate("() => window.asked") == ["finished"]  # one rerun, so that the page's buttons follow
     polls = page.evaluate("() => window.liveCharts.polls")
     page.wait_for_timeout(2_500)

@@ -129,17 +129,36 @@ def _made_feeds_folder(component: Path) -> Path:
     return folder
 
 
+PART_ROWS = 1000  # minibatch rows in each sealed part of a feed: a 10^8-sample run logs 50,000
+
+
+def part_name(feed: str | Path, index: int) -> str:
+    """Where the `index`-th sealed part of a feed lies, beside the feed (as the component derives it too)."""
+    return str(feed).removesuffix(".json") + f".{index}.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    staging = path.with_suffix(f".{os.getpid()}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
 class LiveFeed:
     """A run as the Train page's live component polls it: a JSON file in the chart component's folder,
-    {"active", "progress": {"state", "fraction", "text"}, "minibatch": [...], "evaluation": [...]}, rewritten whole
-    (and atomically) at most every `every` seconds while rows arrive, at once when the run's state changes. The
-    component fetches it on its own timer and draws the progress line and the charts from it, so following a run
-    costs no Streamlit rerun; rows are converted once each, as they come."""
+    {"active", "progress": {"state", "fraction", "text"}, "parts", "part_rows", "minibatch": [...], "evaluation": [...]},
+    rewritten whole (and atomically) at most every `every` seconds while rows arrive, at once when the run's state
+    changes. The component fetches it on its own timer and draws the progress line and the charts from it, so
+    following a run costs no Streamlit rerun; rows are converted once each, as they come.
 
-    def __init__(self, run_dir: str | Path, every: float = 1.0):
-        self.path = _feeds_folder().parent / feed_name(run_dir)
-        self.every = every
+    Every `part_rows` minibatch rows are sealed into a part (`part_name`), written once, before the feed that counts
+    it; the feed holds only the rows after the last part, so what is rewritten and fetched every second stays small
+    however long the run (whole, a 10^8-sample run's rows are 3 MB), and a page fetches each part once."""
+
+    def __init__(self, run_dir: str | Path, every: float = 1.0, part_rows: int = PART_ROWS, folder: Path | None = None):
+        self.path = (folder or _feeds_folder().parent) / feed_name(run_dir)
+        self.every, self.part_rows = every, part_rows
         self.rows = {"minibatch": [], "evaluation": []}  # JSON text of each converted row
+        self.parts = 0  # minibatch rows sealed into parts: parts * part_rows
         self.taken = 0  # rows converted so far
         self.written: tuple[int, str] | None = None  # (rows, state) of the file as written
         self.last = 0.0  # when it was written
@@ -160,12 +179,16 @@ class LiveFeed:
         if self.written == (self.taken, state) or (active and self.written and self.written[1] == state
                                                    and now - self.last < self.every):
             return
-        text = (f'{{"active": {json.dumps(active)}, "progress": {json.dumps(progress())}, '
-                f'"minibatch": [{",".join(self.rows["minibatch"])}], "evaluation": [{",".join(self.rows["evaluation"])}]}}')
+        minibatch, n = self.rows["minibatch"], self.part_rows
         try:
-            staging = self.path.with_suffix(f".{os.getpid()}.tmp")
-            staging.write_text(text, encoding="utf-8")
-            os.replace(staging, self.path)
+            while len(minibatch) >= (self.parts + 1) * n:
+                _write_atomically(self.path.parent / Path(part_name(self.path, self.parts)).name,
+                                  f"[{','.join(minibatch[self.parts * n:(self.parts + 1) * n])}]")
+                self.parts += 1
+            _write_atomically(self.path, (
+                f'{{"active": {json.dumps(active)}, "progress": {json.dumps(progress())}, "parts": {self.parts}, '
+                f'"part_rows": {n}, "minibatch": [{",".join(minibatch[self.parts * n:])}], '
+                f'"evaluation": [{",".join(self.rows["evaluation"])}]}}'))
             self.written, self.last, self.problem = (self.taken, state), now, ""
         except OSError as e:
             self.problem = f"the live charts cannot be updated: {e}"
