@@ -81,6 +81,22 @@ def test_the_thread_tuner_measures_each_count_keeps_the_fastest_and_measures_aga
     assert tuner.threads == 2
 
 
+def test_the_thread_tuner_measures_fewer_threads_again_soon_then_less_often():
+    """A probe disturbed by a burst can keep one thread wrongly, which costs up to a third of the speed: one thread is
+    measured again 4 s after it is kept, then 8, 16 and at most every 30 s while each probe keeps it."""
+    tuner = ThreadTuner(cores=2, window=1.0, every=30.0, recheck=4.0)
+    rates = {1: 30_000, 2: 1_000}  # a neighbour all along: one thread is right
+    seconds, samples, probes = 0.0, 0, []
+    for tick in range(1, 700):
+        seconds = tick / 10
+        samples += int(rates[tuner.threads] * 0.1)
+        if tuner.update(seconds, samples) == 2:
+            probes.append(seconds)
+    assert tuner.threads == 1
+    # the first window (1-2 s) measures 2 threads, 2-3 s one; kept at 3 s, then probes after 4, 8, 16 and 30 s
+    assert probes == pytest.approx([7.0, 16.0, 33.0, 64.0], abs=0.15)
+
+
 def test_a_worker_reports_the_thread_count_it_trains_with(tmp_path):
     pool = WorkerPool(max_workers=1)
     worker = pool.start(TrainConfig(dataset="digits", samples=10**9, lr=0.02), owner="alice", runs_dir=tmp_path)

@@ -40,18 +40,23 @@ class ThreadTuner:
     1-thread one (docs/PERFORMANCE.md). So each candidate count trains for a window of `window` seconds of training
     time (evaluations excluded), and the most threads within `margin` of the fastest are kept until the next probe:
     a one-second window is noisy, and wrongly keeping fewer threads on an idle machine cost 15 to 30% for 30 s. The
-    first window of a run is not measured (its first steps are slow whatever the count). The thread count does not
-    change the arithmetic's results on the pinned CPU build (tested)."""
+    first window of a run is not measured (its first steps are slow whatever the count). Fewer threads than cores
+    are measured again sooner, after `recheck` seconds, then twice as long each time a probe keeps them, up to
+    `every`: a burst of the page or of another process during the all-cores window is then paid for seconds, not
+    half a minute. The thread count does not change the arithmetic's results on the pinned CPU build (tested)."""
 
-    def __init__(self, cores: int | None = None, window: float = 1.0, every: float = 30.0, margin: float = 1.1):
+    def __init__(self, cores: int | None = None, window: float = 1.0, every: float = 30.0, recheck: float = 4.0,
+                 margin: float = 1.1):
         cores = cores or os.cpu_count() or 2
         self.candidates = sorted({1, max(1, cores - 1), cores})
-        self.window, self.every, self.margin = window, every, margin
+        self.window, self.every, self.recheck, self.margin = window, every, recheck, margin
         self.rates: dict[int, float] = {}  # samples per second of each count measured in this probe
         self.queue = list(self.candidates)  # the counts still to measure
         self.threads = self.queue.pop()  # every core, first
         self.started: tuple[float, int] | None = None  # (training seconds, samples) when this window began
         self.next_probe: float | None = None  # training time of the next probe; None while probing
+        self.kept: int | None = None  # the count the last probe kept
+        self.wait = every  # training seconds from the last choice to the next probe
 
     def update(self, seconds: float, samples: int) -> int | None:
         """Given the training time and samples so far, the thread count to switch to, or None to keep it."""
@@ -70,8 +75,13 @@ class ThreadTuner:
                 self.threads = self.queue.pop()
             else:
                 fastest = max(self.rates.values())
-                self.threads = max(c for c, r in self.rates.items() if r * self.margin >= fastest)
-                self.next_probe = seconds + self.every
+                chosen = max(c for c, r in self.rates.items() if r * self.margin >= fastest)
+                if chosen == self.candidates[-1]:
+                    self.wait = self.every
+                else:  # fewer threads: soon again, or twice as long as last time if the last probe kept these too
+                    self.wait = min(self.every, 2 * self.wait) if chosen == self.kept else self.recheck
+                self.threads = self.kept = chosen
+                self.next_probe = seconds + self.wait
         elif seconds >= self.next_probe:  # the load may have changed: measure again
             self.rates, self.next_probe = {self.threads: rate}, None
             self.queue = [c for c in self.candidates if c != self.threads]
@@ -90,11 +100,15 @@ def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop) 
 
     tuner = ThreadTuner()
 
+    reported = None
+
     def set_threads(threads: int | None):
-        if threads is not None and threads != torch.get_num_threads():
+        nonlocal reported
+        if threads is not None and threads != reported:
             torch.set_num_threads(threads)  # from this thread: OpenMP's setting is per calling thread
             events.put(("threads", threads))
-    set_threads(tuner.threads)
+            reported = threads
+    set_threads(tuner.threads)  # reported from the start, so the progress line says it
     try:
         if resume:
             trainer = Trainer.resume_from(run_dir, samples=config["samples"], by="the dashboard")
