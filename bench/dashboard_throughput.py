@@ -6,8 +6,10 @@ headless Chromium, whose progress line and charts follow the run's feed once a s
 which is then left for the Home page while the run trains; then (b) and (c) again beside a neighbour, a busy loop
 taking a whole core (another program, another run), where the unwatched run must train at least as fast as the
 watched one (issue 20: it trained 4 to 10 times slower before the worker measured its thread count). Each run reports its own samples per second
-(training time, evaluations excluded); b / a and c / a of each round and their medians are printed, with the CPU
-that the browser and the app server took during (b), by process.
+(training time, evaluations excluded). The CLI runs before (b), between (b) and (c), and after (c); each of (b) and
+(c) is taken over the mean of the CLI's two runs around it (the machine's speed drifts by 10-40% within minutes),
+and the medians of these ratios over the rounds are printed, with the CPU that the browser and the app server took
+during (b), by process.
 
 Then, to show what any training process could keep beside such a page on this machine, the same steps run in
 this process (the CLI's own Trainer) in paired blocks, against all cores with nothing beside them: (d) beside a
@@ -274,15 +276,22 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             neighbour = BusyLoop(1.0)
             for _ in range(args.rounds):
-                cli.append(cli_rate(runs_dir))
+                # The CLI runs before and after each dashboard run, which is compared with the mean of the two around
+                # it: this machine's speed drifts by 10-40% within minutes.
+                before = cli_rate(runs_dir)
                 rate, parts, run_dir = dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, False, server.pid)
+                between = cli_rate(runs_dir)
+                left_rate = dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, True, server.pid)[0]
+                after = cli_rate(runs_dir)
+                cli.append(((before + between) / 2, (between + after) / 2))
                 dashboard.append(rate)
                 display.append(sum(parts.values()))
-                left.append(dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, True, server.pid)[0])
+                left.append(left_rate)
                 split = ", ".join(f"{part} {share:.0%}" for part, share in parts.items())
-                print(f"round: CLI {cli[-1]:,.0f}, dashboard watched {dashboard[-1]:,.0f} ({dashboard[-1] / cli[-1]:.0%}; "
-                      f"browser and app used {display[-1]:.0%} of a core: {split}), dashboard left for Home "
-                      f"{left[-1]:,.0f} ({left[-1] / cli[-1]:.0%}) samples/s", flush=True)
+                print(f"round: CLI {before:,.0f}, {between:,.0f}, {after:,.0f}; dashboard watched {rate:,.0f} "
+                      f"({rate / cli[-1][0]:.0%} of the CLI's runs around it; browser and app used {display[-1]:.0%} "
+                      f"of a core: {split}), dashboard left for Home {left_rate:,.0f} ({left_rate / cli[-1][1]:.0%}) "
+                      f"samples/s", flush=True)
                 neighbour.on()
                 try:
                     crowded.append([dashboard_rate(page, f"http://127.0.0.1:{port}", app_runs, leave, server.pid)[0]
@@ -293,8 +302,8 @@ def main() -> None:
                       f"{crowded[-1][1]:,.0f} samples/s ({crowded[-1][1] / crowded[-1][0]:.0%} of watched)", flush=True)
             page.close()
             # The machine's speed drifts from minute to minute, so each round's ratio is taken on its own first.
-            watched = statistics.median(b / a for a, b in zip(cli, dashboard))
-            unwatched = statistics.median(c / a for a, c in zip(cli, left))
+            watched = statistics.median(b / a[0] for a, b in zip(cli, dashboard))
+            unwatched = statistics.median(c / a[1] for a, c in zip(cli, left))
             print(f"median over {args.rounds} rounds of each round's ratio to the CLI: dashboard worker {watched:.0%} "
                   f"with the Train page redrawing, {unwatched:.0%} once the page is left for Home", flush=True)
             print(f"beside the neighbour, unwatched over watched: median "
