@@ -182,7 +182,7 @@ class LiveFeed:
         minibatch, n = self.rows["minibatch"], self.part_rows
         try:
             while len(minibatch) >= (self.parts + 1) * n:
-                _write_atomically(self.path.parent / Path(part_name(self.path, self.parts)).name,
+                _write_atomically(Path(part_name(self.path, self.parts)),
                                   f"[{','.join(minibatch[self.parts * n:(self.parts + 1) * n])}]")
                 self.parts += 1
             _write_atomically(self.path, (
