@@ -152,7 +152,7 @@ class LiveFeed:
 
     Every `part_rows` minibatch rows are sealed into a part (`part_name`), written once, before the feed that counts
     it; the feed holds only the rows after the last part, so what is rewritten and fetched every second stays small
-    however long the run (whole, a 10^8-sample run's rows are 3 MB), and a page fetches each part once."""
+    however long the run (whole, a 10^8-sample run's rows are 3.5 MB), and a page fetches each part once."""
 
     def __init__(self, run_dir: str | Path, every: float = 1.0, part_rows: int = PART_ROWS, folder: Path | None = None):
         self.path = (folder or _feeds_folder().parent) / feed_name(run_dir)
