@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from vae_core.config import TrainConfig
 from vae_core.data import Dataset
+from vae_core import schedules
 from vae_core.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,9 +131,12 @@ def baseline_steps(rev, X, H, J, L, gaussian, M=100):
 def logged_steps(trainer: Trainer):
     """One training step per call, with the trainer's own logging cadence (the bound's value on logging steps),
     from past the first steps, which all log their bound: the steady cadence of a long run."""
+    # a baseline revision's trainer has its own logs_bound; this one's cadence is schedules.logs_bound
+    logs_bound = getattr(trainer, "logs_bound", None) or (lambda step: schedules.logs_bound(step, trainer.total_steps))
+
     def step():
-        trainer.train_step(with_values=trainer.logs_bound(trainer.step))
-    while trainer.logs_bound(trainer.step):
+        trainer.train_step(with_values=logs_bound(trainer.step))
+    while logs_bound(trainer.step):
         step()
     return step
 

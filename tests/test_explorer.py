@@ -123,7 +123,7 @@ def test_shipped_models_are_trained_to_1e7_with_a_model_card(name, dataset, pixe
 
 
 def test_shipped_frey_model_scores_as_its_card_says(data_dir, monkeypatch):
-    from vae_core.training import dataset_lower_bound
+    from vae_core.evaluation import dataset_lower_bound
     monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
     path = shipped_models()["frey-J2"]
     model, metadata = runs.load_model(path)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_core.algorithms import AutogradAEVB, FastAEVB, Minibatch
+from vae_core.algorithms import AEVB, Minibatch, WakeSleep
 from vae_core.config import TrainConfig
 from vae_core.estimators import ESTIMATORS, estimator_b_terms
 from vae_core import fast_step
@@ -87,7 +87,7 @@ def test_the_two_aevb_steps_write_the_same_gradient_and_values(likelihood, estim
     eps = {"eps": torch.randn(L, 6, 3)}
     flat = FlatParameters(model)
     steps = {}
-    for algorithm in (FastAEVB(model, config), AutogradAEVB(model, config)):
+    for algorithm in (AEVB(model, config, 6, "fast"), AEVB(model, config, 6, "autograd")):
         values = algorithm.gradient(batch, eps, flat.grads, with_values=True)
         steps[algorithm.step] = ({k: v.clone() for k, v in flat.grads.items()}, values)
         flat.flat.grad.zero_()
@@ -145,15 +145,14 @@ def test_wake_and_sleep_gradients_match_autograd_of_their_objectives(likelihood,
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_the_two_wake_sleep_steps_write_the_same_gradient_and_values(likelihood, monkeypatch):
     monkeypatch.setattr(fast_step, "_ONEDNN_MIN_WIDTH", 1)  # the weight gradients of wide layers, at this size
-    from vae_core.algorithms import AutogradWakeSleep, FastWakeSleep
     model = random_model(ModelConfig(20, 3, (9,), likelihood, (4, 5)), std=0.3, seed=3)
     config = TrainConfig(algorithm="wake-sleep", samples_per_point=2)
     batch = Minibatch(torch.rand(6, 20), torch.arange(6))
-    noise = FastWakeSleep(model, config).draw_noise(batch, torch.Generator().manual_seed(0))
+    noise = WakeSleep(model, config, 6, "fast").draw_noise(batch, torch.Generator().manual_seed(0))
     assert noise["eps"].shape == (2, 6, 3) and noise["z_dream"].shape == (6, 3) and noise["x_noise"].shape == (6, 20)
     flat = FlatParameters(model)
     results = []
-    for algorithm in (FastWakeSleep(model, config), AutogradWakeSleep(model, config)):
+    for algorithm in (WakeSleep(model, config, 6, "fast"), WakeSleep(model, config, 6, "autograd")):
         values = algorithm.gradient(batch, noise, flat.grads, with_values=True)
         results.append(({k: v.clone() for k, v in flat.grads.items()}, values))
         flat.flat.grad.zero_()

@@ -90,7 +90,7 @@ def test_the_appendix_d_estimator_agrees_with_the_importance_weighted_bound_on_a
     config = TrainConfig(dataset="mnist", latent_dim=3, samples=100_000, lr=0.02, data_dir=str(data_dir))
     trainer = Trainer.from_config(config, tmp_path / "run")
     trainer.run()
-    model, x = trainer.model.double(), trainer.x_test[:20].double()  # (M, D)
+    model, x = trainer.model.double(), trainer.sets.test[:20].double()  # (M, D)
     estimate, error = marginal_log_likelihood(model, x, MarginalConfig(samples=2000), torch.Generator().manual_seed(6))
     with torch.no_grad():
         posterior = model.encoder(x)

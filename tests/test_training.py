@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vae_core import data, runs
+from vae_core import data, runs, schedules
 from vae_core.config import STEP_SIZE_CANDIDATES, TrainConfig
+from vae_core.events import is_evaluation
 from vae_core.training import Trainer
 
 
@@ -173,7 +174,7 @@ def test_bad_config_is_named(change, words):
 
 def test_minibatch_bounds_are_logged_densely_enough_for_every_decade_of_the_log_axis(tmp_path):
     trainer = Trainer.from_config(digits_config(samples=1_000_000), tmp_path / "run")  # 10,000 steps
-    x = np.array([(step + 1) * 100 for step in range(trainer.total_steps) if trainer.logs_bound(step)])
+    x = np.array([(step + 1) * 100 for step in range(trainer.total_steps) if schedules.logs_bound(step, trainer.total_steps)])
     per_decade = np.histogram(np.log10(x), bins=[2, 3, 4, 5, 6.01])[0]
     assert per_decade.min() >= 9, per_decade  # every 10th step alone: 1, 9, 90, 900
     assert len(x) <= 1100  # still about a thousand rows a run
@@ -183,7 +184,7 @@ def test_minibatch_bounds_are_logged_densely_enough_for_every_decade_of_the_log_
                                             (4249, "1 h 10 min"), (90_000, "25 h 0 min"), (-3, "0 s"),
                                             (float("nan"), "?"), (float("inf"), "?")])
 def test_time_left_reads_in_hours_minutes_and_seconds(seconds, shown):
-    from vae_core.training import format_duration
+    from vae_core.formatting import format_duration
     assert format_duration(seconds) == shown
 
 
@@ -253,7 +254,7 @@ def test_auto_step_takes_the_fast_step_only_for_the_papers_network(tmp_path, cha
 
 
 def test_asking_for_the_fast_step_where_it_does_not_apply_is_refused():
-    with pytest.raises(ValueError, match="serves AEVB and wake-sleep only, not full-vb"):
+    with pytest.raises(ValueError, match="serves aevb, wake-sleep only, not full-vb"):
         digits_config(step="fast", algorithm="full-vb").validate()
 
 
@@ -282,7 +283,7 @@ def test_evaluations_land_on_the_papers_budgets(tmp_path):
     """One long run gives the bounds at 10^5, 3·10^5, 10^6 (Fig. 2's x axis): the 1-2-3-5 series, the first step and
     the last."""
     trainer = Trainer.from_config(digits_config(samples=1_234_500), tmp_path / "run")
-    samples = sorted(step * 100 for step in trainer._eval_steps())
+    samples = sorted(step * 100 for step in schedules.evaluation_steps(trainer.config.samples, 100))
     assert samples[:4] == [100, 200, 300, 500] and samples[-1] == 1_234_500
     assert {100_000, 300_000, 1_000_000} <= set(samples) and len(samples) == 18
 
@@ -295,7 +296,7 @@ def test_mcem_raises_the_marginal_likelihood_and_resumes_exactly(tmp_path):
     whole = Trainer.from_config(config, tmp_path / "whole")
     assert whole.algorithm.name == "mcem" and whole.algorithm.chains.shape == (300, 2)
     last = whole.run()
-    scores = [r["test_marginal_log_likelihood"] for r in whole.metrics if runs.is_evaluation(r)]
+    scores = [r["test_marginal_log_likelihood"] for r in whole.metrics if is_evaluation(r)]
     assert "test_lower_bound" not in whole.metrics[-1]  # no encoder is learned: no bound to report
     assert scores[-1] > scores[0] + 3, scores
     part = Trainer.from_config(config, tmp_path / "part")
@@ -314,7 +315,7 @@ def test_mcem_needs_the_marginal_evaluation():
 
 def test_full_vb_trains_and_its_gradient_is_aevbs_as_q_theta_narrows(tmp_path):
     """With σ of q(θ) tiny, θ ≈ μ: the gradient is AEVB's, plus μ/N from KL(q(θ) || N(0, I)) on the decoder's means."""
-    from vae_core.algorithms import AutogradAEVB, FullVB, Minibatch
+    from vae_core.algorithms import AEVB, Minibatch
     trainer = Trainer.from_config(digits_config(algorithm="full-vb", vb_logvar=-40.0), tmp_path / "run")
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 0  # the prior is in the KL
     algorithm, grads = trainer.algorithm, trainer.params.grads
@@ -322,7 +323,7 @@ def test_full_vb_trains_and_its_gradient_is_aevbs_as_q_theta_narrows(tmp_path):
     noise = algorithm.draw_noise(batch, torch.Generator().manual_seed(0))
     algorithm.gradient(batch, noise, grads)
     full = {k: v.clone() for k, v in grads.items()}
-    AutogradAEVB(trainer.model, trainer.config).gradient(batch, noise, grads)
+    AEVB(trainer.model, trainer.config, len(trainer.x_train)).gradient(batch, noise, grads)
     N = len(trainer.x_train)
     for name, p in trainer.model.named_parameters():
         expected = grads[name] + (p.detach() / N if name.startswith("decoder.") else 0)
@@ -358,13 +359,13 @@ def test_a_run_can_be_named_tagged_deleted_to_the_trash_and_restored(tmp_path):
 
 def test_a_binarised_run_is_evaluated_on_binary_images(tmp_path):
     trainer = Trainer.from_config(digits_config(binarize=True, samples=3000), tmp_path / "run")
-    assert set(trainer.eval_test.unique().tolist()) == {0.0, 1.0} and set(trainer.eval_train.unique().tolist()) == {0.0, 1.0}
-    assert torch.equal(trainer.eval_test, Trainer.from_config(digits_config(binarize=True), tmp_path / "b").eval_test)  # fixed
+    assert set(trainer.sets.test.unique().tolist()) == {0.0, 1.0} and set(trainer.sets.train.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(trainer.sets.test, Trainer.from_config(digits_config(binarize=True), tmp_path / "b").sets.test)  # fixed
     last = trainer.run()
-    from vae_core.training import dataset_lower_bound
+    from vae_core.evaluation import dataset_lower_bound
     generator = torch.Generator().manual_seed(trainer.config.seed + 2)  # as the final evaluation: train, then test
-    dataset_lower_bound(trainer.model, trainer.eval_train, generator)
-    binary = dataset_lower_bound(trainer.model, trainer.eval_test, generator)[0]
+    dataset_lower_bound(trainer.model, trainer.sets.train, generator)
+    binary = dataset_lower_bound(trainer.model, trainer.sets.test, generator)[0]
     assert last.test_lower_bound == pytest.approx(binary, abs=1e-9)  # the reported bound is the binary images'
     assert "binarised once" in json.loads((tmp_path / "run" / runs.CONFIG).read_text())["evaluation_data"]
 
@@ -374,4 +375,5 @@ def test_the_iwae_schedule_lowers_the_step_size_by_stage(tmp_path):
     N = len(trainer.x_train)
     for epoch, stage in ((0, 0), (0.99, 0), (1, 1), (3.9, 1), (4, 2), (13, 3), (3280, 7), (10**5, 7)):
         trainer.step = math.floor(epoch * N / trainer.config.batch_size)
-        assert trainer.step_size() == pytest.approx(1e-3 * 10 ** (-stage / 7)), epoch
+        trainer.train_step()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 10 ** (-stage / 7)), epoch

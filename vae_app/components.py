@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_core import data, runs
+from vae_core import data
+from vae_core.events import EVALUATION_KEYS, is_evaluation
 from vae_core.latent import LatentSpace
 from vae_core.runs import RunState
 
@@ -106,9 +107,8 @@ def chart_row(row: dict) -> tuple[str, list] | None:
     [samples, train bound, test bound, train log p(x), test log p(x)], non-finite values as null; else None."""
     if row.get("kind") == "minibatch":
         return "minibatch", [row["samples_evaluated"]] + [_number(row.get(k)) for k in ("lower_bound", "reconstruction", "kl")]
-    if runs.is_evaluation(row):
-        return "evaluation", [row["samples_evaluated"]] + [_number(row.get(k)) for k in (
-            "train_lower_bound", "test_lower_bound", "train_marginal_log_likelihood", "test_marginal_log_likelihood")]
+    if is_evaluation(row):
+        return "evaluation", [row["samples_evaluated"]] + [_number(row.get(k)) for k in EVALUATION_KEYS]
     return None
 
 

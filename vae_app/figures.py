@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from vae_core import runs
+from vae_core.events import is_evaluation
 from vae_core.latent import LatentSpace
 from vae_core.variance import GRADIENT_ESTIMATORS, VarianceResult
 
@@ -77,7 +77,7 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
                                 line={"width": 1, **colour}, showlegend=not several))
             traces.append(_line(**_thin(x, smooth(y, smoothing)), name=f"{prefix}minibatch (smoothed)",
                                 line={"width": 1.5, **colour}))
-        evaluations = [r for r in rows if runs.is_evaluation(r)]
+        evaluations = [r for r in rows if is_evaluation(r)]
         for key, name in EVALUATED.items():
             scored = [r for r in evaluations if r.get(key) is not None]
             if scored:

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 
-from vae_core.training import format_duration
+from vae_core.formatting import format_duration
 
 
 def _measure_variance(source, settings, reports) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from vae_core import runs
 from vae_core.config import TrainConfig
-from vae_core.events import EventKind
+from vae_core.events import EventKind, last_evaluation
 from vae_core.runs import RunState
-from vae_core.training import format_duration
+from vae_core.formatting import format_duration
 
 from .components import LiveFeed
 
@@ -187,16 +187,9 @@ class TrainingWorker:
             event = EventKind(payload["kind"])
             if event.logged:
                 self.rows.append(payload)
-                if self.state in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE):
-                    self.state = RunState.RUNNING  # paused and resumed come from the trainer's own events
-            elif event == EventKind.TRIAL:
-                self.state, self.message = RunState.CHOOSING_STEP_SIZE, payload.get("message", "")
-            elif event in (EventKind.STARTED, EventKind.RESUMED):
-                self.state = RunState.RUNNING
-            elif event == EventKind.PAUSED:
-                self.state = RunState.PAUSED
-            elif event.ends:
-                self.state, self.message = RunState(payload["kind"]), payload.get("message", "")
+            elif event == EventKind.TRIAL or event.ends:
+                self.message = payload.get("message", "")
+            self.state = self.state.after(event)
         elif kind == "snapshot":
             self.snapshot = payload
         elif kind == "threads":
@@ -223,7 +216,7 @@ class TrainingWorker:
             text += f", {format_duration((total - done) / rate)} left"
         if self.active and self.threads:  # the thread count the worker measured to train fastest
             text += f", on {self.threads} of {os.cpu_count()} cores"
-        last = next((r for r in reversed(rows) if runs.is_evaluation(r)), {})
+        last = last_evaluation(rows)
         for train, test, what in (("train_lower_bound", "test_lower_bound", ""),
                                   ("train_marginal_log_likelihood", "test_marginal_log_likelihood", " (log p(x))")):
             if last.get(test) is not None:

@@ -5,21 +5,27 @@ minimise into the flat parameter buffer (by parameter name) and returns the valu
 takes an optimizer step (`training.py`). Some algorithms do several updates per minibatch, or keep state
 of their own (persistent chains), which the loop checkpoints with the parameters.
 
-AEVB (Algorithm 1) and the wake-sleep baseline of Fig. 2 each have two implementations of the same gradient:
-the hand-derived step of `fast_step.py`, for the paper's network on the CPU in float32, and an autograd step for
-every other network, device or dtype. `make_algorithm` picks by the `step` setting.
+An algorithm is one class: its name, its help, the implementations of its gradient (`steps`: "fast", the
+hand-derived step of `fast_step.py`, on the CPU in float32, for any depth of tanh, ReLU or softplus layers;
+"autograd", for every network, device and dtype), whether it learns an encoder (else it is evaluated by
+Appendix D's marginal likelihood) and its cost. `ALGORITHMS` is the registry every interface reads: the
+config's choices and checks, the CLI's help, the sweep's cost order; adding an algorithm is a class here.
 """
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from .config import TrainConfig
 from .estimators import ESTIMATORS, ModelView, estimator_terms, kl_to_standard_normal, reparameterize
 from .fast_step import Grads, StepValues, lower_bound_gradient, wake_sleep_gradient
 from .models import VAE, dream, dream_noise
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+STEPS = ("fast", "autograd")  # the implementations an algorithm's gradient can have
 
 
 class Minibatch(NamedTuple):
@@ -28,18 +34,22 @@ class Minibatch(NamedTuple):
 
 
 class Algorithm:
-    """The interface the training loop calls; AEVB below is the reference implementation."""
+    """The interface the training loop calls; AEVB below is the reference implementation. `train_size` is N, for
+    the algorithms that keep state per training point or scale by it; `step` is one of the class's `steps`."""
     name: ClassVar[str]
-    step: ClassVar[str]  # which implementation computes the gradient: "fast" or "autograd"
+    help: ClassVar[str]  # what it is and where the paper has it, for the CLI's and the form's help
+    steps: ClassVar[tuple[str, ...]] = ("autograd",)  # the implementations of its gradient it has
     updates_per_minibatch: ClassVar[int] = 1
     uses_weight_decay: ClassVar[bool] = True  # the prior N(0, I) on θ as weight decay (MAP); full VB has its own KL
     learns_encoder: ClassVar[bool] = True  # q_φ(z|x) is trained, so its lower bound and its posteriors mean something
     # Time per training sample relative to AEVB's, roughly, as measured here (only the order matters: a sweep starts
     # its costliest trials first).
-    relative_cost: ClassVar[float] = 1.0
+    relative_cost: ClassVar[float] = 1.0  # measured values: docs/PERFORMANCE.md
 
-    def __init__(self, model: VAE, config: TrainConfig):
-        self.model, self.config = model, config
+    def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):
+        if step not in self.steps:
+            raise ValueError(f"{self.name} has no {step!r} step; it has {', '.join(self.steps)}")
+        self.model, self.config, self.train_size, self.step = model, config, train_size, step
 
     @property
     def module(self) -> nn.Module:
@@ -56,7 +66,15 @@ class Algorithm:
     def gradient(self, batch: Minibatch, noise: dict[str, torch.Tensor], grads: Grads,
                  with_values: bool = False) -> StepValues | None:
         """Writes ∇ of the quantity to minimise, per datapoint, into `grads`; with `with_values`, returns the
-        minibatch's lower bound and its two terms."""
+        minibatch's lower bound and its two terms. The step chosen at construction computes it."""
+        if self.step == "fast":
+            return self.fast_gradient(batch, noise, grads, with_values)
+        return self.autograd_gradient(batch, noise, grads, with_values)
+
+    def fast_gradient(self, batch, noise, grads, with_values) -> StepValues | None:
+        raise NotImplementedError
+
+    def autograd_gradient(self, batch, noise, grads, with_values) -> StepValues | None:
         raise NotImplementedError
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -75,33 +93,17 @@ class AEVB(Algorithm):
     """Algorithm 1: ∇ of -(1/M) Σ_i L̃(θ, φ; x_i), the minibatch estimator (eq. 8) divided by N, with estimator
     A (eq. 6) or B (eq. 7) and L samples per datapoint; the noise is ε ~ N(0, I) of shape (L, M, J)."""
     name = "aevb"
+    help = "Algorithm 1, the paper's"
+    steps = STEPS
 
     def draw_noise(self, batch, generator):
         shape = (self.config.samples_per_point, len(batch.x), self.model.config.latent_dim)
         return {"eps": torch.randn(shape, generator=generator, device=batch.x.device, dtype=batch.x.dtype)}  # (L, M, J)
 
-
-class FastAEVB(AEVB):
-    """The hand-derived gradient (`fast_step.lower_bound_gradient`)."""
-    step = "fast"
-
-    def gradient(self, batch, noise, grads, with_values=False):
+    def fast_gradient(self, batch, noise, grads, with_values):
         return lower_bound_gradient(self.model, batch.x, noise["eps"], self.config.estimator, grads, with_values)
 
-
-def autograd_into(module: nn.Module, loss: torch.Tensor, grads: Grads) -> None:
-    """Backpropagates `loss` and writes each parameter's gradient into its view of the flat buffer."""
-    names = [name for name, p in module.named_parameters() if name in grads]
-    values = torch.autograd.grad(loss, [module.get_parameter(n) for n in names], allow_unused=True)
-    for name, value in zip(names, values):
-        grads[name].copy_(value) if value is not None else grads[name].zero_()
-
-
-class AutogradAEVB(AEVB):
-    """The same gradient by autograd over `estimators.py`: any network, device or dtype."""
-    step = "autograd"
-
-    def gradient(self, batch, noise, grads, with_values=False):
+    def autograd_gradient(self, batch, noise, grads, with_values):
         x, eps = batch.x, noise["eps"]
         with torch.enable_grad():
             loss = -ESTIMATORS[self.config.estimator](self.model, x, eps.shape[0], eps=eps).mean()  # eq. 8 / N
@@ -111,6 +113,14 @@ class AutogradAEVB(AEVB):
         with torch.no_grad():
             reconstruction, kl = (t.mean().item() for t in estimator_terms(self.model, x, eps, self.config.estimator))
         return StepValues(-loss.item(), reconstruction, kl)
+
+
+def autograd_into(module: nn.Module, loss: torch.Tensor, grads: Grads) -> None:
+    """Backpropagates `loss` and writes each parameter's gradient into its view of the flat buffer."""
+    names = [name for name, p in module.named_parameters() if name in grads]
+    values = torch.autograd.grad(loss, [module.get_parameter(n) for n in names], allow_unused=True)
+    for name, value in zip(names, values):
+        grads[name].copy_(value) if value is not None else grads[name].zero_()
 
 
 class WakeSleep(AEVB):
@@ -124,7 +134,8 @@ class WakeSleep(AEVB):
     Noise per update: ε (L, M, J) for the wake sample, z (M, J) and pixel noise (M, D) for the dreams.
     """
     name = "wake-sleep"
-    relative_cost = 1.4  # 7 large products per minibatch against AEVB's 5 (docs/PERFORMANCE.md)
+    help = "Fig. 2's baseline, the same networks"
+    relative_cost = 1.4  # 7 large products per minibatch against AEVB's 5
 
     def draw_noise(self, batch, generator):
         x, c = batch.x, self.model.config
@@ -132,19 +143,11 @@ class WakeSleep(AEVB):
                 "z_dream": torch.randn((len(x), c.latent_dim), generator=generator, device=x.device, dtype=x.dtype),
                 "x_noise": dream_noise(c.likelihood, tuple(x.shape), generator, x.device, x.dtype)}
 
-
-class FastWakeSleep(WakeSleep):
-    step = "fast"
-
-    def gradient(self, batch, noise, grads, with_values=False):
+    def fast_gradient(self, batch, noise, grads, with_values):
         return wake_sleep_gradient(self.model, batch.x, noise["eps"], noise["z_dream"], noise["x_noise"], grads,
                                    with_values)
 
-
-class AutogradWakeSleep(WakeSleep):
-    step = "autograd"
-
-    def gradient(self, batch, noise, grads, with_values=False):
+    def autograd_gradient(self, batch, noise, grads, with_values):
         x, eps, model = batch.x, noise["eps"], self.model
         with torch.enable_grad():
             posterior = model.encoder(x)  # (M, J)
@@ -170,13 +173,14 @@ class MonteCarloEM(Algorithm):
     from the prior. The chains and the step size are checkpointed with the parameters. A minibatch counts its M
     training samples evaluated, whatever the number of updates (docs/REPRODUCTION.md).
     """
-    name, step = "mcem", "autograd"
+    name = "mcem"
+    help = "Monte Carlo EM with HMC (Appendix E), evaluated by the marginal likelihood"
     learns_encoder = False
-    relative_cost = 13.0  # Figure 3's runs: 7,231 against AEVB's 98,931 samples/s
+    relative_cost = 13.0
     updates_per_minibatch = 5  # Appendix E
 
-    def __init__(self, model: VAE, config: TrainConfig, train_size: int):
-        super().__init__(model, config)
+    def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):
+        super().__init__(model, config, train_size, step)
         self.chains = torch.zeros(train_size, model.config.latent_dim, device=next(model.parameters()).device)  # (N, J)
         self.hmc_step = torch.zeros(1, dtype=torch.float64)
         self.reset()
@@ -201,7 +205,7 @@ class MonteCarloEM(Algorithm):
         self.chains[batch.index] = z[0].detach()
         self.hmc_step.fill_(sampler.step_size)
 
-    def gradient(self, batch, noise, grads, with_values=False):
+    def autograd_gradient(self, batch, noise, grads, with_values):
         z = self.chains[batch.index]  # (M, J), the E-step's samples
         with torch.enable_grad():
             log_px = self.model.decoder(z).log_prob(batch.x)  # (M,)
@@ -246,14 +250,14 @@ class FullVB(Algorithm):
     with one draw of θ per minibatch. The prior on θ enters through its KL, so the optimizer adds no weight decay.
     Evaluations score the lower bound of the mean network θ = μ (the model saved with the run).
     """
-    name, step = "full-vb", "autograd"
-    relative_cost = 3.0  # its runs here: 7,000-17,000 samples/s, about a third of AEVB's on the same networks
+    name = "full-vb"
+    help = "a Gaussian posterior over θ too (Appendix F)"
+    relative_cost = 3.0
     uses_weight_decay = False
 
-    def __init__(self, model: VAE, config: TrainConfig, train_size: int):
-        super().__init__(model, config)
+    def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):
+        super().__init__(model, config, train_size, step)
         self.posterior = DecoderPosterior(model, config.vb_logvar)
-        self.train_size = train_size
 
     @property
     def module(self):
@@ -270,7 +274,7 @@ class FullVB(Algorithm):
             noise[name] = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
         return noise
 
-    def gradient(self, batch, noise, grads, with_values=False):
+    def autograd_gradient(self, batch, noise, grads, with_values):
         from torch.func import functional_call
 
         x, eps = batch.x, noise["eps"]
@@ -287,18 +291,26 @@ class FullVB(Algorithm):
         return StepValues(bound.item(), reconstruction.mean().item(), kl.mean().item() + kl_theta.item())
 
 
-BY_NAME: dict[str, type[Algorithm]] = {cls.name: cls for cls in (AEVB, WakeSleep, MonteCarloEM, FullVB)}
-IMPLEMENTATIONS = {("aevb", "fast"): FastAEVB, ("aevb", "autograd"): AutogradAEVB,
-                   ("wake-sleep", "fast"): FastWakeSleep, ("wake-sleep", "autograd"): AutogradWakeSleep}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (AEVB, WakeSleep, MonteCarloEM, FullVB)}
 
 
-def make_algorithm(config: TrainConfig, model: VAE, device: torch.device, train_size: int) -> Algorithm:
+def fast_step_unavailable(algorithm: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
+    """Why the hand-derived step cannot train `algorithm` on `device` in `dtype`, or None when it can."""
+    if "fast" not in ALGORITHMS[algorithm].steps:
+        served = ", ".join(name for name, cls in ALGORITHMS.items() if "fast" in cls.steps)
+        return f"serves {served} only, not {algorithm}"
+    if device.type != "cpu":
+        return "runs on the CPU only"
+    if dtype != torch.float32:
+        return "runs in float32 only"
+    return None
+
+
+def make_algorithm(config: TrainConfig, model: VAE, train_size: int) -> Algorithm:
     """The algorithm `config` names, with the gradient step it asks for ("auto": the fast step wherever it applies);
-    `train_size` is N, for the algorithms that keep state per training point or scale by it."""
-    if config.algorithm == "mcem":
-        return MonteCarloEM(model, config, train_size)
-    if config.algorithm == "full-vb":
-        return FullVB(model, config, train_size)
-    fast = config.step == "fast" or (config.step == "auto" and config.fast_step_unavailable() is None
-                                     and device.type == "cpu" and next(model.parameters()).dtype == torch.float32)
-    return IMPLEMENTATIONS[config.algorithm, "fast" if fast else "autograd"](model, config)
+    `train_size` is N."""
+    parameter = next(model.parameters())
+    step = config.step
+    if step == "auto":
+        step = "autograd" if fast_step_unavailable(config.algorithm, parameter.device, parameter.dtype) else "fast"
+    return ALGORITHMS[config.algorithm](model, config, train_size, step)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -17,11 +18,13 @@ from tqdm import tqdm
 
 from . import data as data_module
 from . import runs
-from .algorithms import BY_NAME
+from .algorithms import ALGORITHMS
 from .config import TrainConfig, flag, settings
 from .estimators import importance_weighted_bound
+from .evaluation import dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
-from .training import Trainer, dataset_lower_bound, format_duration
+from .formatting import format_duration
+from .training import Trainer
 
 IW_SAMPLES_LIMIT = 100_000  # K: the importance-weighted bound is computed in memory-bounded chunks, so this bounds time
 
@@ -145,50 +148,64 @@ def cmd_train(args) -> int:
     return 130 if last.kind == EventKind.STOPPED else 0  # only Ctrl-C stops a CLI run
 
 
-@torch.no_grad()
-def cmd_evaluate(args) -> int:
-    run_dir = Path(args.run_dir)
-    if not 1 <= args.iw_samples <= IW_SAMPLES_LIMIT:
-        raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
+def _evaluated_run(run_dir: Path):
+    """The config and model of a run that `evaluate` can score; what is wrong otherwise, as an error."""
     record = runs.read_run(run_dir, metrics=False)
     if not (run_dir / runs.MODEL).is_file():
         raise FileNotFoundError(f"{run_dir} holds no {runs.MODEL}; give the folder of a run trained with `train`")
     for name in (runs.CONFIG, runs.MODEL):
         if name in record.problems:
             raise runs.RunError(f"{run_dir} cannot be evaluated: {record.problems[name]}")
-    config = TrainConfig.from_dict(record.train_config)
+    return TrainConfig.from_dict(record.train_config), runs.load_model(run_dir / runs.MODEL)[0]
+
+
+def _iw_bound(model, x: torch.Tensor, K: int, generator: torch.Generator, batch: int = 100) -> torch.Tensor:
+    """The importance-weighted bound with K samples of each row of x, (N,), with a progress bar."""
+    parts = []
+    with _progress_bar(len(x), "point") as bar:
+        bar.set_postfix_str(f"importance-weighted bound, K = {K}", refresh=False)
+        for start in range(0, len(x), batch):
+            parts.append(importance_weighted_bound(model, x[start:start + batch], K, generator=generator))
+            bar.update(len(parts[-1]))
+    return torch.cat(parts)
+
+
+def _marginal(model, sets, points: int, learns_encoder: bool, generator: torch.Generator) -> dict:
+    """Appendix D's log p(x) on the first `points` of each set, with the standard error of each mean."""
+    from .marginal import MarginalConfig, marginal_log_likelihood
+    estimator = MarginalConfig.for_model(learns_encoder)
+    estimator.validate(model.config.latent_dim)
+    result = {}
+    for split, x in sets._asdict().items():
+        with _progress_bar(len(x[:points]), "point") as bar:
+            bar.set_postfix_str(f"{split}: marginal likelihood (Appendix D)", refresh=False)
+            estimate, error = marginal_log_likelihood(model, x[:points], estimator, generator)
+            bar.update(len(estimate))
+        result[f"{split}_marginal_log_likelihood"] = estimate.mean().item()
+        result[f"{split}_marginal_log_likelihood_error"] = (error.square().sum().sqrt() / len(estimate)).item()
+    return result
+
+
+@torch.no_grad()
+def cmd_evaluate(args) -> int:
+    run_dir = Path(args.run_dir)
+    if not 1 <= args.iw_samples <= IW_SAMPLES_LIMIT:
+        raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
+    config, model = _evaluated_run(run_dir)
     dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
-    model, _ = runs.load_model(run_dir / runs.MODEL)
     binarized = args.binarized or config.binarize  # a run trained on binary pixels is scored on binary pixels
-    x_test = torch.tensor(data_module.binarized(dataset.test, config.seed + 5) if binarized else dataset.test)
+    sets = evaluation_sets(torch.tensor(dataset.train[:config.train_size]), torch.tensor(dataset.test), binarized,
+                           config.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    lower_bound = dataset_lower_bound(model, x_test, generator)[0]
-    iw, batch = [], 100
-    with _progress_bar(len(x_test), "point") as bar:
-        bar.set_postfix_str(f"importance-weighted bound, K = {args.iw_samples}", refresh=False)
-        for start in range(0, len(x_test), batch):
-            part = x_test[start:start + batch]
-            iw.append(importance_weighted_bound(model, part, args.iw_samples, generator=generator))
-            bar.update(len(part))
-    iw = torch.cat(iw)  # (N_test,)
+    lower_bound = dataset_lower_bound(model, sets.test, generator)[0]
+    iw = _iw_bound(model, sets.test, args.iw_samples, generator)  # (N_test,)
     result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": iw.mean().item(),
               "iw_samples": args.iw_samples, "binarized": binarized}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
-        from .marginal import MarginalConfig, marginal_log_likelihood
-        estimator = MarginalConfig.for_model(BY_NAME[config.algorithm].learns_encoder)
-        estimator.validate(model.config.latent_dim)
-        train = dataset.train[:config.train_size]
-        x_train = torch.tensor(data_module.binarized(train, config.seed + 4) if binarized else train)
-        for split, x in (("train", x_train[:args.points]), ("test", x_test[:args.points])):
-            with _progress_bar(len(x), "point") as bar:
-                bar.set_postfix_str(f"{split}: marginal likelihood (Appendix D)", refresh=False)
-                estimate, error = marginal_log_likelihood(model, x, estimator, generator)
-                bar.update(len(x))
-            result[f"{split}_marginal_log_likelihood"] = estimate.mean().item()
-            result[f"{split}_marginal_log_likelihood_error"] = (error.square().sum().sqrt() / len(x)).item()
+        result.update(_marginal(model, sets, args.points, ALGORITHMS[config.algorithm].learns_encoder, generator))
         result["marginal_points"] = args.points
         result["test_log_likelihood_on_marginal_points"] = iw[:args.points].mean().item()  # the IW bound, same points
-    bad = [k for k in result if k.endswith(("bound", "likelihood")) and (result[k] != result[k] or abs(result[k]) == float("inf"))]
+    bad = [k for k in result if k.endswith(("bound", "likelihood")) and not math.isfinite(result[k])]
     if bad:
         print(f"error: the model's {' and '.join(bad)} came out {result[bad[0]]}: its weights give non-finite "
               f"densities on the test set, so there is no number to report", file=sys.stderr)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import data as data_module
+from . import algorithms
+from .algorithms import ALGORITHMS, fast_step_unavailable
 from .models import ACTIVATIONS, INITIALISATIONS
 
 STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps the best (Section 5)
@@ -21,9 +23,8 @@ STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps
     "sgd": (1e-4, 1e-3, 1e-2),  # momentum 0.9: an effective step ten times these
 }
 OPTIMIZERS = tuple(STEP_SIZE_CANDIDATES)
-ALGORITHMS = ("aevb", "wake-sleep", "mcem", "full-vb")
 EVALUATIONS = ("bound", "marginal")
-STEPS = ("auto", "fast", "autograd")  # how AEVB's gradient is computed; auto: fast wherever it applies
+STEPS = ("auto", *algorithms.STEPS)  # how the gradient is computed; auto: fast wherever it applies
 DEVICES = ("auto", "cpu", "cuda")
 MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of the memory available now
 
@@ -139,10 +140,9 @@ class TrainConfig:
     init: str = setting("paper", "initial parameters: paper draws each from N(0, 0.01²) (Section 5); default is "
                         "PyTorch's layer initialisation", "Initialisation", "data and model",
                         choices=INITIALISATIONS)
-    algorithm: str = setting("aevb", "the learning algorithm: aevb (Algorithm 1); wake-sleep (Fig. 2's baseline, the "
-                             "same networks); mcem, Monte Carlo EM with HMC (Appendix E, evaluates the marginal "
-                             "likelihood); full-vb, a Gaussian posterior over θ too (Appendix F)", "Algorithm",
-                             "objective", choices=ALGORITHMS)
+    algorithm: str = setting("aevb", "the learning algorithm: " + "; ".join(
+                             f"{name}, {cls.help}" for name, cls in ALGORITHMS.items()), "Algorithm",
+                             "objective", choices=tuple(ALGORITHMS))
     estimator: str = setting("B", "SGVB estimator: B, with the analytic KL (eq. 7), or A (eq. 6)", "Estimator",
                              "objective", choices=("B", "A"))
     samples_per_point: int = setting(1, "L, samples of z per datapoint in each step", "Samples per datapoint L",
@@ -175,8 +175,9 @@ class TrainConfig:
                                    "evaluation estimates (Fig. 3: the first 1000)", "Points for log p(x)", "advanced")
     vb_logvar: float = setting(-10.0, "full-vb: the log-variance every parameter's q(θ) starts from",
                                "Initial log σ² of q(θ)", "advanced")
-    step: str = setting("auto", "how the gradient is computed: fast (derived by hand, for AEVB and wake-sleep on the "
-                        "CPU in float32), autograd, or auto (fast wherever it applies)",
+    step: str = setting("auto", "how the gradient is computed: fast (derived by hand, for " + ", ".join(
+                        name for name, cls in ALGORITHMS.items() if "fast" in cls.steps) + " on the CPU in float32), "
+                        "autograd, or auto (fast wherever it applies)",
                         "Gradient step",
                         "advanced", choices=STEPS)
     device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
@@ -229,9 +230,9 @@ class TrainConfig:
             if self.batch_size > n:  # M distinct rows a step
                 problems["batch_size"] = (f"batch_size M must be at most the {n} training datapoints of "
                                           f"{self.dataset}, got {self.batch_size}")
-        if self.algorithm == "mcem" and self.evaluation != "marginal":
-            problems["evaluation"] = ("mcem learns no encoder, so its lower bound says nothing: it needs evaluation "
-                                      "'marginal' (Appendix D's estimate of log p(x))")
+        if "algorithm" not in problems and not ALGORITHMS[self.algorithm].learns_encoder and self.evaluation != "marginal":
+            problems["evaluation"] = (f"{self.algorithm} learns no encoder, so its lower bound says nothing: it needs "
+                                      f"evaluation 'marginal' (Appendix D's estimate of log p(x))")
         if self.evaluation == "marginal" and _whole(self.latent_dim) and self.latent_dim > 4:
             problems["evaluation"] = (f"the marginal-likelihood estimator of Appendix D is for J below 5, got "
                                       f"J = {self.latent_dim}; evaluate the bound instead")
@@ -244,8 +245,8 @@ class TrainConfig:
             problems["binarize"] = f"binarize applies to Bernoulli data (mnist, digits), not {self.dataset}"
         if not machine:
             return problems
-        if self.step == "fast" and "step" not in problems:
-            reason = self.fast_step_unavailable()
+        if self.step == "fast" and "step" not in problems and "algorithm" not in problems:
+            reason = fast_step_unavailable(self.algorithm, resolve_device(self.device))
             if reason:
                 problems["step"] = f"step 'fast' {reason}; use 'auto' or 'autograd'"
         if self.device == "cuda":
@@ -265,14 +266,6 @@ class TrainConfig:
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
-
-    def fast_step_unavailable(self) -> str | None:
-        """Why the hand-derived AEVB step cannot train this configuration, or None when it can."""
-        if self.algorithm not in ("aevb", "wake-sleep"):
-            return f"serves AEVB and wake-sleep only, not {self.algorithm}"
-        if resolve_device(self.device).type != "cpu":
-            return "runs on the CPU only"
-        return None
 
     def memory_needed(self) -> int:
         """Bytes that training this configuration needs, estimated before anything is allocated: the data, the

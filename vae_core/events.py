@@ -36,7 +36,7 @@ class TrainEvent:
     total_samples: int
     seconds: float  # training time so far, pauses and evaluations excluded
     samples_per_second: float
-    lower_bound: float | None = None  # of the current minibatch (eq. 8 / M)
+    lower_bound: float | None = None  # of the current minibatch, per datapoint (eq. 8 / N)
     reconstruction: float | None = None
     kl: float | None = None
     train_lower_bound: float | None = None
@@ -45,8 +45,24 @@ class TrainEvent:
     test_marginal_log_likelihood: float | None = None
     lr: float | None = None
     message: str = ""
+    run_config: dict | None = None  # STARTED: what the run's config.json records (the recorder writes it)
 
     def to_row(self) -> dict:
-        row = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+        row = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != "" and k != "run_config"}
         row["kind"] = str(self.kind)
         return row
+
+
+# What an evaluation scores: the TrainEvent fields an EVALUATION row carries, and a run's summary reports.
+EVALUATION_KEYS = ("train_lower_bound", "test_lower_bound", "train_marginal_log_likelihood",
+                   "test_marginal_log_likelihood")
+
+
+def is_evaluation(row: dict) -> bool:
+    """A metrics row of an evaluation (the bounds, or the marginal likelihood), not of a minibatch."""
+    return row.get("kind") == str(EventKind.EVALUATION)
+
+
+def last_evaluation(rows: list[dict]) -> dict:
+    """The latest evaluation row of a run's metrics; empty before its first."""
+    return next((r for r in reversed(rows) if is_evaluation(r)), {})

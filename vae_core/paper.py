@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import STEP_SIZE_CANDIDATES, TrainConfig
-from .runs import RunRecord, is_evaluation
-from .training import format_duration
+from .events import is_evaluation
+from .runs import RunRecord
+from .formatting import format_duration
 
 FIGURE_2 = (("mnist", 3), ("mnist", 5), ("mnist", 10), ("mnist", 20), ("mnist", 200),
             ("frey", 2), ("frey", 5), ("frey", 10), ("frey", 20))  # (dataset, J), the paper's panel order

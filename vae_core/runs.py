@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .events import EventKind, TrainEvent
+from .events import EVALUATION_KEYS, EventKind, TrainEvent, last_evaluation
 from .models import VAE, ModelConfig, upgrade_state_dict
 
 RUNS_DIR_ENV = "VAE_RUNS_DIR"
@@ -54,6 +54,19 @@ class RunState(enum.StrEnum):
     def active(self) -> bool:
         """Still training."""
         return self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE, RunState.RUNNING, RunState.PAUSED)
+
+    def after(self, kind: EventKind) -> "RunState":
+        """The state a run is in once the trainer has reported an event of `kind` in this state."""
+        if kind == EventKind.TRIAL:
+            return RunState.CHOOSING_STEP_SIZE
+        if kind in (EventKind.STARTED, EventKind.RESUMED):
+            return RunState.RUNNING
+        if kind == EventKind.PAUSED:
+            return RunState.PAUSED
+        if kind.ends:
+            return RunState(str(kind))
+        # minibatches, evaluations, checkpoints: training has begun (pause and resume come as their own events)
+        return RunState.RUNNING if self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE) else self
 
 
 class RunError(RuntimeError):
@@ -280,14 +293,10 @@ def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:
     return run_dir
 
 
-def is_evaluation(row: dict) -> bool:
-    """A metrics row of an evaluation (the bounds, or the marginal likelihood), not of a minibatch."""
-    return row.get("kind") == str(EventKind.EVALUATION)
-
-
 class RunRecorder:
-    """Writes a run's status.json and metrics.jsonl as the trainer's events arrive: a listener on the events.
-    The metrics are rewritten whole (atomically) at each checkpoint, so they always match the checkpoint."""
+    """Writes a run's files as the trainer's events arrive, a listener on the events: config.json when training
+    starts, status.json at each change of state, metrics.jsonl at each checkpoint (rewritten whole, atomically, so
+    the metrics always match the checkpoint)."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
@@ -298,18 +307,16 @@ class RunRecorder:
             self.rows.append(event.to_row())
         if event.kind == EventKind.CHECKPOINT:
             write_metrics(self.run_dir / METRICS, self.rows)
-        elif event.kind in (EventKind.STARTED, EventKind.RESUMED):
-            self._status(RunState.RUNNING, event)
-        elif event.kind == EventKind.PAUSED:
-            self._status(RunState.PAUSED, event)
-        elif event.kind.ends:
-            summary = {k: v for k, v in event.to_row().items() if k.startswith(("train_", "test_"))}
-            summary = {**summary, "samples_per_second": event.samples_per_second} if event.kind != EventKind.FAILED else {}
-            self._status(RunState(str(event.kind)), event, **summary)
+        elif event.kind == EventKind.STARTED:
+            write_json(self.run_dir / CONFIG, event.run_config)
+        if event.kind in (EventKind.STARTED, EventKind.RESUMED, EventKind.PAUSED) or event.kind.ends:
+            summary = {k: v for k, v in event.to_row().items() if k in EVALUATION_KEYS}
+            summary = {**summary, "samples_per_second": event.samples_per_second} if event.kind.ends else {}
+            self._status(RunState.RUNNING.after(event.kind), event, **({} if event.kind == EventKind.FAILED else summary))
 
     @property
     def last_evaluation(self) -> dict:
-        return next((r for r in reversed(self.rows) if is_evaluation(r)), {})
+        return last_evaluation(self.rows)
 
     def _status(self, state: RunState, event: TrainEvent, **extra) -> None:
         write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
@@ -370,7 +377,7 @@ class RunRecord:
 
     @property
     def last_evaluation(self) -> dict:
-        return next((r for r in reversed(self.metrics) if is_evaluation(r)), {})
+        return last_evaluation(self.metrics)
 
     def describe_problems(self) -> str:
         return "; ".join(self.problems.values())
@@ -529,3 +536,13 @@ def restore(trashed_run: str | os.PathLike) -> Path:
 def checkpoint_samples(run_dir: str | os.PathLike) -> int:
     """Training samples evaluated at the run's last checkpoint, where a resumed run continues; 0 without one."""
     return read_run(run_dir, metrics=False).samples_done
+
+
+def check_continue_budget(run_dir: str | os.PathLike, samples: int) -> int:
+    """`samples` if it is above what the run's last checkpoint has evaluated, where a continuation starts;
+    otherwise ValueError saying so. The CLI's --resume and the Runs page both ask here."""
+    done = checkpoint_samples(run_dir)
+    if samples <= done:
+        raise ValueError(f"{Path(run_dir).name} has already evaluated {done:,} samples; "
+                         f"give a larger budget than that to continue it")
+    return samples

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import data, paper, runs
-from .algorithms import BY_NAME
+from .algorithms import ALGORITHMS
 from .config import TrainConfig, settings
 
 SWEEP = runs.SWEEP_FILE
@@ -116,7 +116,7 @@ def expected_cost(config: dict) -> float:
     c = TrainConfig.from_dict(config)
     widths = (math.prod(data.IMAGE_SHAPES.get(c.dataset, (1,))), *c.hidden_layers, c.latent_dim)
     size = sum(a * b for a, b in zip(widths, widths[1:]))
-    algorithm = BY_NAME.get(c.algorithm)  # a trial with an unknown one fails at once, whatever its place
+    algorithm = ALGORITHMS.get(c.algorithm)  # a trial with an unknown one fails at once, whatever its place
     return c.samples * c.samples_per_point * size * (algorithm.relative_cost if algorithm else 1.0)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from vae_core import runs
 from vae_core.config import parse_sample_count
-from vae_core.training import check_continue_budget
+from vae_core.runs import check_continue_budget
 
 
 def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> pd.DataFrame:

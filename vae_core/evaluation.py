@@ -1,0 +1,69 @@
+"""What an evaluation scores, for the training loop and the CLI's `evaluate` alike: the data it scores (binary
+images for a binarised run), the lower bound over a whole set, and Appendix D's marginal likelihood."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from . import data as data_module
+from .estimators import estimator_b_terms
+from .models import VAE
+
+BINARIZE_SEED_OFFSETS = {"train": 4, "test": 5}  # the fixed draws of a binarised run's evaluation sets: seed + these
+
+
+class EvaluationSets(NamedTuple):
+    train: torch.Tensor  # (N, D)
+    test: torch.Tensor  # (N_test, D)
+
+
+def evaluation_sets(train: torch.Tensor, test: torch.Tensor, binarized: bool, seed: int) -> EvaluationSets:
+    """What evaluations score: the training points a run trains on and the test set, as they are, or, for a run
+    trained on binarised pixels, binary images drawn once with the run's seed (the same at every evaluation)."""
+    if not binarized:
+        return EvaluationSets(train, test)
+
+    def drawn(x: torch.Tensor, split: str) -> torch.Tensor:
+        return torch.tensor(data_module.binarized(x.cpu().numpy(), seed + BINARIZE_SEED_OFFSETS[split]), device=x.device)
+
+    return EvaluationSets(drawn(train, "train"), drawn(test, "test"))
+
+
+def describe_sets(binarized: bool) -> str:
+    """What the evaluation sets are, as the run's config.json says it."""
+    if not binarized:
+        return "the grey pixels as they are"
+    train, test = BINARIZE_SEED_OFFSETS["train"], BINARIZE_SEED_OFFSETS["test"]
+    return f"binarised once: train with seed+{train}, test with seed+{test} (data.binarized)"
+
+
+@torch.no_grad()
+def dataset_lower_bound(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None,
+                        batch_size: int = 1000) -> tuple[float, float, float]:
+    """Mean over the rows of x of estimator B (eq. 7) with L = 1: (lower bound, reconstruction, KL), nats per
+    datapoint."""
+    totals = torch.zeros(2, dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), batch_size):
+        reconstruction, kl = estimator_b_terms(model, x[start:start + batch_size], generator=generator)
+        totals += torch.stack([reconstruction.sum(), kl.sum()]).double()
+    reconstruction, kl = (totals / len(x)).tolist()
+    return reconstruction - kl, reconstruction, kl
+
+
+def scores(model: VAE, sets: EvaluationSets, generator: torch.Generator, learns_encoder: bool,
+           marginal_points: int | None = None) -> dict[str, float]:
+    """The lower bound (estimator B, L = 1) on both sets, when the encoder is learned (with an untrained one, as
+    Monte Carlo EM's, the bound says nothing); with `marginal_points`, Appendix D's estimate of log p(x) on the first
+    that many points of each set. Keys: `events.EVALUATION_KEYS`."""
+    result = {}
+    if learns_encoder:
+        for split, x in sets._asdict().items():
+            result[f"{split}_lower_bound"] = dataset_lower_bound(model, x, generator)[0]
+    if marginal_points is not None:
+        from .marginal import MarginalConfig, marginal_log_likelihood
+        estimator = MarginalConfig.for_model(learns_encoder)
+        for split, x in sets._asdict().items():
+            estimate, _ = marginal_log_likelihood(model, x[:marginal_points], estimator, generator)
+            result[f"{split}_marginal_log_likelihood"] = estimate.mean().item()
+    return result
