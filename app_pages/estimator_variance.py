@@ -1,7 +1,5 @@
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
 from vae_app import figures
 from vae_app.glossary import help_for
 from vae_app.guard import guarded

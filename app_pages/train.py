@@ -2,8 +2,6 @@ import uuid
 
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
 from vae_app import forms
 from vae_app.components import feed_name, live_chart
 from vae_app.guard import guarded

@@ -3,8 +3,6 @@ from pathlib import Path
 
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
 from vae_app import figures
 from vae_app.views import pool
 from vae_app.views import runs as views
@@ -53,7 +51,7 @@ if not shown.empty:
                 worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex),
                                        views.continue_budget(budget, paths[run]))
                 st.session_state["run_dir"] = str(worker.run_dir)
-                st.switch_page("pages/train.py")
+                st.switch_page("app_pages/train.py")
             except (ValueError, PoolFull, FileNotFoundError, RunError) as e:
                 st.error(f"Cannot continue: {e}")
 

@@ -2,8 +2,6 @@ import uuid
 
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
 from vae_app.guard import guarded
 from vae_app.views import paper as views
 from vae_app.views import pool
@@ -77,5 +75,5 @@ else:
 sweeping()
 
 st.subheader("Figures 4 and 5")
-st.page_link("pages/latent_explorer.py", label="The learned manifolds (Fig. 4) and samples (Fig. 5): the Latent explorer",
+st.page_link("app_pages/latent_explorer.py", label="The learned manifolds (Fig. 4) and samples (Fig. 5): the Latent explorer",
              icon=":material/scatter_plot:")
