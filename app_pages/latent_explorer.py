@@ -1,6 +1,6 @@
 import streamlit as st
 
-from vae_app import figures, images
+from vae_app import figures, images, session
 from vae_app.components import morph_pad
 from vae_app.guard import guarded
 from vae_app.sources import LiveRun, model_sources
@@ -8,23 +8,23 @@ from vae_app.views import explorer as views
 from vae_app.views import pool
 
 st.title("Latent explorer")
-sources = model_sources(pool().get(st.session_state.get("run_dir", "")))
+sources = model_sources(pool().get(session.run_dir()))
 if not sources:
     st.info("No model yet: ship one in assets/models, or train one on the Train page.")
     st.stop()
 shared = st.query_params.get("model")  # a shared link names its model
-if "model" not in st.session_state and shared in sources:
-    st.session_state["model"] = shared
+if session.MODEL not in st.session_state and shared in sources:
+    st.session_state[session.MODEL] = shared
 name = st.selectbox("Model", list(sources), help="a shipped pretrained model, a saved run, or the run training now",
-                    key="model")
+                    key=session.MODEL)
 st.query_params["model"] = name
 live = isinstance(sources[name], LiveRun)
 follow = live and st.toggle("Follow the training live", value=True, key="follow",
                             help="redraw with the run's newest parameters every two seconds; off: keep this snapshot")
 if live:  # frozen: keep the snapshot seen when the toggle went off
-    if follow or "frozen" not in st.session_state:
-        st.session_state["frozen"] = sources[name].snapshot
-    sources[name] = LiveRun(sources[name].run_dir, sources[name].dataset, st.session_state["frozen"])
+    if follow or session.FROZEN not in st.session_state:
+        st.session_state[session.FROZEN] = sources[name].snapshot
+    sources[name] = LiveRun(sources[name].run_dir, sources[name].dataset, st.session_state[session.FROZEN])
 
 
 @st.fragment(run_every=2.0 if follow else None)
@@ -84,12 +84,13 @@ def explore():
         else:
             st.info(views.needs_test_set(space))
     with samples:
+        seed = st.session_state.setdefault(session.SEED, 0)
         if st.button("Reseed", key="reseed"):
-            st.session_state["seed"] = st.session_state.get("seed", 0) + 1
+            seed = st.session_state[session.SEED] = seed + 1
         chosen = st.multiselect("Side by side (Fig. 5)", list(sources), default=[name], key="side_by_side")
         for column, other in zip(st.columns(max(1, len(chosen))), chosen):
             other_space = views.latent_space(sources[other])
-            column.image(views.sample_mosaic(other_space, st.session_state.get("seed", 0)),
+            column.image(views.sample_mosaic(other_space, seed),
                          caption=f"{other} (J = {other_space.latent_dim})")
     with recon:
         if tested:

@@ -1,7 +1,6 @@
-import uuid
-
 import streamlit as st
 
+from vae_app import session
 from vae_app.guard import guarded
 from vae_app.views import paper as views
 from vae_app.views import pool
@@ -35,7 +34,7 @@ st.dataframe(views.claims_table(panels, panels_3, panels_f), hide_index=True, wi
 
 missing = views.missing_table(panels, panels_3)
 st.subheader("Missing runs")
-owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
+owner = session.owner()
 jobs = [job for job in pool().sweeps if job.owner == owner]
 
 

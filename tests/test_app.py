@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from vae_app import session
 from vae_app.views import pool
 from vae_core import runs
 from vae_core.config import TrainConfig
@@ -85,7 +86,7 @@ def test_train_form_rejects_bad_input_with_a_message(app_with_data, field, value
     app.button(key="train.start").click().run()
     assert not app.exception
     assert any(words in e.value for e in app.error)
-    assert "run_dir" not in app.session_state  # nothing started
+    assert session.RUN_DIR not in app.session_state  # nothing started
 
 
 def shown_progress(app) -> dict:
@@ -108,7 +109,7 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     from vae_app.components import feed_name, live_chart_dir
     args = json.loads(app.get("component_instance")[0].proto.json_args)
     assert args["state"] == "finished"  # what the page drew, so that the component asks for no rerun
-    run_dir = app.session_state["run_dir"]
+    run_dir = app.session_state[session.RUN_DIR]
     assert {k: args[k] for k in ("feed", "active", "log_x", "smoothing")} == {
         "feed": feed_name(run_dir), "active": False, "log_x": True, "smoothing": 0.6}
     feed = json.loads((live_chart_dir() / args["feed"]).read_text())  # what the charts fetch
@@ -116,7 +117,7 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     assert feed["active"] is False and len(feed["minibatch"]) == sum(r["kind"] == "minibatch" for r in rows) > 10
     assert feed["minibatch"][-1][0] == 30_000 and feed["evaluation"][-1][0] == 30_000  # every row, to the last
     assert len(app.get("image")) == 2
-    run_dir = app.session_state["run_dir"]
+    run_dir = app.session_state[session.RUN_DIR]
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
 
 
@@ -166,7 +167,7 @@ def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
     app.text_input(key="continue_budget").set_value("6000")
     app.button(key="continue").click().run()
     assert not app.exception
-    worker = pool().get(app.session_state["run_dir"])
+    worker = pool().get(app.session_state[session.RUN_DIR])
     assert worker.config["samples"] == 6000
     deadline = time.monotonic() + 60
     while worker.active and time.monotonic() < deadline:
@@ -248,7 +249,7 @@ def test_estimator_variance_page_rejects_bad_l(app):
 
 def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze(app):
     start_digits_run(app, "1e8")
-    worker = pool().get(app.session_state["run_dir"])
+    worker = pool().get(app.session_state[session.RUN_DIR])
     try:
         deadline = time.monotonic() + 60
         while worker.snapshot is None and time.monotonic() < deadline:
@@ -256,14 +257,14 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
         app.switch_page("app_pages/latent_explorer.py").run()
         assert not app.exception
         assert app.selectbox(key="model").value.startswith("this session's run")
-        first = app.session_state["frozen"]["samples_evaluated"]
+        first = app.session_state[session.FROZEN]["samples_evaluated"]
         app.toggle(key="follow").set_value(False).run()  # freeze
-        frozen = app.session_state["frozen"]["samples_evaluated"]
+        frozen = app.session_state[session.FROZEN]["samples_evaluated"]
         deadline = time.monotonic() + 30
         while worker.snapshot["samples_evaluated"] == frozen and time.monotonic() < deadline:
             time.sleep(0.2)
         app.run()
-        assert app.session_state["frozen"]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
+        assert app.session_state[session.FROZEN]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
         assert frozen >= first and app.get("component_instance")
     finally:
         worker.stop()

@@ -33,6 +33,13 @@ def test_the_pages_sit_in_app_pages_all_routed_and_none_imports_torch(repo):
     assert [p.name for p in [*pages, repo / "dashboard.py"] if imports_torch.search(p.read_text())] == []
 
 
+def test_session_state_keys_are_named_in_one_place(repo):
+    """vae_app/session.py names every key the app keeps in Session State; the pages and the glue use its names."""
+    literal = re.compile(r"""session_state(\[|\.get\(|\.setdefault\()\s*f?["']|["']\s+(not\s+)?in\s+st\.session_state""")
+    files = [repo / "dashboard.py", *(repo / "app_pages").glob("*.py"), *(repo / "vae_app").rglob("*.py")]
+    assert [p.name for p in files if literal.search(p.read_text())] == []
+
+
 def train_actions():
     train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
     return {a.dest: a for a in train._actions}
