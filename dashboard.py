@@ -1,4 +1,4 @@
-"""vae-dashboard: `streamlit run dashboard.py`. Routes to the pages in pages/."""
+"""vae-dashboard: `streamlit run dashboard.py`. Routes to the pages in app_pages/."""
 
 # Streamlit runs this file as __main__, so each training process, which multiprocessing starts by "spawn",
 # imports it again (as __mp_main__): the guard keeps the app, and Streamlit's 0.4 s import, to the server.
@@ -9,12 +9,12 @@ if __name__ == "__main__":
 
     st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon="assets/icon.png", layout="wide")  # no font server
     page = st.navigation([
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/latent_explorer.py", title="Latent explorer", icon=":material/scatter_plot:"),
-        st.Page("pages/estimator_variance.py", title="Estimator variance", icon=":material/query_stats:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
-        st.Page("pages/paper.py", title="Paper", icon=":material/article:"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/latent_explorer.py", title="Latent explorer", icon=":material/scatter_plot:"),
+        st.Page("app_pages/estimator_variance.py", title="Estimator variance", icon=":material/query_stats:"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:"),
+        st.Page("app_pages/paper.py", title="Paper", icon=":material/article:"),
     ])
     with page_guard():  # a page's unexpected failure is a message, never a traceback in the browser
         page.run()

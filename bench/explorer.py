@@ -32,7 +32,7 @@ def page_rerun_ms() -> float:
     os.chdir(REPO)
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/latent_explorer.py").run()
+    at.switch_page("app_pages/latent_explorer.py").run()
     at.selectbox[0].set_value("shipped: mnist-J2").run()
     slider = lambda: next(s for s in at.slider if s.label == "Grid size")
     sizes = iter([10, 20] * 10)

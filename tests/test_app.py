@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from vae_app import session
 from vae_app.views import pool
 from vae_core import runs
 from vae_core.config import TrainConfig
@@ -50,7 +51,7 @@ def array_length(field) -> int:
 
 def start_digits_run(app, samples: str) -> None:
     """Starts a digits run from the Train page's form, as a user would."""
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     app.selectbox(key="train.dataset").set_value("digits")
     app.text_input(key="train.samples").set_value(samples)
     app.text_input(key="train.lr").set_value("0.02")
@@ -79,13 +80,13 @@ def test_home_lists_datasets_and_pages(app_with_data):
 ])
 def test_train_form_rejects_bad_input_with_a_message(app_with_data, field, value, words):
     app = app_with_data
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     assert app.selectbox(key="train.dataset").value == "frey"  # the data is here: the paper's first dataset
     getattr(app, "number_input" if isinstance(value, int) else "text_input")(key=f"train.{field}").set_value(value)
     app.button(key="train.start").click().run()
     assert not app.exception
     assert any(words in e.value for e in app.error)
-    assert "run_dir" not in app.session_state  # nothing started
+    assert session.RUN_DIR not in app.session_state  # nothing started
 
 
 def shown_progress(app) -> dict:
@@ -108,7 +109,7 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     from vae_app.components import feed_name, live_chart_dir
     args = json.loads(app.get("component_instance")[0].proto.json_args)
     assert args["state"] == "finished"  # what the page drew, so that the component asks for no rerun
-    run_dir = app.session_state["run_dir"]
+    run_dir = app.session_state[session.RUN_DIR]
     assert {k: args[k] for k in ("feed", "active", "log_x", "smoothing")} == {
         "feed": feed_name(run_dir), "active": False, "log_x": True, "smoothing": 0.6}
     feed = json.loads((live_chart_dir() / args["feed"]).read_text())  # what the charts fetch
@@ -116,7 +117,7 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     assert feed["active"] is False and len(feed["minibatch"]) == sum(r["kind"] == "minibatch" for r in rows) > 10
     assert feed["minibatch"][-1][0] == 30_000 and feed["evaluation"][-1][0] == 30_000  # every row, to the last
     assert len(app.get("image")) == 2
-    run_dir = app.session_state["run_dir"]
+    run_dir = app.session_state[session.RUN_DIR]
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
 
 
@@ -144,7 +145,7 @@ def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatc
 def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     for seed in (0, 1):
         Trainer.from_config(TrainConfig(dataset="digits", samples=5000, lr=0.02, seed=seed), runs_dir=tmp_path / "runs").run()
-    app.switch_page("pages/runs.py").run()
+    app.switch_page("app_pages/runs.py").run()
     assert not app.exception
     table = app.dataframe[0].value
     assert len(table) == 2 and set(table["state"]) == {"finished"} and table["test bound"].notna().all()
@@ -157,7 +158,7 @@ def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
 
 def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
     Trainer.from_config(TrainConfig(dataset="digits", samples=3000, lr=0.02), runs_dir=tmp_path / "runs").run()
-    app.switch_page("pages/runs.py").run()
+    app.switch_page("app_pages/runs.py").run()
     budget = app.text_input(key="continue_budget")
     assert budget.value == "30000"  # a finished run: ten times its budget
     budget.set_value("2000")
@@ -166,7 +167,7 @@ def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
     app.text_input(key="continue_budget").set_value("6000")
     app.button(key="continue").click().run()
     assert not app.exception
-    worker = pool().get(app.session_state["run_dir"])
+    worker = pool().get(app.session_state[session.RUN_DIR])
     assert worker.config["samples"] == 6000
     deadline = time.monotonic() + 60
     while worker.active and time.monotonic() < deadline:
@@ -178,13 +179,13 @@ def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
 
 
 def test_runs_page_with_no_runs_says_how_to_make_one(app):
-    app.switch_page("pages/runs.py").run()
+    app.switch_page("app_pages/runs.py").run()
     assert "No runs yet" in app.info[0].value
 
 
 def test_latent_explorer_opens_on_the_shipped_frey_model(app_with_data):
     app = app_with_data
-    app.switch_page("pages/latent_explorer.py").run()
+    app.switch_page("app_pages/latent_explorer.py").run()
     assert not app.exception
     assert app.selectbox(key="model").value == "shipped: frey-J2"
     assert "10,000,000" in app.expander[0].markdown[0].value  # the model card
@@ -204,7 +205,7 @@ def test_latent_explorer_opens_on_the_shipped_frey_model(app_with_data):
 
 def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_data):
     app = app_with_data
-    app.switch_page("pages/latent_explorer.py").run()
+    app.switch_page("app_pages/latent_explorer.py").run()
     app.selectbox(key="model").set_value("shipped: mnist-J2").run()
     assert not app.exception
     app.multiselect(key="side_by_side").set_value(["shipped: mnist-J2", "shipped: frey-J2"]).run()
@@ -218,7 +219,7 @@ def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_da
 
 
 def test_estimator_variance_page_computes_and_charts(app):
-    app.switch_page("pages/estimator_variance.py").run()
+    app.switch_page("app_pages/estimator_variance.py").run()
     assert not app.exception
     app.selectbox(key="model").set_value("untrained digits (J = 2)")
     app.number_input(key="R").set_value(8)
@@ -240,7 +241,7 @@ def test_estimator_variance_page_computes_and_charts(app):
 
 
 def test_estimator_variance_page_rejects_bad_l(app):
-    app.switch_page("pages/estimator_variance.py").run()
+    app.switch_page("app_pages/estimator_variance.py").run()
     app.text_input(key="L").set_value("1 two")
     app.button(key="compute").click().run()
     assert not app.exception and "whole numbers" in app.error[0].value
@@ -248,22 +249,22 @@ def test_estimator_variance_page_rejects_bad_l(app):
 
 def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze(app):
     start_digits_run(app, "1e8")
-    worker = pool().get(app.session_state["run_dir"])
+    worker = pool().get(app.session_state[session.RUN_DIR])
     try:
         deadline = time.monotonic() + 60
         while worker.snapshot is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        app.switch_page("pages/latent_explorer.py").run()
+        app.switch_page("app_pages/latent_explorer.py").run()
         assert not app.exception
         assert app.selectbox(key="model").value.startswith("this session's run")
-        first = app.session_state["frozen"]["samples_evaluated"]
+        first = app.session_state[session.FROZEN]["samples_evaluated"]
         app.toggle(key="follow").set_value(False).run()  # freeze
-        frozen = app.session_state["frozen"]["samples_evaluated"]
+        frozen = app.session_state[session.FROZEN]["samples_evaluated"]
         deadline = time.monotonic() + 30
         while worker.snapshot["samples_evaluated"] == frozen and time.monotonic() < deadline:
             time.sleep(0.2)
         app.run()
-        assert app.session_state["frozen"]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
+        assert app.session_state[session.FROZEN]["samples_evaluated"] == frozen < worker.snapshot["samples_evaluated"]
         assert frozen >= first and app.get("component_instance")
     finally:
         worker.stop()

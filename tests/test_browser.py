@@ -53,7 +53,7 @@ POINTS = """() => { const plot = document.querySelector('.js-plotly-plot');
 
 
 def expect_app_navigation(page):
-    """The sidebar lists dashboard.py's pages by title, not Streamlit's file-name list of pages/."""
+    """The sidebar lists dashboard.py's pages by title, not a list of file names."""
     from playwright.sync_api import expect
     nav = page.get_by_test_id("stSidebarNav")
     expect(nav).to_contain_text("Latent explorer")

@@ -147,7 +147,7 @@ def app_page(sandbox: Sandbox, page: str, data: bool = False, act: Callable | No
 
 
 def runs_page(sandbox: Sandbox) -> Outcome:
-    return app_page(sandbox, "pages/runs.py")
+    return app_page(sandbox, "app_pages/runs.py")
 
 
 # The faults. Each `act` does one thing a user did, to the sandbox, and returns what they saw.
@@ -234,7 +234,7 @@ def unreadable(sandbox: Sandbox) -> Outcome:
 def locked_run_on_the_runs_page(sandbox: Sandbox) -> Outcome:
     lock = runs.RunLock(sandbox.run(), "the CLI")  # as a CLI training holds it
     try:
-        outcome = app_page(sandbox, "pages/runs.py", act=lambda at: at.selectbox(key="run").set_value("good").run())
+        outcome = app_page(sandbox, "app_pages/runs.py", act=lambda at: at.selectbox(key="run").set_value("good").run())
     finally:
         lock.release()
     return Outcome(None, outcome.text + f"\npid {os.getpid()}")
@@ -274,7 +274,7 @@ def page_that_fails_unexpectedly(sandbox: Sandbox) -> Outcome:
     from vae_app.views import explorer as views
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(views, "latent_space", lambda source: (_ for _ in ()).throw(RuntimeError("/secret/server/path")))
-        return app_page(sandbox, "pages/latent_explorer.py")
+        return app_page(sandbox, "app_pages/latent_explorer.py")
 
 
 def set_form(key: str, value):
@@ -393,12 +393,12 @@ FAULTS = [
     Fault("evaluate --iw-samples 1000000000", "limits", evaluate("--iw-samples", "1000000000"),
           r"K must be a whole number from 1 to 100,000"),
     Fault("the Train form with J = 1e9", "limits",
-          lambda s: app_page(s, "pages/train.py", act=set_form("train.latent_dim", 1_000_000_000)),
+          lambda s: app_page(s, "app_pages/train.py", act=set_form("train.latent_dim", 1_000_000_000)),
           r"latent_dim must be at most 1,024", None),
-    Fault("the Train form with seed -1", "limits", lambda s: app_page(s, "pages/train.py", act=set_form("train.seed", -1)),
+    Fault("the Train form with seed -1", "limits", lambda s: app_page(s, "app_pages/train.py", act=set_form("train.seed", -1)),
           r"seed must be a whole number from 0", None),
     Fault("the variance page with M = 100000", "limits",
-          lambda s: app_page(s, "pages/estimator_variance.py", act=lambda at: (
+          lambda s: app_page(s, "app_pages/estimator_variance.py", act=lambda at: (
               at.number_input(key="M").set_value(100_000), at.button(key="compute").click().run())),
           r"the minibatch M must be at most 10,000, got 100,000", None),
     # 4. Data errors are the loader's own.
@@ -426,10 +426,10 @@ FAULTS = [
           1, data=True),
     # 5. The shipped models without the datasets.
     Fault("the Latent explorer on the shipped Frey Face model, no data here", "no data",
-          lambda s: app_page(s, "pages/latent_explorer.py"),
+          lambda s: app_page(s, "app_pages/latent_explorer.py"),
           r"(?s)^(?!.*exception)(?=.*needs the frey test set.*python -m vae_core data --dataset frey)", None),
     Fault("the variance page on the shipped model, no data here", "no data",
-          lambda s: app_page(s, "pages/estimator_variance.py", act=lambda at: wait_for_error(at.button(key="compute").click().run())),
+          lambda s: app_page(s, "app_pages/estimator_variance.py", act=lambda at: wait_for_error(at.button(key="compute").click().run())),
           r"Cannot compute shipped: frey-J2: frey_rawface\.mat was not found .*python -m vae_core data --dataset frey",
           None),
     # 6. A closed server.

@@ -103,7 +103,7 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     monkeypatch.setenv("VAE_OFFLINE", "1")
     at = AppTest.from_file(str(repo / "dashboard.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/paper.py").run()
+    at.switch_page("app_pages/paper.py").run()
     assert not at.exception
     figure = at.get("plotly_chart")[0].proto.spec
     assert figure.count('"name":"aevb (train)"') == 1 and figure.count('"name":"wake-sleep (test)"') == 1

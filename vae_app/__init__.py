@@ -1,4 +1,4 @@
-"""vae_app: the dashboard's glue, beside `pages/`.
+"""vae_app: the dashboard's glue, beside the pages in `app_pages/`.
 
 The worker pool that trains runs in processes (`workers`), the model a page works on (`sources`), Plotly
 figures (`figures`), image mosaics (`images`), the custom components and their HTML/JS (`components`), the

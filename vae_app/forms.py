@@ -20,6 +20,9 @@ def widget_key(name: str) -> str:
     return f"{KEY}.{name}"
 
 
+START = widget_key("start")  # the form's submit button
+
+
 def as_text(name: str, value) -> str:
     """A setting's value as the form's text field shows it."""
     if value is None:
@@ -95,7 +98,7 @@ def _widget(container, name: str, default, problem: str | None) -> None:
 
 def train_form(defaults: TrainConfig) -> TrainConfig | None:
     """Draws the form; returns a config that passed every check when the user starts training, else None."""
-    submitted = bool(st.session_state.get(f"{KEY}.start"))
+    submitted = bool(st.session_state.get(START))
     config, problems = _check() if submitted else (None, {})
     with st.form(KEY):
         columns = dict(zip(SECTIONS, st.columns(len(SECTIONS))))
@@ -108,5 +111,5 @@ def train_form(defaults: TrainConfig) -> TrainConfig | None:
                 st.error(problems[name])
         if problems:
             st.error(f"Cannot start: {ConfigError(problems)}")
-        st.form_submit_button("Start training", type="primary", key=f"{KEY}.start")
+        st.form_submit_button("Start training", type="primary", key=START)
     return config

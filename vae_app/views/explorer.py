@@ -63,6 +63,18 @@ def pad(space: LatentSpace, base, directions, view: str, position=(0.0, 0.0)) ->
     return pad_config(space, base, directions, plane, labels, sigmas, view, position)
 
 
+def pad_position(shared: str) -> list[float]:
+    """The pad's position in a shared link's `pad=a,b`; the centre without one."""
+    position = shared.split(",")
+    return [float(v) for v in position] if len(position) == 2 else [0.0, 0.0]
+
+
+def picked_point(event) -> int | None:
+    """The index of the point clicked on a chart drawn with `on_select="rerun"`; None before a click."""
+    picked = event.selection.points if event and event.selection else []
+    return picked[0]["point_index"] if picked else None
+
+
 def format_z(z) -> str:
     """z as people read it: two decimals, not float32's tail."""
     return "[" + ", ".join(f"{v:.2f}" for v in np.asarray(z, dtype=float)) + "]"

@@ -1,8 +1,6 @@
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
-from vae_app import figures
+from vae_app import figures, session
 from vae_app.glossary import help_for
 from vae_app.guard import guarded
 from vae_app.sources import model_sources
@@ -15,7 +13,7 @@ st.title("Estimator variance")
 st.caption("R replicates of each estimator at each L, on one fixed minibatch of M datapoints; every figure is "
            "per datapoint and measured, not derived. The paper's claim: reparameterised estimators (A, B) have "
            "low variance, B typically lower than A; the score-function estimator very high.")
-sources = model_sources(pool().get(st.session_state.get("run_dir", "")),
+sources = model_sources(pool().get(session.run_dir()),
                         untrained=tuple(d for d in DATASETS if data.available(d)))
 left, right = st.columns(2)
 first = left.selectbox("Model", list(sources), key="model")
@@ -35,7 +33,7 @@ with st.form("settings"):
 chosen = [first] + ([second] if second != "none" else [])
 if go:
     try:
-        st.session_state["variance"] = (chosen, views.variance_settings(M, R, Ls, estimators))
+        st.session_state[session.VARIANCE] = (chosen, views.variance_settings(M, R, Ls, estimators))
     except ValueError as e:
         st.error(f"Cannot compute: {e}")
 
@@ -50,8 +48,8 @@ def measuring(jobs):
         st.rerun()
 
 
-if "variance" in st.session_state:
-    names, settings = st.session_state["variance"]
+if session.VARIANCE in st.session_state:
+    names, settings = st.session_state[session.VARIANCE]
     jobs = {name: views.measurement(sources[name], settings) for name in names if name in sources}
     failed = {name: job.error for name, job in jobs.items() if job.error}
     for name, error in failed.items():

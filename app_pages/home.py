@@ -1,7 +1,5 @@
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
 from vae_app.glossary import TERMS, diagram
 from vae_app.views import home
 

@@ -1,11 +1,8 @@
-import uuid
 from pathlib import Path
 
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
-from vae_app import figures
+from vae_app import figures, session
 from vae_app.views import pool
 from vae_app.views import runs as views
 from vae_app.workers import PoolFull
@@ -50,10 +47,9 @@ if not shown.empty:
         budget = right.text_input("Continue to (training samples)", value=str(further), key="continue_budget")
         if right.button("Continue training", key="continue"):
             try:
-                worker = pool().resume(paths[run], st.session_state.setdefault("owner", uuid.uuid4().hex),
-                                       views.continue_budget(budget, paths[run]))
-                st.session_state["run_dir"] = str(worker.run_dir)
-                st.switch_page("pages/train.py")
+                worker = pool().resume(paths[run], session.owner(), views.continue_budget(budget, paths[run]))
+                session.follow(worker.run_dir)
+                st.switch_page("app_pages/train.py")
             except (ValueError, PoolFull, FileNotFoundError, RunError) as e:
                 st.error(f"Cannot continue: {e}")
 

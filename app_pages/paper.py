@@ -1,9 +1,6 @@
-import uuid
-
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
+from vae_app import session
 from vae_app.guard import guarded
 from vae_app.views import paper as views
 from vae_app.views import pool
@@ -37,7 +34,7 @@ st.dataframe(views.claims_table(panels, panels_3, panels_f), hide_index=True, wi
 
 missing = views.missing_table(panels, panels_3)
 st.subheader("Missing runs")
-owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
+owner = session.owner()
 jobs = [job for job in pool().sweeps if job.owner == owner]
 
 
@@ -77,5 +74,5 @@ else:
 sweeping()
 
 st.subheader("Figures 4 and 5")
-st.page_link("pages/latent_explorer.py", label="The learned manifolds (Fig. 4) and samples (Fig. 5): the Latent explorer",
+st.page_link("app_pages/latent_explorer.py", label="The learned manifolds (Fig. 4) and samples (Fig. 5): the Latent explorer",
              icon=":material/scatter_plot:")

@@ -1,10 +1,6 @@
-import uuid
-
 import streamlit as st
 
-import pages  # noqa: F401  (first: see pages/__init__.py)
-
-from vae_app import forms
+from vae_app import forms, session
 from vae_app.components import feed_name, live_chart
 from vae_app.guard import guarded
 from vae_app.views import pool
@@ -14,17 +10,18 @@ from vae_app.workers import PoolFull
 from vae_core import TrainConfig
 
 st.title("Train")
-owner = st.session_state.setdefault("owner", uuid.uuid4().hex)
-attached = pool().get(st.session_state.get("run_dir", ""))
-if attached is not None and st.session_state.get("form_shows") != str(attached.run_dir):
+owner = session.owner()
+attached = pool().get(session.run_dir())
+if attached is not None and st.session_state.get(session.FORM_SHOWS) != str(attached.run_dir):
     forms.fill(TrainConfig.from_dict(attached.config))  # the settings of the run this page follows
-    st.session_state["form_shows"] = str(attached.run_dir)
+    st.session_state[session.FORM_SHOWS] = str(attached.run_dir)
 frey_here = dataset_table().set_index("dataset")["available"]["frey"]
 config = forms.train_form(TrainConfig(dataset="frey" if frey_here else "digits"))
 if config is not None:
     try:
         worker = pool().start(config, owner)
-        st.session_state["run_dir"] = st.session_state["form_shows"] = str(worker.run_dir)
+        session.follow(worker.run_dir)
+        st.session_state[session.FORM_SHOWS] = str(worker.run_dir)
     except PoolFull as e:
         st.error(f"Cannot start: {e}")
 
@@ -37,13 +34,13 @@ def reattach():
         if other.owner == owner or other.orphaned:
             if st.button(f"Re-attach to {other.run_dir.name} ({other.state})", key=str(other.run_dir)):
                 pool().attach(other, owner)
-                st.session_state["run_dir"] = str(other.run_dir)
+                session.follow(other.run_dir)
                 st.rerun()
         else:
             st.caption(f"{other.run_dir.name} is training in another open session.")
 
 
-worker = pool().get(st.session_state.get("run_dir", ""))
+worker = pool().get(session.run_dir())
 if worker is None:
     reattach()
     st.stop()

@@ -1,0 +1,140 @@
+import streamlit as st
+
+from vae_app import figures, images, session
+from vae_app.components import morph_pad
+from vae_app.guard import guarded
+from vae_app.sources import LiveRun, model_sources
+from vae_app.views import explorer as views
+from vae_app.views import pool
+
+st.title("Latent explorer")
+sources = model_sources(pool().get(session.run_dir()))
+if not sources:
+    st.info("No model yet: ship one in assets/models, or train one on the Train page.")
+    st.stop()
+shared = st.query_params.get("model")  # a shared link names its model
+if session.MODEL not in st.session_state and shared in sources:
+    st.session_state[session.MODEL] = shared
+name = st.selectbox("Model", list(sources), help="a shipped pretrained model, a saved run, or the run training now",
+                    key=session.MODEL)
+st.query_params["model"] = name
+live = isinstance(sources[name], LiveRun)
+follow = live and st.toggle("Follow the training live", value=True, key="follow",
+                            help="redraw with the run's newest parameters every two seconds; off: keep this snapshot")
+if live:  # frozen: keep the snapshot seen when the toggle went off
+    if follow or session.FROZEN not in st.session_state:
+        st.session_state[session.FROZEN] = sources[name].snapshot
+    sources[name] = LiveRun(sources[name].run_dir, sources[name].dataset, st.session_state[session.FROZEN])
+
+
+@st.fragment(run_every=2.0 if follow else None)
+@guarded
+def explore():
+    """The chosen model's latent space, in six tabs; while following a live run, redrawn with its newest parameters."""
+    source = sources[name]
+    if follow:  # the worker's latest snapshot
+        worker = pool().get(source.run_dir)
+        source = LiveRun(source.run_dir, source.dataset, worker.snapshot)
+    space = views.latent_space(source)
+    if source.card:
+        with st.expander("Model card"):
+            st.markdown(source.card)
+    pad, manifold, between, samples, recon, scatter = st.tabs(
+        ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"])
+    with pad:
+        morph_pad_tab(space)
+    with manifold:
+        manifold_tab(space)
+    with between:
+        interpolation_tab(space)
+    with samples:
+        samples_tab(space)
+    with recon:
+        reconstructions_tab(space)
+    with scatter:
+        scatter_tab(space)
+
+
+def morph_pad_tab(space):
+    """The browser decodes as the pointer moves over a plane of z; its position is in the link, to share."""
+    plane, around = "", 0
+    if space.latent_dim > 2:
+        left, right = st.columns(2)
+        plane = left.selectbox("Pad moves", views.pad_plane_choices(space), key="plane")
+        if space.has_test_set:
+            around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around",
+                                        help="the pad's centre: the mean of q(z|x) for this test image")
+    base, directions, dims_text = views.pad_plane(space, plane, around)
+    st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move. Click a "
+               f"test point to pick it: its q(z|x) is drawn at 1σ and 2σ."
+               + ("" if space.has_test_set else " The encoded test set is not drawn beneath it: its data is not here."))
+    view = f"{name}|{plane}|{around}"  # while it stays the same, the pad keeps its position
+    position = views.pad_position(st.query_params.get("pad", ""))
+    moved = morph_pad()(config=views.pad(space, base, directions, view, position), key="pad", default=None)
+    if moved and moved["view"] == view:
+        st.query_params["pad"] = f"{moved['a']:.3f},{moved['b']:.3f}"  # shareable, and kept over a reload
+
+
+def manifold_tab(space):
+    """Fig. 4: the decoded grid over z; a clicked cell shown large with its z."""
+    left, right = st.columns(2)
+    grid = left.slider("Grid size", 5, 30, 12 if space.image_shape == (28, 20) else 20, key="grid",
+                       help="images per side of the grid (Fig. 4 uses 20)")
+    edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
+                        help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "
+                             "this is where the grid starts and ends, as a quantile of the prior")
+    figure, mosaic, zs, cells = figures.manifold_figure(space, grid, edge)
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="manifold")
+    st.download_button("Download PNG", images.png(mosaic), file_name=f"{space.label}-manifold.png", mime="image/png")
+    index = views.picked_point(event)
+    if index is not None:
+        st.image(images.png(cells[index], scale=8), caption=f"z = {views.format_z(zs[index])}")
+
+
+def interpolation_tab(space):
+    """The decoded straight line in z between the encodings of two test images."""
+    if not space.has_test_set:
+        st.info(views.needs_test_set(space))
+        return
+    left, right = st.columns(2)
+    first = left.number_input("From test image", 0, space.test_size - 1, 0, key="from",
+                              help="the path starts at this image's encoding (the mean of q(z|x))")
+    second = right.number_input("To test image", 0, space.test_size - 1, 1, key="to",
+                                help="and goes in a straight line in z to this one's")
+    st.image(views.strip(space.interpolation(first, second, 12), space.image_shape), caption="decoded path")
+
+
+def samples_tab(space):
+    """Fig. 5: samples from the prior, of this model and of others beside it, all from one seed."""
+    seed = st.session_state.setdefault(session.SEED, 0)
+    if st.button("Reseed", key="reseed"):
+        seed = st.session_state[session.SEED] = seed + 1
+    chosen = st.multiselect("Side by side (Fig. 5)", list(sources), default=[name], key="side_by_side")
+    for column, other in zip(st.columns(max(1, len(chosen))), chosen):
+        other_space = views.latent_space(sources[other])
+        column.image(views.sample_mosaic(other_space, seed), caption=f"{other} (J = {other_space.latent_dim})")
+
+
+def reconstructions_tab(space):
+    if not space.has_test_set:
+        st.info(views.needs_test_set(space))
+        return
+    st.image(views.reconstruction_mosaic(space), caption="test images (odd rows) and reconstructions (even rows)")
+
+
+def scatter_tab(space):
+    """The encoded test set (for J > 2 projected to two dimensions); a clicked point shown as its image."""
+    if not space.has_test_set:
+        st.info(views.needs_test_set(space))
+        return
+    method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="projection",
+                      help="J > 2: the encodings' first two principal components, or a t-SNE map of 2000 of them"
+                      ) if space.latent_dim > 2 else "pca"
+    event = st.plotly_chart(figures.scatter_figure(space, method), on_select="rerun", selection_mode="points",
+                            key="scatter")
+    index = views.picked_point(event)
+    if index is not None:
+        st.image(images.png(space.test_images([index])[0], scale=8), caption=f"test image {index}")
+
+
+explore()
