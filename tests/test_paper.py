@@ -1,4 +1,5 @@
 """The paper's figures as data: which runs belong to Figure 2, and what they say of the paper's claims."""
+import math
 import time
 
 import pytest
@@ -164,3 +165,60 @@ def test_appendix_f_takes_aevb_and_full_vb_at_any_initial_variance():
     # at the largest budget both reached, 10^5: AEVB 750 (halfway on the log axis), this full VB 780
     assert "at 100,000 samples: AEVB 750.00, full VB 780.00" in verdicts[("frey", 2)][0].evidence
     assert verdicts[("mnist", 20)][0].holds is None
+
+
+def test_every_seed_counts_and_a_seed_that_cannot_decide_says_so():
+    """Three AEVB seeds and two wake-sleep seeds per panel, as `sweep --figure 2 --seed 0 1 2` leaves them: the bounds
+    are compared where every seed has got to, and wake-sleep's target is the best bound each of its seeds reached."""
+    s = [10**4, 10**5, 10**6]
+    panels = {panel: [] for panel in paper.FIGURE_2}
+    panels[("frey", 2)] = [Curve("a0", "aevb", 0, s, [100, 500, 800], [100, 500, 800]),
+                           Curve("a1", "aevb", 1, s, [100, 400, 700], [100, 400, 700]),
+                           Curve("a2", "aevb", 2, s[:2], [100, 450], [100, 450]),  # still training: at 10^5
+                           Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600]),
+                           Curve("w1", "wake-sleep", 1, s, [50, 200, 400], [50, 200, 400])]  # never reaches w0's 600
+    panels[("frey", 5)] = [Curve("a0", "aevb", 0, s[:2], [100, 200], [100, 200]),
+                           Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600])]
+    verdicts = paper.claims(panels)
+    better, faster = verdicts[("frey", 2)]
+    # at 10^5, where all five got to: AEVB (500 + 400 + 450) / 3, wake-sleep (300 + 200) / 2
+    assert better.holds is True and better.evidence == "test bound at 100,000 samples: AEVB 450.00, wake-sleep 250.00"
+    # 400, w1's best: w0 crosses it a third of a decade after 10^5, w1 at 10^6; the AEVB seeds at 56,234, 10^5, 71,969
+    assert faster.holds is True and faster.evidence == (
+        "wake-sleep's best training bound 400.00 (the lowest of its seeds' bests) was reached by AEVB at 76,068 samples on "
+        "average (56,234 / 100,000 / 71,969), by wake-sleep at 607,722 on average (215,443 / 1,000,000)")
+    better, faster = verdicts[("frey", 5)]
+    assert better.holds is False and "AEVB 200.00, wake-sleep 300.00" in better.evidence
+    assert faster.holds is None and faster.evidence.endswith("AEVB's seed 0 has not reached it by 100,000")
+    assert "J = 2: 450.00 (+0.00), J = 5: 200.00 (+0.00)" in verdicts["frey"][0].evidence  # at 10^5, every seed's
+
+
+def fake_record(name: str, train: list[float], samples=(10**4, 10**5, 10**6), seconds: float = 60.0, **settings):
+    """A finished run of the paper's settings as `read_run` gives it, without training one: its evaluations (train and
+    test alike) and its checkpoint's training time."""
+    from pathlib import Path
+
+    from vae_core.runs import RunRecord
+    config = TrainConfig(dataset="frey", latent_dim=2, samples=samples[-1], **settings).to_dict()
+    rows = [{"kind": "evaluation", "samples_evaluated": n, "train_lower_bound": b, "test_lower_bound": b, "seconds": 0.0}
+            for n, b in zip(samples, train)]
+    return RunRecord(Path("sweep") / name, {"train_config": config}, {"state": "finished"}, metrics=rows,
+                     progress={"step": samples[-1] // 100, "position": 0, "seconds": seconds,
+                               "samples_evaluated": samples[-1]})
+
+
+def test_the_report_counts_every_seed_of_a_sweep():
+    """`report --figure 2` on a sweep of `--seed 0 1 2`: each row means over all its seeds, blank at a budget one seed
+    has not reached, and the claims are judged (no traceback when a wake-sleep seed never reaches another's best)."""
+    records = [fake_record("a0", [500, 600, 800], seed=0), fake_record("a1", [400, 700, 900], seed=1),
+               fake_record("a2", [450, 650], samples=(10**4, 3 * 10**5), seed=2),
+               fake_record("w0", [300, 500, 600], algorithm="wake-sleep", seed=0),
+               fake_record("w1", [200, 300, 400], algorithm="wake-sleep", seed=1),
+               fake_record("w2", [250, 400, 500], algorithm="wake-sleep", seed=2)]
+    table = paper.report(records, 2)
+    aevb = next(line for line in table.splitlines() if line.startswith("| Frey Face J = 2 | aevb |")).split(" | ")
+    # 10^5 is a third of the log way from 10^4 to 3·10^5 for a2: 450 + (650 - 450) · log(10) / log(30)
+    assert aevb[2] == f"{(600 + 700 + 450 + 200 * math.log(10) / math.log(30)) / 3:.2f}" == "628.47"
+    assert aevb[6:8] == ["", ""] and aevb[-2] == "3"  # a2 has not got to 10^6: no mean of the other two there
+    assert "| Frey Face J = 2 | AEVB reaches a better bound | holds | test bound at 300,000 samples:" in table
+    assert "| Frey Face J = 2 | AEVB converges faster | holds |" in table
