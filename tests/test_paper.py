@@ -193,7 +193,8 @@ def test_every_seed_counts_and_a_seed_that_cannot_decide_says_so():
     assert "J = 2: 450.00 (+0.00), J = 5: 200.00 (+0.00)" in verdicts["frey"][0].evidence  # at 10^5, every seed's
 
 
-def fake_record(name: str, train: list[float], samples=(10**4, 10**5, 10**6), seconds: float = 60.0, **settings):
+def fake_record(name: str, train: list[float], samples=(10**4, 10**5, 10**6), seconds: float = 60.0, folder=None,
+                **settings):
     """A finished run of the paper's settings as `read_run` gives it, without training one: its evaluations (train and
     test alike) and its checkpoint's training time."""
     from pathlib import Path
@@ -202,7 +203,7 @@ def fake_record(name: str, train: list[float], samples=(10**4, 10**5, 10**6), se
     config = TrainConfig(dataset="frey", latent_dim=2, samples=samples[-1], **settings).to_dict()
     rows = [{"kind": "evaluation", "samples_evaluated": n, "train_lower_bound": b, "test_lower_bound": b, "seconds": 0.0}
             for n, b in zip(samples, train)]
-    return RunRecord(Path("sweep") / name, {"train_config": config}, {"state": "finished"}, metrics=rows,
+    return RunRecord(Path(folder or "sweep") / name, {"train_config": config}, {"state": "finished"}, metrics=rows,
                      progress={"step": samples[-1] // 100, "position": 0, "seconds": seconds,
                                "samples_evaluated": samples[-1]})
 
@@ -222,3 +223,17 @@ def test_the_report_counts_every_seed_of_a_sweep():
     assert aevb[6:8] == ["", ""] and aevb[-2] == "3"  # a2 has not got to 10^6: no mean of the other two there
     assert "| Frey Face J = 2 | AEVB reaches a better bound | holds | test bound at 300,000 samples:" in table
     assert "| Frey Face J = 2 | AEVB converges faster | holds |" in table
+
+
+def test_a_continued_runs_wall_time_is_its_whole_training_time(tmp_path):
+    """A run trained for 95 s, stopped, and continued for 5 s more: the report's wall time is the 100 s its checkpoint
+    has counted, not the 5 s since its last holder took the lock (which each holder rewrites)."""
+    from vae_core import runs
+    record = fake_record("a0", [500, 600, 800], seconds=100.0, folder=tmp_path)
+    record.path.mkdir()
+    runs.write_json(record.path / runs.LOCK, {"by": "the library", "since": 1000.0})
+    record.status["updated"] = 1005.0
+    record.metrics[-1]["seconds"] = 100.0
+    assert paper.wall_seconds(record) == 100.0
+    row = next(line for line in paper.report([record], 2).splitlines() if line.startswith("| Frey Face J = 2 | aevb |"))
+    assert row.endswith("| 1 | 1 min 40 s |")

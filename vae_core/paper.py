@@ -296,13 +296,10 @@ BUDGETS = (10**5, 3 * 10**5, 10**6, 10**7)  # the points of Figure 2's x axis th
 
 
 def wall_seconds(record: RunRecord) -> float | None:
-    """From the run's start (its lock's `since`) to its last status, in seconds."""
-    from .runs import LOCK, read_json
-    try:
-        since = read_json(record.path / LOCK)["since"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return record.status.get("updated", since) - since
+    """The run's training time in seconds across all its continuations: its checkpoint's `seconds`, which each
+    continuation carries on from (the lock's `since`, which each new holder rewrites, would count only the last
+    one). Wall-clock time of the training steps; evaluations, the step-size trial, pauses and stops excluded."""
+    return (record.progress or {}).get("seconds")
 
 
 def report(records: list[RunRecord], figure: int) -> str:
