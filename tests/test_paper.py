@@ -183,10 +183,10 @@ def test_every_seed_counts_and_a_seed_that_cannot_decide_says_so():
     s = [10**4, 10**5, 10**6]
     panels = {panel: [] for panel in FIGURE_2.panels}
     panels[Panel("frey", 2)] = [Curve("a0", "aevb", 0, s, [100, 500, 800], [100, 500, 800]),
-                           Curve("a1", "aevb", 1, s, [100, 400, 700], [100, 400, 700]),
-                           Curve("a2", "aevb", 2, s[:2], [100, 450], [100, 450]),  # still training: at 10^5
-                           Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600]),
-                           Curve("w1", "wake-sleep", 1, s, [50, 200, 400], [50, 200, 400])]  # never reaches w0's 600
+                                Curve("a1", "aevb", 1, s, [100, 400, 700], [100, 400, 700]),
+                                Curve("a2", "aevb", 2, s[:2], [100, 450], [100, 450]),  # still training: at 10^5
+                                Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600]),
+                                Curve("w1", "wake-sleep", 1, s, [50, 200, 400], [50, 200, 400])]  # never reaches 600
     panels[Panel("frey", 5)] = [Curve("a0", "aevb", 0, s[:2], [100, 200], [100, 200]),
                                 Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600])]
     verdicts = paper.claims(FIGURE_2, panels)
@@ -233,9 +233,10 @@ def test_the_report_counts_every_seed_of_a_sweep():
                fake_record("w2", [250, 400, 500], algorithm="wake-sleep", seed=2)]
     table = paper.report(records, FIGURE_2)
     aevb = next(line for line in table.splitlines() if line.startswith("| Frey Face J = 2 | aevb |")).split(" | ")
-    # 10^5 is a third of the log way from 10^4 to 3·10^5 for a2: 450 + (650 - 450) · log(10) / log(30)
+    # a2 at 10^5, log(10) / log(30) of the log way from 10^4 to 3·10^5: 450 + (650 - 450) · log(10) / log(30)
     assert aevb[2] == f"{(600 + 700 + 450 + 200 * math.log(10) / math.log(30)) / 3:.2f}" == "628.47"
     assert aevb[6:8] == ["", ""] and aevb[-2] == "3"  # a2 has not got to 10^6: no mean of the other two there
+    assert aevb[-1] == "1 min 0 s |"  # each trained for 60 s
     assert "| Frey Face J = 2 | AEVB reaches a better bound | holds | test bound at 300,000 samples:" in table
     assert "| Frey Face J = 2 | AEVB converges faster | holds |" in table
 
