@@ -13,26 +13,24 @@ st.caption("Kingma & Welling's Figures 2 and 3, drawn from the runs on this mach
            "(Section 5: the Appendix C networks, M = 100, L = 1, estimator B, Adagrad, the N(0, I) prior on θ). "
            "Every run and seed is a line. Each panel frames its curves from 10⁴ samples on; a chart's autoscale "
            "button shows its first evaluations too.")
-records = views.records()
-panels, panels_3 = paper.figure_2_curves(records), paper.figure_3_curves(records)
+curves = views.curves(views.records())
 log_x = st.toggle("Log-scale x axis", value=True, key="log_x")
-st.subheader("Figure 2: AEVB against wake-sleep, by the lower bound")
-st.plotly_chart(views.figure_2(panels, log_x), key="figure_2")
-st.subheader("Figure 3: AEVB, wake-sleep and Monte Carlo EM, by the marginal likelihood")
-st.caption("Appendix D's estimate of log p(x) on the first 1000 training and test points, MNIST with 100 hidden "
-           "units and J = 3, trained on 1000 and on 50000 points.")
-st.plotly_chart(views.figure_3(panels_3, log_x), key="figure_3")
-st.subheader("Appendix F: full variational Bayes against AEVB")
-st.caption("A Gaussian posterior q(θ) over the decoder's parameters too, trained by Algorithm 2; its line is the "
-           "bound of the mean network. Train one with `python -m vae_core train --dataset frey --latent-dim 2 "
-           "--algorithm full-vb --vb-logvar=-6`; each initial log-variance gets a colour.")
-panels_f = paper.appendix_f_curves(records)
-st.plotly_chart(views.appendix_f(panels_f, log_x), key="appendix_f")
+captions = {
+    paper.FIGURE_3: "Appendix D's estimate of log p(x) on the first 1000 training and test points, MNIST with 100 "
+                    "hidden units and J = 3, trained on 1000 and on 50000 points.",
+    paper.APPENDIX_F: "A Gaussian posterior q(θ) over the decoder's parameters too, trained by Algorithm 2; its line is "
+                      "the bound of the mean network. Train one with `python -m vae_core train --dataset frey "
+                      "--latent-dim 2 --algorithm full-vb --vb-logvar=-6`; each initial log-variance gets a colour."}
+for figure in views.SHOWN:
+    st.subheader(figure.title)
+    if figure in captions:
+        st.caption(captions[figure])
+    st.plotly_chart(views.draw(figure, curves[figure], log_x), key=figure.name)
 
 st.subheader("The paper's claims, as your runs measure them")
-st.dataframe(views.claims_table(panels, panels_3, panels_f), hide_index=True, width="stretch")
+st.dataframe(views.claims_table(curves), hide_index=True, width="stretch")
 
-missing = views.missing_table(panels, panels_3)
+missing = views.missing_table(curves)
 st.subheader("Missing runs")
 owner = session.owner()
 jobs = [job for job in pool().sweeps if job.owner == owner]
@@ -61,7 +59,7 @@ else:
                              help="the paper's x axis goes to 10^8; 10^6 takes about a minute per MNIST run here")
     if right.button("Train what is missing", key="train_missing", type="primary", disabled=any(j.active for j in jobs)):
         try:
-            sweep_dir = views.missing_sweep(panels, panels_3, parse_sample_count(budget))
+            sweep_dir = views.missing_sweep(curves, parse_sample_count(budget))
             if sweep_dir is None:
                 st.info("The missing runs need data that is not on this machine (see Home).")
             else:

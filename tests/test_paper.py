@@ -1,11 +1,13 @@
-"""The paper's figures as data: which runs belong to Figure 2, and what they say of the paper's claims."""
+"""The paper's figures as data (one record each): which runs belong to a panel, and what they say of the paper's
+claims."""
+import math
 import time
 
 import pytest
 
 from vae_core import paper
 from vae_core.config import TrainConfig
-from vae_core.paper import Curve
+from vae_core.paper import APPENDIX_F, FIGURE_2, FIGURE_3, Curve, Panel
 
 
 @pytest.mark.parametrize("change, panel", [
@@ -19,7 +21,7 @@ from vae_core.paper import Curve
     ({"dataset": "digits", "latent_dim": 2}, None),
 ])
 def test_a_run_belongs_to_a_panel_only_with_the_papers_settings(change, panel):
-    assert paper.figure_2_panel(TrainConfig(**change).to_dict()) == panel
+    assert FIGURE_2.panel_of(TrainConfig(**change).to_dict()) == (Panel(*panel) if panel else None)
 
 
 def curves(aevb_test, ws_test, aevb_train=None, ws_train=None):
@@ -29,25 +31,30 @@ def curves(aevb_test, ws_test, aevb_train=None, ws_train=None):
 
 
 def test_claims_read_the_curves():
-    panels = {panel: [] for panel in paper.FIGURE_2}
-    panels[("frey", 2)] = curves([100, 500, 800], [50, 300, 600])
-    panels[("frey", 5)] = curves([100, 300, 400], [100, 450, 700])  # wake-sleep ahead here
-    panels[("frey", 10)] = [Curve("a", "aevb", 0, [10**4, 10**6], [90, 790], [100, 800])]
-    verdicts = paper.claims(panels)
-    better, faster = verdicts[("frey", 2)]
-    assert better.holds is True and "AEVB 800.00, wake-sleep 600.00" in better.evidence
-    assert faster.holds is True and "by AEVB at 215,443 samples, by wake-sleep at 1,000,000" in faster.evidence
-    assert verdicts[("frey", 5)][0].holds is False
-    assert verdicts[("frey", 10)][0].holds is None  # only one algorithm
-    assert verdicts[("mnist", 3)][0].holds is None
-    overfitting = verdicts["frey"][0]  # J = 5's test bound (400) is 400 nats below J = 2's (800)
+    panels = {panel: [] for panel in FIGURE_2.panels}
+    panels[Panel("frey", 2)] = curves([100, 500, 800], [50, 300, 600])
+    panels[Panel("frey", 5)] = curves([100, 300, 400], [100, 450, 700])  # wake-sleep ahead here
+    panels[Panel("frey", 10)] = [Curve("a", "aevb", 0, [10**4, 10**6], [90, 790], [100, 800])]
+    verdicts = paper.claims(FIGURE_2, panels)
+    better, faster = verdicts["Frey Face J = 2"]
+    assert better.holds is True and better.evidence == "test bound at 1,000,000 samples: AEVB 800.00, wake-sleep 600.00"
+    assert faster.holds is True and faster.evidence == ("wake-sleep's best training bound 600.00 was reached by AEVB at "
+                                                        "215,443 samples, by wake-sleep at 1,000,000")
+    assert verdicts["Frey Face J = 5"][0].holds is False
+    # wake-sleep's 700 is beyond AEVB's whole curve, which went as far: AEVB is not the faster one
+    assert verdicts["Frey Face J = 5"][1].holds is False
+    assert [v.holds for v in verdicts["Frey Face J = 10"]] == [None, None]  # only one algorithm
+    assert verdicts["Frey Face J = 10"][0].evidence == "needs runs of both algorithms"
+    assert verdicts["MNIST J = 3"][0].holds is None
+    overfitting = verdicts["Frey Face, all J"][0]  # J = 5's test bound (400) is 400 nats below J = 2's (800)
     assert overfitting.holds is False and "at 1,000,000 samples" in overfitting.evidence
     assert "J = 2: 800.00 (+0.00)" in overfitting.evidence and "J = 10: 800.00 (-10.00)" in overfitting.evidence
     assert overfitting.evidence.endswith("below a smaller J's at J = 5")
-    panels[("frey", 5)][0].test[-1] = 800.5  # now J = 10 is half a nat below J = 5: within the nat allowed
-    assert paper.claims(panels)["frey"][0].holds is True
-    assert ("mnist", 3, "aevb") in paper.missing(panels) and ("frey", 2, "aevb") not in paper.missing(panels)
-    assert ("frey", 10, "wake-sleep") in paper.missing(panels)
+    panels[Panel("frey", 5)][0].test[-1] = 800.5  # now J = 10 is half a nat below J = 5: within the nat allowed
+    assert paper.claims(FIGURE_2, panels)["Frey Face, all J"][0].holds is True
+    missing = paper.missing(FIGURE_2, panels)
+    assert (Panel("mnist", 3), "aevb") in missing and (Panel("frey", 2), "aevb") not in missing
+    assert (Panel("frey", 10), "wake-sleep") in missing and len(missing) == 2 * 9 - 5
 
 
 def test_a_curve_interpolates_on_the_log_axis():
@@ -60,11 +67,11 @@ def test_each_panel_frames_its_curves_from_ten_thousand_samples():
     """A dip of 10^5 nats at a few hundred samples would flatten the rest of the panel: the y axis frames the curves
     from 10^4 samples on, padded by 5%; a panel with no point that far keeps Plotly's autorange."""
     from vae_app.views import paper as paper_views
-    panels = {panel: [] for panel in paper.FIGURE_2}
-    panels[("mnist", 3)] = [Curve("a", "aevb", 0, [100, 300, 10**4, 10**6], [-500, -10**5, -150, -100],
-                                  [-500, -10**5, -152, -102])]
-    panels[("mnist", 5)] = [Curve("b", "aevb", 0, [100, 1000], [-500, -300], [-500, -300])]
-    layout = paper_views.figure_2(panels).layout
+    panels = {panel: [] for panel in FIGURE_2.panels}
+    panels[Panel("mnist", 3)] = [Curve("a", "aevb", 0, [100, 300, 10**4, 10**6], [-500, -10**5, -150, -100],
+                                       [-500, -10**5, -152, -102])]
+    panels[Panel("mnist", 5)] = [Curve("b", "aevb", 0, [100, 1000], [-500, -300], [-500, -300])]
+    layout = paper_views.draw(FIGURE_2, panels).layout
     assert layout.yaxis.range == pytest.approx((-152 - 2.6, -100 + 2.6))
     assert layout.yaxis2.range is None
 
@@ -89,7 +96,7 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
                                         data_dir=str(data_dir)), runs_dir=tmp_path / "runs").run()
     Trainer.from_config(TrainConfig(dataset="digits", samples=2000, lr=0.02), runs_dir=tmp_path / "runs").run()  # not Fig. 2
     from vae_core import runs
-    table = paper.report([runs.read_run(p) for p in runs.list_runs(tmp_path / "runs")], 2)
+    table = paper.report([runs.read_run(p) for p in runs.list_runs(tmp_path / "runs")], FIGURE_2)
     frey = next(line for line in table.splitlines() if line.startswith("| Frey Face J = 2 | aevb |"))
     assert frey.split(" | ")[-2] == "1" and frey.endswith(" s |")  # one seed, and its wall time ("12 s")
     assert "| MNIST J = 3 | aevb |" in table and "| Frey Face J = 2 | AEVB reaches a better bound |" in table
@@ -107,18 +114,18 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     assert not at.exception
     figure = at.get("plotly_chart")[0].proto.spec
     assert figure.count('"name":"aevb (train)"') == 1 and figure.count('"name":"wake-sleep (test)"') == 1
-    assert "MNIST, J = 200" in figure and "Frey Face, J = 2" in figure
+    assert "MNIST J = 200" in figure and "Frey Face J = 2" in figure
     assert "N_train = 50,000" in at.get("plotly_chart")[1].proto.spec  # Figure 3 beside it
     appendix_f = at.get("plotly_chart")[2].proto.spec  # full VB against AEVB, from the same Frey Face runs
     assert appendix_f.count('"name":"aevb (test)"') == 1 and appendix_f.count('"name":"full-vb, log') == 2
     assert '"name":"wake-sleep' not in appendix_f
     claims = at.dataframe[0].value
     full_vb = claims[claims["figure"] == "App. F"].set_index("where")
-    assert full_vb.loc["Frey Face, J = 2"]["verdict"] in ("✓ holds", "✗ does not hold")
-    assert full_vb.loc["MNIST, J = 20"]["verdict"] == "— not yet"
-    claims = claims.set_index("where")
-    assert claims.loc["Frey Face, J = 2"].iloc[0]["verdict"] in ("✓ holds", "✗ does not hold")
-    assert claims.loc["MNIST, J = 3"]["verdict"] == "— not yet"
+    assert full_vb.loc["Frey Face J = 2"]["verdict"] in ("✓ holds", "✗ does not hold")
+    assert full_vb.loc["MNIST J = 20"]["verdict"] == "— not yet"
+    claims = claims[claims["figure"] == "Fig. 2"].set_index("where")
+    assert claims.loc["Frey Face J = 2"].iloc[0]["verdict"] in ("✓ holds", "✗ does not hold")
+    assert list(claims.loc["MNIST J = 3"]["verdict"]) == ["— not yet", "— not yet"]
     missing = at.dataframe[1].value
     assert len(missing) == 16 + 6 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
     at.text_input(key="missing_budget").set_value("1000")
@@ -137,30 +144,112 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
 
 
 def test_figure_3_runs_and_claims():
-    assert paper.figure_3_panel(paper.figure_3_config(1000, "mcem", 10**6, seed=2).to_dict()) == 1000
-    assert paper.figure_3_panel(paper.figure_3_config(50000, "aevb", 10**6).to_dict()) == 50000
-    assert paper.figure_3_panel(TrainConfig(dataset="mnist", latent_dim=3, hidden=(100,), train_size=1000).to_dict()) is None
-    panels = {1000: [Curve("a", "aevb", 0, [10**4, 10**6], [-140, -120], [-150, -125]),
-                     Curve("m", "mcem", 0, [10**4, 10**6], [-150, -121], [-160, -124.5])], 50000: []}
-    better, wake_sleep = paper.claims_3(panels)[1000]
-    assert better.holds is True and "AEVB -125.00, mcem -124.50" in better.evidence  # within 1 nat: matches
-    assert wake_sleep.holds is None and paper.claims_3(panels)[50000][0].holds is None
-    assert paper.missing_3(panels) == [(1000, "wake-sleep"), (50000, "aevb"), (50000, "wake-sleep"), (50000, "mcem")]
+    small, full = FIGURE_3.panels
+    assert FIGURE_3.panel_of(FIGURE_3.config(small, "mcem", 10**6, seed=2).to_dict()) == small == Panel("mnist", 3, 1000)
+    assert FIGURE_3.panel_of(FIGURE_3.config(full, "aevb", 10**6).to_dict()) == full
+    assert FIGURE_3.panel_of(TrainConfig(dataset="mnist", latent_dim=3, hidden=(100,), train_size=1000).to_dict()) is None
+    assert FIGURE_2.panel_of(FIGURE_3.config(full, "aevb", 10**6).to_dict()) is None  # 100 hidden units: not Fig. 2's
+    panels = {small: [Curve("a", "aevb", 0, [10**4, 10**6], [-140, -120], [-150, -125]),
+                      Curve("m", "mcem", 0, [10**4, 10**6], [-150, -121], [-160, -124.5])], full: []}
+    verdicts = paper.claims(FIGURE_3, panels)
+    better, wake_sleep = verdicts["N_train = 1,000"]
+    assert better.claim == "AEVB matches or beats mcem"
+    assert better.holds is True and better.evidence == "test log p(x) at 1,000,000 samples: AEVB -125.00, mcem -124.50"
+    assert wake_sleep.holds is None and verdicts["N_train = 50,000"][0].holds is None
+    assert paper.missing(FIGURE_3, panels) == [(small, "wake-sleep"), (full, "aevb"), (full, "wake-sleep"), (full, "mcem")]
 
 
 def test_appendix_f_takes_aevb_and_full_vb_at_any_initial_variance():
     full_vb = TrainConfig(dataset="frey", latent_dim=2, algorithm="full-vb", vb_logvar=-6.0).to_dict()
-    assert paper.appendix_f_panel(full_vb) == ("frey", 2) and paper.figure_2_panel(full_vb) is None
-    assert paper.appendix_f_panel(TrainConfig(dataset="mnist", latent_dim=20).to_dict()) == ("mnist", 20)
-    assert paper.appendix_f_panel(TrainConfig(dataset="frey", latent_dim=2, algorithm="wake-sleep").to_dict()) is None
-    assert paper.appendix_f_panel(TrainConfig(dataset="frey", latent_dim=5, algorithm="full-vb").to_dict()) is None
-    panels = {("frey", 2): [Curve("a", "aevb", 0, [10**4, 10**6], [700, 770], [710, 790]),
-                            Curve("v", "full-vb", 0, [10**4, 10**6], [300, 500], [310, 505], "log σ²₀ = -6"),
-                            Curve("w", "full-vb", 0, [10**4, 10**5], [690, 760], [700, 780], "log σ²₀ = -10")],
-              ("mnist", 20): []}
-    verdicts = paper.claims_f(panels)
-    assert [(v.claim, v.holds) for v in verdicts[("frey", 2)]] == [
+    assert APPENDIX_F.panel_of(full_vb) == Panel("frey", 2) and FIGURE_2.panel_of(full_vb) is None
+    assert APPENDIX_F.panel_of(TrainConfig(dataset="mnist", latent_dim=20).to_dict()) == Panel("mnist", 20)
+    assert APPENDIX_F.panel_of(TrainConfig(dataset="frey", latent_dim=2, algorithm="wake-sleep").to_dict()) is None
+    assert APPENDIX_F.panel_of(TrainConfig(dataset="frey", latent_dim=5, algorithm="full-vb").to_dict()) is None
+    panels = {Panel("frey", 2): [Curve("a", "aevb", 0, [10**4, 10**6], [700, 770], [710, 790]),
+                                 Curve("v", "full-vb", 0, [10**4, 10**6], [300, 500], [310, 505], -6.0),
+                                 Curve("w", "full-vb", 0, [10**4, 10**5], [690, 760], [700, 780], -10.0)],
+              Panel("mnist", 20): []}
+    verdicts = paper.claims(APPENDIX_F, panels)
+    assert [(v.claim, v.holds) for v in verdicts["Frey Face J = 2"]] == [
         ("Full VB (log σ²₀ = -10) reaches AEVB's bound", True), ("Full VB (log σ²₀ = -6) reaches AEVB's bound", False)]
     # at the largest budget both reached, 10^5: AEVB 750 (halfway on the log axis), this full VB 780
-    assert "at 100,000 samples: AEVB 750.00, full VB 780.00" in verdicts[("frey", 2)][0].evidence
-    assert verdicts[("mnist", 20)][0].holds is None
+    assert verdicts["Frey Face J = 2"][0].evidence == "test bound at 100,000 samples: AEVB 750.00, full VB 780.00"
+    assert [(v.claim, v.holds) for v in verdicts["MNIST J = 20"]] == [("Full VB reaches AEVB's bound", None)]
+
+
+def test_every_seed_counts_and_a_seed_that_cannot_decide_says_so():
+    """Three AEVB seeds and two wake-sleep seeds per panel, as `sweep --figure 2 --seed 0 1 2` leaves them: the bounds
+    are compared where every seed has got to, and wake-sleep's target is the best bound each of its seeds reached."""
+    s = [10**4, 10**5, 10**6]
+    panels = {panel: [] for panel in FIGURE_2.panels}
+    panels[Panel("frey", 2)] = [Curve("a0", "aevb", 0, s, [100, 500, 800], [100, 500, 800]),
+                                Curve("a1", "aevb", 1, s, [100, 400, 700], [100, 400, 700]),
+                                Curve("a2", "aevb", 2, s[:2], [100, 450], [100, 450]),  # still training: at 10^5
+                                Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600]),
+                                Curve("w1", "wake-sleep", 1, s, [50, 200, 400], [50, 200, 400])]  # never reaches 600
+    panels[Panel("frey", 5)] = [Curve("a0", "aevb", 0, s[:2], [100, 200], [100, 200]),
+                                Curve("w0", "wake-sleep", 0, s, [50, 300, 600], [50, 300, 600])]
+    verdicts = paper.claims(FIGURE_2, panels)
+    better, faster = verdicts["Frey Face J = 2"]
+    # at 10^5, where all five got to: AEVB (500 + 400 + 450) / 3, wake-sleep (300 + 200) / 2
+    assert better.holds is True and better.evidence == ("test bound at 100,000 samples: AEVB 450.00, wake-sleep 250.00 "
+                                                        "(the means of 3 and 2 seeds)")
+    # 400, w1's best: w0 crosses it a third of a decade after 10^5, w1 at 10^6; the AEVB seeds at 56,234, 10^5, 71,969
+    assert faster.holds is True and faster.evidence == (
+        "wake-sleep's best training bound 400.00 (the lowest of its seeds' bests) was reached by AEVB at 76,068 samples on "
+        "average (seed 0: 56,234; seed 1: 100,000; seed 2: 71,969), by wake-sleep at 607,722 on average (seed 0: "
+        "215,443; seed 1: 1,000,000)")
+    better, faster = verdicts["Frey Face J = 5"]
+    assert better.holds is False and better.evidence == "test bound at 100,000 samples: AEVB 200.00, wake-sleep 300.00"
+    # AEVB's curve ends at 10^5, wake-sleep got to its 600 at 10^6: AEVB may yet get there sooner
+    assert faster.holds is None and faster.evidence == (
+        "wake-sleep's best training bound 600.00 was reached by wake-sleep at 1,000,000 samples; AEVB's seed 0 has "
+        "not reached it by 100,000, where its curve ends (undecided until then)")
+    assert "J = 2: 450.00 (+0.00), J = 5: 200.00 (+0.00)" in verdicts["Frey Face, all J"][0].evidence  # at 10^5
+
+
+def fake_record(name: str, train: list[float], samples=(10**4, 10**5, 10**6), seconds: float = 60.0, folder=None,
+                **settings):
+    """A finished run of the paper's settings as `read_run` gives it, without training one: its evaluations (train and
+    test alike) and its checkpoint's training time."""
+    from pathlib import Path
+
+    from vae_core.runs import RunRecord
+    config = TrainConfig(dataset="frey", latent_dim=2, samples=samples[-1], **settings).to_dict()
+    rows = [{"kind": "evaluation", "samples_evaluated": n, "train_lower_bound": b, "test_lower_bound": b, "seconds": 0.0}
+            for n, b in zip(samples, train)]
+    return RunRecord(Path(folder or "sweep") / name, {"train_config": config}, {"state": "finished"}, metrics=rows,
+                     progress={"step": samples[-1] // 100, "position": 0, "seconds": seconds,
+                               "samples_evaluated": samples[-1]})
+
+
+def test_the_report_counts_every_seed_of_a_sweep():
+    """`report --figure 2` on a sweep of `--seed 0 1 2`: each row means over all its seeds, blank at a budget one seed
+    has not reached, and the claims are judged (no traceback when a wake-sleep seed never reaches another's best)."""
+    records = [fake_record("a0", [500, 600, 800], seed=0), fake_record("a1", [400, 700, 900], seed=1),
+               fake_record("a2", [450, 650], samples=(10**4, 3 * 10**5), seed=2),
+               fake_record("w0", [300, 500, 600], algorithm="wake-sleep", seed=0),
+               fake_record("w1", [200, 300, 400], algorithm="wake-sleep", seed=1),
+               fake_record("w2", [250, 400, 500], algorithm="wake-sleep", seed=2)]
+    table = paper.report(records, FIGURE_2)
+    aevb = next(line for line in table.splitlines() if line.startswith("| Frey Face J = 2 | aevb |")).split(" | ")
+    # a2 at 10^5, log(10) / log(30) of the log way from 10^4 to 3·10^5: 450 + (650 - 450) · log(10) / log(30)
+    assert aevb[2] == f"{(600 + 700 + 450 + 200 * math.log(10) / math.log(30)) / 3:.2f}" == "628.47"
+    assert aevb[6:8] == ["", ""] and aevb[-2] == "3"  # a2 has not got to 10^6: no mean of the other two there
+    assert aevb[-1] == "1 min 0 s |"  # each trained for 60 s
+    assert "| Frey Face J = 2 | AEVB reaches a better bound | holds | test bound at 300,000 samples:" in table
+    assert "| Frey Face J = 2 | AEVB converges faster | holds |" in table
+
+
+def test_a_continued_runs_wall_time_is_its_whole_training_time(tmp_path):
+    """A run trained for 95 s, stopped, and continued for 5 s more: the report's wall time is the 100 s its checkpoint
+    has counted, not the 5 s since its last holder took the lock (which each holder rewrites)."""
+    from vae_core import runs
+    record = fake_record("a0", [500, 600, 800], seconds=100.0, folder=tmp_path)
+    record.path.mkdir()
+    runs.write_json(record.path / runs.LOCK, {"by": "the library", "since": 1000.0})
+    record.status["updated"] = 1005.0
+    record.metrics[-1]["seconds"] = 100.0
+    assert paper.wall_seconds(record) == 100.0
+    row = next(line for line in paper.report([record], FIGURE_2).splitlines() if line.startswith("| Frey Face J = 2 | aevb |"))
+    assert row.endswith("| 1 | 1 min 40 s |")

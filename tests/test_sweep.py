@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vae_core import runs, sweep
+from vae_core import paper, runs, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--hidden", "20", "--lr", "0.02"]
@@ -29,14 +29,14 @@ def test_grids_expand_and_name_their_trials():
     assert all(t["dataset"] == "frey" for t in s.trials.values())
     with pytest.raises(ValueError, match="unknown settings in the grid: latent"):
         sweep.expand({"latent": [2]})
-    figure = sweep.Sweep.from_configs("/tmp/y", sweep.figure_2(10**5, [0]))
+    figure = sweep.Sweep.from_configs("/tmp/y", paper.FIGURE_2.configs(10**5, [0]))
     assert len(figure.trials) == 18 and "mnist-J200-wake-sleep" in figure.trials
     assert all(t["samples"] == 10**5 for t in figure.trials.values())
 
 
 def test_the_costliest_trials_start_first():
     """Longest first: the trials still running at the end, while other slots idle, are the short ones."""
-    trials = sweep.Sweep.from_configs("unused", sweep.figure_2(10**6, [0])).trials
+    trials = sweep.Sweep.from_configs("unused", paper.FIGURE_2.configs(10**6, [0])).trials
     order = sorted(trials, key=lambda name: -sweep.expected_cost(trials[name]))
     assert order[0] == "mnist-J200-wake-sleep" and order[-1] == "frey-J2-aevb"
     assert order.index("frey-J20-wake-sleep") < order.index("frey-J20-aevb")  # wake-sleep's 7 products against 5

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as data_module
-from . import runs
+from . import paper, runs
 from .algorithms import ALGORITHMS
 from .config import TrainConfig, flag, settings
 from .estimators import importance_weighted_bound
@@ -279,7 +279,7 @@ def cmd_sweep(args) -> int:
             if grid:
                 raise ValueError(f"--figure {args.figure} runs the paper's settings; it takes only --samples and --seed, "
                                  f"not {', '.join(flag(n) for n in grid)}")
-            configs = sweeps.PRESETS[args.figure](samples[0], seeds)
+            configs = paper.FIGURES[args.figure].configs(samples[0], seeds)
         else:
             if args.grid:
                 grid = {**sweeps.parse_grid_file(args.grid), **grid}
@@ -309,9 +309,8 @@ def cmd_sweep(args) -> int:
 
 def cmd_report(args) -> int:
     """A paper figure's numbers from the runs under a folder, as Markdown (docs/REPRODUCTION.md's tables)."""
-    from . import paper
     records = [runs.read_run(path) for path in runs.list_runs(args.runs_dir)]
-    print(paper.report(records, args.figure))
+    print(paper.report(records, paper.FIGURES[args.figure]))
     return 0
 
 
@@ -404,8 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="a grid of runs on Ray Tune (local by default, a cluster by --address)")
     add_sweep_flags(sweep)
-    from .sweep import PRESETS
-    sweep.add_argument("--figure", type=int, choices=sorted(PRESETS),
+    sweep.add_argument("--figure", type=int, choices=sorted(paper.FIGURES),
                        help="the paper's configurations of this figure (with --samples and --seed)")
     sweep.add_argument("--grid", metavar="FILE", help="a JSON or YAML file mapping settings to lists of values")
     sweep.add_argument("--sweep-dir", help="folder for the sweep's run folders (default: a new folder under ./runs); "
@@ -422,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser("report", help="a paper figure's numbers from the runs, as a Markdown table")
-    report.add_argument("--figure", type=int, choices=sorted(PRESETS), required=True)
+    report.add_argument("--figure", type=int, choices=sorted(paper.FIGURES), required=True)
     report.add_argument("--runs-dir", default=None, help="where the runs are (default: ./runs or $VAE_RUNS_DIR; sweeps "
                                                          "inside it are included)")
     report.set_defaults(func=cmd_report)

@@ -1,6 +1,7 @@
-"""The paper's experiments as data: the configurations of Figure 2, the settings they share, which runs belong to
-them, and what the runs say of the paper's claims. The Paper page and the sweep's `--figure 2` preset both read
-them from here.
+"""The paper's experiments as data: each figure is one record (`Figure`) of its panels, the algorithms it compares,
+the configuration each panel trains, what its curves measure and what the paper claims of them. Every interface
+reads these records: the CLI's `report`, the sweep's `--figure` presets and the Paper page; the functions below
+(curves, missing runs, claims, the report) take any of them.
 
 Figure 2: lower bound against training samples evaluated, AEVB against wake-sleep with the same networks, on MNIST
 (J = 3, 5, 10, 20, 200) and Frey Face (J = 2, 5, 10, 20); train and test bounds; Section 5's settings throughout.
@@ -12,6 +13,7 @@ comparison of docs/REPRODUCTION.md); each initial log-variance of q(θ) is a lin
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -22,82 +24,156 @@ from .events import is_evaluation
 from .runs import RunRecord
 from .formatting import format_duration
 
-FIGURE_2 = (("mnist", 3), ("mnist", 5), ("mnist", 10), ("mnist", 20), ("mnist", 200),
-            ("frey", 2), ("frey", 5), ("frey", 10), ("frey", 20))  # (dataset, J), the paper's panel order
-FIGURE_2_ALGORITHMS = ("aevb", "wake-sleep")
-# What may differ between two runs of one panel without leaving the paper's settings.
-FREE = {"dataset", "latent_dim", "algorithm", "samples", "seed", "lr", "step", "device", "data_dir", "eval_train_size",
-        "trial_steps", "checkpoint_seconds"}
+NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
+ALGORITHM_NAMES = {"aevb": "AEVB", "wake-sleep": "wake-sleep", "mcem": "mcem", "full-vb": "full VB"}  # as claims say
+# An evaluation's measures, by their name in metrics.jsonl: as axes and tables name them, and as the claims do.
+MEASURES = {"lower_bound": ("lower bound", "bound"), "marginal_log_likelihood": ("marginal log-likelihood", "log p(x)")}
+# What may differ between two runs of one panel and algorithm, besides their budget, without leaving the paper's
+# settings (Section 5); the step size, if not chosen by the trial, must still be one of Section 5's (panel_of).
+FREE = frozenset({"seed", "lr", "step", "device", "data_dir", "eval_train_size", "trial_steps", "checkpoint_seconds"})
+BUDGETS = (10**5, 3 * 10**5, 10**6, 10**7)  # the points of Figure 2's x axis the docs report
 
 
-APPENDIX_F = (("frey", 2), ("mnist", 20))
-APPENDIX_F_ALGORITHMS = ("aevb", "full-vb")
+@dataclass(frozen=True)
+class Panel:
+    """One panel of a figure: the data, J and (Fig. 3) the number of training points its runs train on."""
+    dataset: str
+    latent_dim: int
+    train_size: int | None = None  # None: all of them
 
-FIGURE_3 = (1000, 50000)  # the training-set sizes of its two panels
-FIGURE_3_ALGORITHMS = ("aevb", "wake-sleep", "mcem")
+    @property
+    def label(self) -> str:
+        return f"{NAMES[self.dataset]} J = {self.latent_dim}" + (f", N_train = {self.train_size:,}"
+                                                                 if self.train_size else "")
+
+    @property
+    def where(self) -> str:
+        """How the claims name the panel: by its training-set size where that is what tells it apart (Fig. 3)."""
+        return f"N_train = {self.train_size:,}" if self.train_size else self.label
 
 
-def figure_3_config(train_size: int, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
-    """One run of Figure 3: MNIST, 100 hidden units, J = 3, the first `train_size` training points, evaluated by the
-    marginal likelihood; Section 5's settings otherwise."""
-    return TrainConfig(dataset="mnist", latent_dim=3, hidden=(100,), train_size=train_size, algorithm=algorithm,
-                       evaluation="marginal", samples=samples, seed=seed)
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims as the runs measure it. `text` names the algorithms as {first} and {second}.
+    "better": `first`'s test value lies above `second`'s less `margin` nats, at the largest budget every seed of
+    both reached, one verdict per variant of `first`; "faster": `first` reaches the best training value every seed
+    of `second` reached with fewer samples; "across J": per dataset, no J's test value of `first` falls more than
+    `margin` below a smaller J's."""
+    kind: str
+    text: str
+    first: str = "aevb"
+    second: str = ""
+    margin: float = 0.0
+
+    def says(self, variant: str = "") -> str:
+        """The claim, for a variant of `first` if it has one: "Full VB (log σ²₀ = -6) reaches AEVB's bound"."""
+        name = ALGORITHM_NAMES[self.first]
+        return self.text.format(first=name[0].upper() + name[1:] + (f" ({variant})" if variant else ""),
+                                second=ALGORITHM_NAMES.get(self.second, ""))
 
 
-def figure_3_panel(train_config: dict) -> int | None:
-    """The panel (training-set size) of Figure 3 a run belongs to, or None."""
-    try:
-        config = TrainConfig.from_dict(train_config).to_dict()
-    except (TypeError, ValueError):
+@dataclass(frozen=True)
+class Variant:
+    """A setting whose values are lines of their own, for one algorithm (Appendix F: full VB's initial
+    log-variance of q(θ))."""
+    algorithm: str
+    setting: str
+    label: str  # a value as the legend and the claims say it
+
+
+@dataclass(frozen=True, eq=False)
+class Figure:
+    """A figure of the paper as data: its panels (in the paper's order, `columns` a row), the algorithms each panel
+    compares, the settings each run trains with beyond Section 5's defaults and its panel's, the evaluation its
+    curves plot, and its claims."""
+    name: str  # as the Paper page's tables name it
+    title: str
+    panels: tuple[Panel, ...]
+    algorithms: tuple[str, ...]
+    claims: tuple[Claim, ...]
+    measure: str = "lower_bound"  # an evaluation's train_<measure> and test_<measure>
+    settings: dict = field(default_factory=dict)
+    free: frozenset = FREE
+    variant: Variant | None = None
+    columns: int = 2
+
+    def config(self, panel: Panel, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
+        """One run of the figure: Section 5's settings (the defaults) for a panel and an algorithm."""
+        return TrainConfig(dataset=panel.dataset, latent_dim=panel.latent_dim, train_size=panel.train_size,
+                           algorithm=algorithm, samples=samples, seed=seed, **self.settings)
+
+    def configs(self, samples: int, seeds: list[int]) -> list[dict]:
+        """The figure's grid, as a sweep's trials: every panel, algorithm and seed."""
+        return [self.config(panel, algorithm, samples, seed).to_dict()
+                for panel, algorithm, seed in itertools.product(self.panels, self.algorithms, seeds)]
+
+    def panel_of(self, train_config: dict) -> Panel | None:
+        """The panel a run belongs to, or None when its settings are not the figure's (another network, estimator,
+        L, M, optimizer, algorithm, or a step size outside Section 5's set)."""
+        try:
+            config = TrainConfig.from_dict(train_config).to_dict()
+        except (TypeError, ValueError):
+            return None
+        if config["algorithm"] not in self.algorithms or config["lr"] not in ("auto", *STEP_SIZE_CANDIDATES["adagrad"]):
+            return None
+        for panel in self.panels:
+            reference = self.config(panel, config["algorithm"], config["samples"]).to_dict()
+            if all(config[k] == v for k, v in reference.items() if k not in self.free):
+                return panel
         return None
-    reference = figure_3_config(config.get("train_size") or 0, config["algorithm"], 1).to_dict()
-    if any(config[k] != v for k, v in reference.items() if k not in FREE | {"train_size", "marginal_points"}):
-        return None
-    return config["train_size"] if config["train_size"] in FIGURE_3 and config["algorithm"] in FIGURE_3_ALGORITHMS else None
+
+    def describe(self, curve: Curve) -> str:
+        """A curve's variant as the figure says it ("log σ²₀ = -6"); empty for a curve of no variant."""
+        return "" if curve.variant is None else self.variant.label.format(curve.variant)
 
 
-def figure_2_config(dataset: str, latent_dim: int, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
-    """One run of Figure 2: Section 5's settings (the defaults) for a panel and an algorithm."""
-    return TrainConfig(dataset=dataset, latent_dim=latent_dim, algorithm=algorithm, samples=samples, seed=seed)
-
-
-def figure_2_panel(train_config: dict, panels=FIGURE_2, algorithms=FIGURE_2_ALGORITHMS,
-                   free=FREE) -> tuple[str, int] | None:
-    """The panel of Figure 2 a run belongs to, or None when its settings are not the paper's (another network,
-    estimator, L, M, optimizer, or a step size outside Section 5's set). Appendix F's panels ask the same."""
-    defaults = TrainConfig().to_dict()
-    try:
-        config = TrainConfig.from_dict(train_config).to_dict()
-    except (TypeError, ValueError):
-        return None
-    if any(config[k] != v for k, v in defaults.items() if k not in free):
-        return None
-    if config["lr"] != "auto" and config["lr"] not in STEP_SIZE_CANDIDATES["adagrad"]:
-        return None
-    panel = (config["dataset"], config["latent_dim"])
-    return panel if panel in panels and config["algorithm"] in algorithms else None
-
-
-def appendix_f_panel(train_config: dict) -> tuple[str, int] | None:
-    """The panel of the full-VB comparison a run belongs to: Section 5's settings, any initial log-variance of q(θ)."""
-    return figure_2_panel(train_config, APPENDIX_F, APPENDIX_F_ALGORITHMS, FREE | {"vb_logvar"})
+FIGURE_2 = Figure(
+    "Fig. 2", "Figure 2: AEVB against wake-sleep, by the lower bound",
+    tuple(Panel(d, J) for d, J in (("mnist", 3), ("mnist", 5), ("mnist", 10), ("mnist", 20), ("mnist", 200),
+                                   ("frey", 2), ("frey", 5), ("frey", 10), ("frey", 20))),  # the paper's panel order
+    ("aevb", "wake-sleep"),
+    # Fig. 2's caption: AEVB "converged considerably faster and reached a better solution in all experiments"
+    (Claim("better", "{first} reaches a better bound", "aevb", "wake-sleep"),
+     Claim("faster", "{first} converges faster", "aevb", "wake-sleep"),
+     # and "more latent variables does not result in more overfitting" (the bound's KL term regularises): superfluous
+     # latent variables that overfit would lower the test bound as J grows, so each J's test bound is compared with
+     # the best of the smaller J's
+     Claim("across J", "More latent dimensions did not cause overfitting", "aevb", margin=1.0)),
+    columns=5)  # MNIST's five panels above Frey Face's four
+FIGURE_3 = Figure(
+    "Fig. 3", "Figure 3: AEVB, wake-sleep and Monte Carlo EM, by the marginal likelihood",
+    (Panel("mnist", 3, 1000), Panel("mnist", 3, 50000)),
+    ("aevb", "wake-sleep", "mcem"),
+    # Fig. 3: AEVB matches or beats both, within a nat (Appendix D's estimates are rough)
+    (Claim("better", "{first} matches or beats {second}", "aevb", "mcem", 1.0),
+     Claim("better", "{first} matches or beats {second}", "aevb", "wake-sleep", 1.0)),
+    measure="marginal_log_likelihood", settings={"hidden": (100,), "evaluation": "marginal"},
+    free=FREE | {"marginal_points"})
+APPENDIX_F = Figure(
+    "App. F", "Appendix F: full variational Bayes against AEVB",
+    (Panel("frey", 2), Panel("mnist", 20)),
+    ("aevb", "full-vb"),
+    # Appendix F proposes the method without results; the paper's reviewers report that it "performed really badly"
+    (Claim("better", "{first} reaches {second}'s bound", "full-vb", "aevb", 1.0),),
+    free=FREE | {"vb_logvar"}, variant=Variant("full-vb", "vb_logvar", "log σ²₀ = {:g}"))
+FIGURES = {2: FIGURE_2, 3: FIGURE_3}  # what `sweep --figure` trains and `report --figure` reports
 
 
 @dataclass
 class Curve:
-    """One run's evaluated bounds: samples evaluated, train and test lower bounds; `variant` tells apart runs of
-    one algorithm whose settings differ on purpose (full VB's initial log-variance)."""
+    """One run's evaluated values: samples evaluated, train and test values; `variant` tells apart runs of one
+    algorithm whose settings differ on purpose (the value of the figure's variant setting)."""
     run: str
     algorithm: str
     seed: int
     samples: list[int] = field(default_factory=list)
     train: list[float] = field(default_factory=list)
     test: list[float] = field(default_factory=list)
-    variant: str = ""
+    variant: float | None = None
     path: str = ""  # the run's folder: two runs of one name may lie in different sweeps
 
     def at(self, samples: float, which: str = "test") -> float | None:
-        """The bound at `samples`, interpolated on the log axis between evaluations; None outside the curve."""
+        """The value at `samples`, interpolated on the log axis between evaluations; None outside the curve."""
         if not self.samples or not self.samples[0] <= samples <= self.samples[-1]:
             return None
         return float(np.interp(math.log(samples), np.log(self.samples), getattr(self, which)))
@@ -115,14 +191,15 @@ class Curve:
         return None
 
 
-def curve(record: RunRecord, measure: str = "lower_bound") -> Curve:
-    """The run's evaluated `measure` ("lower_bound", or "marginal_log_likelihood") on the training and test sets."""
+def curve(record: RunRecord, figure: Figure) -> Curve:
+    """The run's evaluated values of the figure's measure on the training and test sets."""
+    measure = figure.measure
     rows = [r for r in record.metrics if is_evaluation(r) and r.get(f"test_{measure}") is not None]
-    algorithm = record.train_config.get("algorithm", "aevb")
-    variant = f"log σ²₀ = {record.train_config.get('vb_logvar', -10.0):g}" if algorithm == "full-vb" else ""
-    return Curve(record.name, algorithm, record.train_config.get("seed", 0),
-                 [r["samples_evaluated"] for r in rows], [r[f"train_{measure}"] for r in rows],
-                 [r[f"test_{measure}"] for r in rows], variant, str(record.path))
+    config = TrainConfig.from_dict(record.train_config)
+    variant = figure.variant
+    value = getattr(config, variant.setting) if variant and config.algorithm == variant.algorithm else None
+    return Curve(record.name, config.algorithm, config.seed, [r["samples_evaluated"] for r in rows],
+                 [r[f"train_{measure}"] for r in rows], [r[f"test_{measure}"] for r in rows], value, str(record.path))
 
 
 def _one_per_seed(curves: list[Curve]) -> list[Curve]:
@@ -136,193 +213,157 @@ def _one_per_seed(curves: list[Curve]) -> list[Curve]:
     return [c for c in curves if furthest[(c.algorithm, c.seed, c.variant)] is c]
 
 
-def figure_2_curves(records: list[RunRecord], panels=FIGURE_2, panel_of=figure_2_panel) -> dict[tuple[str, int], list[Curve]]:
-    """The runs of each panel (every seed), from the run records given; damaged runs are left out."""
-    curves: dict[tuple[str, int], list[Curve]] = {panel: [] for panel in panels}
+def curves(figure: Figure, records: list[RunRecord]) -> dict[Panel, list[Curve]]:
+    """The runs of each panel of the figure (every seed), from the run records given; damaged runs and runs not
+    yet evaluated are left out."""
+    panels: dict[Panel, list[Curve]] = {panel: [] for panel in figure.panels}
     for record in records:
-        panel = None if record.damaged else panel_of(record.train_config)
-        if panel is not None and record.last_evaluation:
-            line = curve(record)
-            if line.samples:
-                curves[panel].append(line)
-    return {panel: _one_per_seed(lines) for panel, lines in curves.items()}
-
-
-def appendix_f_curves(records: list[RunRecord]) -> dict[tuple[str, int], list[Curve]]:
-    return figure_2_curves(records, APPENDIX_F, appendix_f_panel)
-
-
-def claims_f(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int], list[Verdict]]:
-    """Full VB against AEVB per panel, at the largest budget both reached: each initial log-variance's test bound
-    against AEVB's. Appendix F proposes the method without results; the paper's reviewers report that it
-    "performed really badly"."""
-    verdicts = {}
-    for panel, curves in panels.items():
-        aevb, vb = _best(curves, "aevb"), _best(curves, "full-vb")
-        if not aevb or not vb:
-            verdicts[panel] = [Verdict("Full VB reaches AEVB's bound", None, "needs runs of both algorithms")]
-            continue
-        rows = []
-        for variant in sorted({c.variant for c in vb}):
-            mine = [c for c in vb if c.variant == variant]
-            budget, a, f = _at_shared_budget(aevb, mine)
-            rows.append(Verdict(f"Full VB ({variant}) reaches AEVB's bound", bool(f >= a - 1.0),
-                                f"test bound at {budget:,.0f} samples: AEVB {a:.2f}, full VB {f:.2f}"))
-        verdicts[panel] = rows
-    return verdicts
-
-
-def figure_3_curves(records: list[RunRecord]) -> dict[int, list[Curve]]:
-    """The runs of each panel of Figure 3 (training-set size), by their marginal log-likelihood."""
-    panels: dict[int, list[Curve]] = {n: [] for n in FIGURE_3}
-    for record in records:
-        panel = None if record.damaged else figure_3_panel(record.train_config)
+        panel = None if record.damaged else figure.panel_of(record.train_config)
         if panel is not None:
-            line = curve(record, "marginal_log_likelihood")
+            line = curve(record, figure)
             if line.samples:
                 panels[panel].append(line)
     return {panel: _one_per_seed(lines) for panel, lines in panels.items()}
 
 
-def missing(panels: dict[tuple[str, int], list[Curve]]) -> list[tuple[str, int, str]]:
-    """(dataset, J, algorithm) of Figure 2 with no run yet."""
-    return [(d, J, a) for (d, J), curves in panels.items() for a in FIGURE_2_ALGORITHMS
-            if not any(c.algorithm == a for c in curves)]
-
-
-def missing_3(panels: dict[int, list[Curve]]) -> list[tuple[int, str]]:
-    """(training-set size, algorithm) of Figure 3 with no run yet."""
-    return [(n, a) for n, curves in panels.items() for a in FIGURE_3_ALGORITHMS if not any(c.algorithm == a for c in curves)]
-
-
-def claims_3(panels: dict[int, list[Curve]]) -> dict[int, list[Verdict]]:
-    """Figure 3's claims as the runs measure them: AEVB's test log-likelihood matches or beats Monte Carlo EM's and
-    wake-sleep's at the largest budget they share (within 1 nat, Appendix D's estimates being rough), per panel."""
-    verdicts = {}
-    for n, curves in panels.items():
-        aevb = _best(curves, "aevb")
-        rows = []
-        for other in ("mcem", "wake-sleep"):
-            theirs = _best(curves, other)
-            if not aevb or not theirs:
-                rows.append(Verdict(f"AEVB matches or beats {other}", None, "needs runs of both algorithms"))
-                continue
-            budget, a, o = _at_shared_budget(aevb, theirs)
-            rows.append(Verdict(f"AEVB matches or beats {other}", bool(a >= o - 1.0),
-                                f"test log p(x) at {budget:,.0f} samples: AEVB {a:.2f}, {other} {o:.2f}"))
-        verdicts[n] = rows
-    return verdicts
+def missing(figure: Figure, panels: dict[Panel, list[Curve]]) -> list[tuple[Panel, str]]:
+    """(panel, algorithm) of the figure with no run yet."""
+    return [(panel, a) for panel, lines in panels.items() for a in figure.algorithms
+            if not any(c.algorithm == a for c in lines)]
 
 
 @dataclass
 class Verdict:
     claim: str
-    holds: bool | None  # None: not enough runs to tell
+    holds: bool | None  # None: the runs cannot tell yet
     evidence: str
 
 
-def _best(curves: list[Curve], algorithm: str) -> list[Curve]:
-    return [c for c in curves if c.algorithm == algorithm and c.samples]
+def _of(curves: list[Curve], algorithm: str) -> list[Curve]:
+    return sorted((c for c in curves if c.algorithm == algorithm and c.samples), key=lambda c: c.seed)
 
 
-def _at_shared_budget(first: list[Curve], second: list[Curve]) -> tuple[int, float, float]:
-    """The largest budget both groups of curves reached, and each group's mean test value there."""
-    budget = min(max(c.samples[-1] for c in first), max(c.samples[-1] for c in second))
-    return budget, *(float(np.mean([v for c in group if (v := c.at(budget)) is not None])) for group in (first, second))
+def _means_at_shared_budget(groups: list[list[Curve]], which: str = "test") -> tuple[int, list[float]]:
+    """The largest budget every curve of the groups reached, and each group's mean value there: every seed counts
+    (a budget only the longest seed reached would leave the others out of the mean)."""
+    budget = min(c.samples[-1] for group in groups for c in group)
+    return budget, [float(np.mean([c.at(budget, which) for c in group])) for group in groups]
 
 
-def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] | str, list[Verdict]]:
-    """What the runs say of the paper's claims, per panel: AEVB reaches a better test bound than wake-sleep at the
-    largest budget both have reached, and gets to wake-sleep's best training bound with fewer samples; and across
-    the panels of a dataset, that more latent dimensions did not make AEVB overfit: no J's test bound falls more than a
-    nat below a smaller J's (the train-test gaps are shown beside them)."""
-    verdicts: dict = {}
-    for panel, curves in panels.items():
-        aevb, ws = _best(curves, "aevb"), _best(curves, "wake-sleep")
-        if not aevb or not ws:
-            verdicts[panel] = [Verdict("AEVB reaches a better bound", None, "needs runs of both algorithms")]
-            continue
-        budget, a, w = _at_shared_budget(aevb, ws)
-        target = max(max(c.train) for c in ws)
-        reached = [c.reaches(target) for c in aevb]
-        first = min((r for r in reached if r is not None), default=None)
-        ws_first = min(c.reaches(target) for c in ws)
-        verdicts[panel] = [
-            Verdict("AEVB reaches a better bound", bool(a > w),
-                    f"test bound at {budget:,.0f} samples: AEVB {a:.2f}, wake-sleep {w:.2f}"),
-            Verdict("AEVB converges faster", None if first is None else bool(first < ws_first),
-                    f"wake-sleep's best training bound {target:.2f} was reached by AEVB at "
-                    + (f"{first:,} samples, by wake-sleep at {ws_first:,}" if first is not None else "no point yet"))]
-    for dataset in ("mnist", "frey"):
-        aevb = {J: _best(panels[(d, J)], "aevb") for d, J in FIGURE_2 if d == dataset and _best(panels[(d, J)], "aevb")}
-        if len(aevb) < 2:
-            verdicts[dataset] = [Verdict("More latent dimensions did not cause overfitting", None,
-                                         "needs AEVB runs at two values of J or more")]
-            continue
-        # Superfluous latent variables that overfit would lower the test bound as J grows (section 5: the bound's KL
-        # term regularises), so each J's test bound is compared with the best of the smaller J's, at a budget all reached.
-        budget = min(max(c.samples[-1] for c in group) for group in aevb.values())
-        test = {J: np.mean([c.at(budget) for c in group if c.at(budget) is not None]) for J, group in aevb.items()}
-        gap = {J: np.mean([c.at(budget, "train") - c.at(budget) for c in group if c.at(budget) is not None])
-               for J, group in aevb.items()}
-        Js = sorted(test)
-        worse = [J for i, J in enumerate(Js[1:], 1) if test[J] < max(test[j] for j in Js[:i]) - 1.0]
-        verdicts[dataset] = [Verdict(
-            "More latent dimensions did not cause overfitting", not worse,
-            f"AEVB's test bound at {budget:,.0f} samples (train - test gap): "
-            + ", ".join(f"J = {J}: {test[J]:.2f} ({gap[J]:+.2f})" for J in Js)
-            + (f"; below a smaller J's at J = {', '.join(map(str, worse))}" if worse else ""))]
+def _samples(curves: list[Curve], values: list[int], unit: str = "") -> str:
+    """Samples at which the curves' seeds got somewhere: the one seed's, or the mean of several and each seed's."""
+    if len(values) == 1:
+        return f"{values[0]:,}{unit}"
+    each = "; ".join(f"seed {c.seed}: {v:,}" for c, v in zip(curves, values))
+    return f"{round(float(np.mean(values))):,}{unit} on average ({each})"
+
+
+def _better(figure: Figure, claim: Claim, first: list[Curve], second: list[Curve]) -> list[Verdict]:
+    """A "better" claim, one verdict per variant of `first`, the evidence in the figure's order of algorithms."""
+    verdicts = []
+    for variant in sorted({c.variant for c in first}):
+        mine = [c for c in first if c.variant == variant]
+        budget, (f, s) = _means_at_shared_budget([mine, second])
+        compared = sorted([(claim.first, f, len(mine)), (claim.second, s, len(second))],
+                          key=lambda row: figure.algorithms.index(row[0]))
+        seeds = (f" (the means of {' and '.join(str(n) for *_, n in compared)} seeds)"
+                 if len(mine) > 1 or len(second) > 1 else "")
+        verdicts.append(Verdict(claim.says(figure.describe(mine[0])), bool(f > s - claim.margin),
+                                f"test {MEASURES[figure.measure][1]} at {budget:,.0f} samples: "
+                                + ", ".join(f"{ALGORITHM_NAMES[a]} {v:.2f}" for a, v, _ in compared) + seeds))
     return verdicts
 
 
-NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
-BUDGETS = (10**5, 3 * 10**5, 10**6, 10**7)  # the points of Figure 2's x axis the docs report
+def _faster(figure: Figure, claim: Claim, first: list[Curve], second: list[Curve]) -> list[Verdict]:
+    """A "faster" claim: the samples at which each seed first reaches the best training value every seed of `second`
+    reached (its worst seed's best, so that each of its seeds has a point there), the mean over `first`'s seeds
+    against the mean over `second`'s. A seed of `first` whose curve ends short of it gets there after its end, if
+    at all: that may already decide the claim; if not, the verdict waits for it and says so."""
+    target = min(max(c.train) for c in second)
+    second_at, first_at = [c.reaches(target) for c in second], [c.reaches(target) for c in first]
+    name, other = ALGORITHM_NAMES[claim.first], ALGORITHM_NAMES[claim.second]
+    what = (f"{other}'s best training {MEASURES[figure.measure][1]} {target:.2f}"
+            + (" (the lowest of its seeds' bests)" if len(second) > 1 else ""))
+    short = [c for c, at in zip(first, first_at) if at is None]
+    if not short:
+        return [Verdict(claim.says(), bool(np.mean(first_at) < np.mean(second_at)), f"{what} was reached by {name} at "
+                        f"{_samples(first, first_at, ' samples')}, by {other} at {_samples(second, second_at)}")]
+    soonest = [c.samples[-1] if at is None else at for c, at in zip(first, first_at)]
+    slower = bool(np.mean(soonest) >= np.mean(second_at))  # even were each short seed there just after its end
+    return [Verdict(claim.says(), False if slower else None, f"{what} was reached by {other} at "
+                    f"{_samples(second, second_at, ' samples')}; " + "; ".join(
+                        f"{name}'s seed {c.seed} has not reached it by {c.samples[-1]:,}, where its curve ends"
+                        for c in short) + ("" if slower else " (undecided until then)"))]
+
+
+def _across_j(figure: Figure, claim: Claim, by_j: dict[int, list[Curve]]) -> Verdict:
+    """An "across J" claim over one dataset's panels, at the largest budget every seed of every J reached; the
+    train - test gaps beside the test values."""
+    if len(by_j) < 2:
+        return Verdict(claim.text, None, f"needs {ALGORITHM_NAMES[claim.first]} runs at two values of J or more")
+    Js = sorted(by_j)
+    budget, test = _means_at_shared_budget([by_j[J] for J in Js])
+    _, train = _means_at_shared_budget([by_j[J] for J in Js], "train")
+    worse = [J for i, J in enumerate(Js[1:], 1) if test[i] < max(test[:i]) - claim.margin]
+    return Verdict(claim.text, not worse,
+                   f"{ALGORITHM_NAMES[claim.first]}'s test {MEASURES[figure.measure][1]} at {budget:,.0f} samples "
+                   "(train - test gap): " + ", ".join(f"J = {J}: {t:.2f} ({r - t:+.2f})" for J, t, r in zip(Js, test, train))
+                   + (f"; below a smaller J's at J = {', '.join(map(str, worse))}" if worse else ""))
+
+
+def claims(figure: Figure, panels: dict[Panel, list[Curve]]) -> dict[str, list[Verdict]]:
+    """What the runs say of the figure's claims, by where they apply (a panel, or all J of a dataset)."""
+    verdicts: dict[str, list[Verdict]] = {}
+    judges = {"better": _better, "faster": _faster}
+    for panel, lines in panels.items():
+        verdicts[panel.where] = []
+        for claim in (c for c in figure.claims if c.kind in judges):
+            first, second = _of(lines, claim.first), _of(lines, claim.second)
+            if first and second:
+                verdicts[panel.where] += judges[claim.kind](figure, claim, first, second)
+            else:
+                verdicts[panel.where].append(Verdict(claim.says(), None, "needs runs of both algorithms"))
+    for claim in (c for c in figure.claims if c.kind == "across J"):
+        for dataset in dict.fromkeys(panel.dataset for panel in figure.panels):
+            by_j = {p.latent_dim: mine for p, lines in panels.items() if p.dataset == dataset
+                    and (mine := _of(lines, claim.first))}
+            verdicts[f"{NAMES[dataset]}, all J"] = [_across_j(figure, claim, by_j)]
+    return verdicts
 
 
 def wall_seconds(record: RunRecord) -> float | None:
-    """From the run's start (its lock's `since`) to its last status, in seconds."""
-    from .runs import LOCK, read_json
-    try:
-        since = read_json(record.path / LOCK)["since"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return record.status.get("updated", since) - since
+    """The run's training time in seconds across all its continuations: its checkpoint's `seconds`, which each
+    continuation carries on from (the lock's `since`, which each new holder rewrites, would count only the last
+    one). Wall-clock time of the training steps; evaluations, the step-size trial, pauses and stops excluded."""
+    return (record.progress or {}).get("seconds")
 
 
-def report(records: list[RunRecord], figure: int) -> str:
+def report(records: list[RunRecord], figure: Figure) -> str:
     """A figure's numbers as a Markdown table: each configuration and algorithm, the train and test values at the
-    paper's budgets (the mean over seeds; blank where no run has reached the budget), the seeds and the wall time;
+    paper's budgets (the mean over seeds; blank where a seed has not reached the budget), the seeds and the wall time;
     then the claims as the runs measure them."""
     by_path = {str(r.path): r for r in records}
-    if figure == 2:
-        panels = figure_2_curves(records)
-        keyed = {f"{NAMES[d]} J = {J}": curves for (d, J), curves in panels.items()}
-        algorithms, verdicts, what = FIGURE_2_ALGORITHMS, claims(panels), "lower bound"
-    else:
-        panels = figure_3_curves(records)
-        keyed = {f"MNIST J = 3, N_train = {n:,}": curves for n, curves in panels.items()}
-        algorithms, verdicts, what = FIGURE_3_ALGORITHMS, claims_3(panels), "marginal log-likelihood"
+    panels = curves(figure, records)
     names = {10**5: "10^5", 3 * 10**5: "3·10^5", 10**6: "10^6", 10**7: "10^7"}
     head = " | ".join(f"{names[b]} train | {names[b]} test" for b in BUDGETS)
     lines = [f"| configuration | algorithm | {head} | seeds | wall time per run |",
              "|---|---|" + "---|" * (2 * len(BUDGETS)) + "---|---|"]
-    for label, curves in keyed.items():
-        for algorithm in algorithms:
-            mine = [c for c in curves if c.algorithm == algorithm]
+    for panel, panel_curves in panels.items():
+        for algorithm in figure.algorithms:
+            mine = [c for c in panel_curves if c.algorithm == algorithm]
             cells = []
             for budget in BUDGETS:
                 for which in ("train", "test"):
-                    values = [v for c in mine if (v := c.at(budget, which)) is not None]
-                    cells.append(f"{np.mean(values):.2f}" if values else "")
+                    values = [c.at(budget, which) for c in mine]  # every seed counts: blank until each is there
+                    cells.append(f"{np.mean(values):.2f}" if mine and None not in values else "")
             walls = [w for c in mine if by_path[c.path].state == "finished" and (w := wall_seconds(by_path[c.path])) is not None]
             wall = format_duration(float(np.mean(walls))) if walls else ""
-            lines.append(f"| {label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
-    lines += ["", f"Values: the {what} per datapoint in nats, interpolated on the log axis between evaluations; the "
-                  "mean over seeds.", "", "| where | claim | verdict | evidence |", "|---|---|---|---|"]
-    for where, items in verdicts.items():
-        label = (f"{NAMES[where]}, all J" if isinstance(where, str) else f"{NAMES[where[0]]} J = {where[1]}"
-                 if isinstance(where, tuple) else f"N_train = {where:,}")
+            lines.append(f"| {panel.label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
+    lines += ["", (f"Values: the {MEASURES[figure.measure][0]} per datapoint in nats, interpolated on the log axis "
+                   "between evaluations; the mean over seeds."), "", "| where | claim | verdict | evidence |",
+              "|---|---|---|---|"]
+    for where, items in claims(figure, panels).items():
         for v in items:
             verdict = {True: "holds", False: "does not hold", None: "not yet"}[v.holds]
-            lines.append(f"| {label} | {v.claim} | {verdict} | {v.evidence} |")
+            lines.append(f"| {where} | {v.claim} | {verdict} | {v.evidence} |")
     return "\n".join(lines)

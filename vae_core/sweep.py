@@ -1,8 +1,8 @@
 """Grids of runs on Ray Tune: embedded and local by default, the same code on a cluster by address.
 
-A sweep is a grid over training settings (each a list of values), or one of the paper's presets. Each trial is
-one ordinary run of the training loop writing its ordinary run folder under the sweep folder, and reporting its
-evaluations to Tune as it goes. The sweep folder holds `sweep.json` (the grid), one run folder per trial, and
+A sweep is a grid over training settings (each a list of values), or the grid of one of the paper's figures (its
+record in paper.py, `--figure 2`). Each trial is one ordinary run of the training loop writing its ordinary run
+folder under the sweep folder, and reporting its evaluations to Tune as it goes. The sweep folder holds `sweep.json` (the grid), one run folder per trial, and
 Tune's own state under `.tune/` (or `--storage`, which may be a cloud URI).
 
 Trials are idempotent: a trial whose run folder has finished reports its results and returns; one with a
@@ -20,9 +20,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from . import data, paper, runs
+from . import data, runs
 from .algorithms import ALGORITHMS
 from .config import TrainConfig, settings
 
@@ -51,21 +50,6 @@ def expand(grid: dict[str, list], base: dict | None = None) -> list[dict]:
         raise ValueError(f"unknown settings in the grid: {', '.join(unknown)}; the settings are {', '.join(settings())}")
     names = list(grid)
     return [{**(base or {}), **dict(zip(names, values))} for values in itertools.product(*grid.values())]
-
-
-def figure_2(samples: int, seeds: list[int]) -> list[dict]:
-    """Figure 2's grid: every panel, AEVB and wake-sleep, each seed, Section 5's settings."""
-    return [paper.figure_2_config(d, J, a, samples, seed).to_dict()
-            for (d, J), a, seed in itertools.product(paper.FIGURE_2, paper.FIGURE_2_ALGORITHMS, seeds)]
-
-
-def figure_3(samples: int, seeds: list[int]) -> list[dict]:
-    """Figure 3's grid: N_train = 1000 and 50000, AEVB, wake-sleep and Monte Carlo EM, each seed."""
-    return [paper.figure_3_config(n, a, samples, seed).to_dict()
-            for n, a, seed in itertools.product(paper.FIGURE_3, paper.FIGURE_3_ALGORITHMS, seeds)]
-
-
-PRESETS: dict[int, Callable[[int, list[int]], list[dict]]] = {2: figure_2, 3: figure_3}
 
 
 def trial_name(settings_: dict, varying: list[str]) -> str:
