@@ -4,6 +4,8 @@ import os
 import shutil
 from pathlib import Path
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +13,9 @@ from torch import nn
 from vae_core.models import VAE, DiagonalGaussian, ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
+# How long a test waits for something that takes seconds on an idle machine before it gives up: long enough that
+# no load decides a test. Waits poll and go on as soon as the thing has happened; none asserts a duration.
+PATIENCE = 600.0
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -109,3 +114,13 @@ class LinearGaussian:
 @pytest.fixture(scope="session")
 def linear_gaussian() -> LinearGaussian:
     return LinearGaussian()
+
+
+def wait_until(condition, what: str, poll: float = 0.2, between=None) -> None:
+    """Polls `condition` (calling `between` after each miss) until it holds; fails naming `what` after PATIENCE."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {PATIENCE:.0f} s for {what}"
+        time.sleep(poll)
+        if between is not None:
+            between()

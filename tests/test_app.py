@@ -16,6 +16,7 @@ from vae_app.views import pool
 from vae_core import runs
 from vae_core.config import TrainConfig
 from vae_core.training import Trainer
+from conftest import PATIENCE
 
 
 def start_app(monkeypatch, tmp_path, repo, data_dir=None) -> AppTest:
@@ -99,7 +100,7 @@ def shown_progress(app) -> dict:
 def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     start_digits_run(app, "30000")
     assert not app.exception and not app.error
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while "finished" not in shown_progress(app)["text"] and time.monotonic() < deadline:
         time.sleep(0.5)
         app.run()
@@ -169,7 +170,7 @@ def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
     assert not app.exception
     worker = pool().get(app.session_state[session.RUN_DIR])
     assert worker.config["samples"] == 6000
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while worker.active and time.monotonic() < deadline:
         time.sleep(0.2)
     assert worker.state == "finished" and worker.rows[-1]["samples_evaluated"] == 6000
@@ -225,7 +226,7 @@ def test_estimator_variance_page_computes_and_charts(app):
     app.number_input(key="R").set_value(8)
     app.text_input(key="L").set_value("1 4 16")
     app.button(key="compute").click().run()
-    deadline = time.monotonic() + 60  # the measurement runs in a process of its own
+    deadline = time.monotonic() + PATIENCE  # the measurement runs in a process of its own
     while not app.dataframe and time.monotonic() < deadline:
         time.sleep(0.5)
         app.run()
@@ -251,7 +252,7 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
     start_digits_run(app, "1e8")
     worker = pool().get(app.session_state[session.RUN_DIR])
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while worker.snapshot is None and time.monotonic() < deadline:
             time.sleep(0.2)
         app.switch_page("app_pages/latent_explorer.py").run()
@@ -260,7 +261,7 @@ def test_latent_explorer_follows_the_run_training_in_this_session_and_can_freeze
         first = app.session_state[session.FROZEN]["samples_evaluated"]
         app.toggle(key="follow").set_value(False).run()  # freeze
         frozen = app.session_state[session.FROZEN]["samples_evaluated"]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + PATIENCE
         while worker.snapshot["samples_evaluated"] == frozen and time.monotonic() < deadline:
             time.sleep(0.2)
         app.run()

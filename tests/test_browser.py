@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import PATIENCE
+
+WAIT_MS = int(PATIENCE * 1000)  # Playwright's waits, in milliseconds
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "test-output"
@@ -32,7 +35,7 @@ def server(tmp_path, data_dir):
     log = tmp_path / "server.log"  # the server's output and its training processes'
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port)],
                                cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -45,7 +48,7 @@ def server(tmp_path, data_dir):
             socket.create_connection((outside, port), timeout=2).close()
     yield f"http://127.0.0.1:{port}", log
     process.terminate()
-    process.wait(timeout=10)
+    process.wait(timeout=PATIENCE)
 
 
 POINTS = """() => { const plot = document.querySelector('.js-plotly-plot');
@@ -64,7 +67,7 @@ def chart_frame(page):
     """The iframe of the Train page's first live chart (the `live_chart` component), once it has drawn points."""
     from playwright.sync_api import Error
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         try:
             iframe = page.locator("iframe[src*='live_chart']").first
@@ -95,32 +98,32 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
 
     server = page.app_url
     page.goto(server + "/train")
-    expect(page.get_by_text("Start training")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Start training")).to_be_visible(timeout=WAIT_MS)
     expect_app_navigation(page)  # even though /train was the server's first request
     page.get_by_role("textbox", name="Training samples to evaluate").fill("1e8")
     page.get_by_role("textbox", name="Step size").fill("0.02")
     page.get_by_role("button", name="Start training").click()
     frame = chart_frame(page)
     first = chart_points(frame)
-    frame.wait_for_function(f"() => ({POINTS})() > {first}", timeout=30_000)  # the chart gains points
+    frame.wait_for_function(f"() => ({POINTS})() > {first}", timeout=WAIT_MS)  # the chart gains points
     assert chart_points(frame) > first > 0
 
     page.get_by_role("link", name="Runs").click()  # another page while it trains
-    expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=WAIT_MS)
     page.reload()  # a browser refresh: a new session, the run goes on in its worker
     page.goto(server + "/train")
     reattach = page.get_by_role("button", name="Re-attach to")
-    expect(reattach).to_be_visible(timeout=30_000)
+    expect(reattach).to_be_visible(timeout=WAIT_MS)
     reattach.click()
     assert chart_points(chart_frame(page)) > 0  # the re-attached run's curves, drawn again
     main = page.get_by_test_id("stMainBlockContainer")  # not the header's buttons
     main.get_by_role("button", name="Pause").click()
-    expect(main.get_by_role("button", name="Resume")).to_be_enabled(timeout=10_000)  # the page follows the run
+    expect(main.get_by_role("button", name="Resume")).to_be_enabled(timeout=WAIT_MS)  # the page follows the run
     expect(main.get_by_role("button", name="Pause")).to_be_disabled()
     main.get_by_role("button", name="Resume").click()
-    expect(main.get_by_role("button", name="Pause")).to_be_enabled(timeout=10_000)
+    expect(main.get_by_role("button", name="Pause")).to_be_enabled(timeout=WAIT_MS)
     main.get_by_role("button", name="Stop").click()
-    expect(chart_frame(page).get_by_text("stopped:")).to_be_visible(timeout=20_000)  # the progress line
+    expect(chart_frame(page).get_by_text("stopped:")).to_be_visible(timeout=WAIT_MS)  # the progress line
     expect_app_navigation(page)
     page.screenshot(path=str(OUTPUT / "train-page.png"), full_page=True)
     assert (OUTPUT / "train-page.png").stat().st_size > 10_000
@@ -135,9 +138,9 @@ def test_morph_pad_follows_the_pointer_while_dragging(page):
 
     page.goto(page.app_url + "/latent_explorer")
     frame_element = page.locator("iframe").first
-    expect(frame_element).to_be_visible(timeout=60_000)
+    expect(frame_element).to_be_visible(timeout=WAIT_MS)
     frame = frame_element.content_frame
-    expect(frame.locator("#pad")).to_be_visible(timeout=30_000)
+    expect(frame.locator("#pad")).to_be_visible(timeout=WAIT_MS)
     before = frame.locator("body").evaluate("() => Array.from(window.vaePad.image())")
     box = frame_element.bounding_box()
     pad = frame.locator("#pad").bounding_box()
@@ -195,7 +198,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
 
     def polled(more):
         target = page.evaluate("() => window.liveCharts.polls") + more
-        page.wait_for_function(f"() => window.liveCharts.polls >= {target}", timeout=10_000)
+        page.wait_for_function(f"() => window.liveCharts.polls >= {target}", timeout=WAIT_MS)
 
     rows = [[100 * (i + 1), -500 + i, -480 + i, 20.0] for i in range(50)]
     evaluations = [[100, -520.0, -519.0, None, None]]
@@ -252,14 +255,14 @@ def test_every_page_in_light_and_dark_at_1400_and_800_px(server, chromium, schem
                             ("latent_explorer", "Morph pad"), ("estimator_variance", "Compute"), ("runs", "No runs yet"),
                             ("paper", "Missing runs")):
             page.goto(f"{url}/{path}")
-            expect(page.get_by_text(ready).first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(ready).first).to_be_visible(timeout=WAIT_MS)
             page.wait_for_timeout(1500)
             assert page.get_by_test_id("stException").count() == 0, path
             page.screenshot(path=str(OUTPUT / f"{path or 'home'}-{scheme}-{width}.png"), full_page=True)
             if path == "latent_explorer":
                 frame = page.frame_locator("iframe[src*='morph_pad']")
                 pad = frame.locator("#pad")
-                expect(pad).to_be_visible(timeout=30_000)
+                expect(pad).to_be_visible(timeout=WAIT_MS)
                 box = page.locator("iframe[src*='morph_pad']").bounding_box()
                 image = frame.locator("#image").bounding_box()
                 assert image["x"] + image["width"] <= box["x"] + box["width"] + 1  # the image is not cut off

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from conftest import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,12 +84,12 @@ def test_ctrl_c_stops_after_the_step_and_saves_where_the_run_stands(tmp_path):
     training = subprocess.Popen([sys.executable, "-m", "vae_core", "train", "--dataset", "digits", "--samples", "1e9",
                                  "--lr", "0.02", "--run-dir", str(run_dir), "--json"], cwd=REPO, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + PATIENCE
     while not (run_dir / runs.CHECKPOINT).is_file() and time.monotonic() < deadline:  # past the first evaluation
         time.sleep(0.2)
     time.sleep(1.0)
     training.send_signal(signal.SIGINT)
-    out, err = training.communicate(timeout=60)
+    out, err = training.communicate(timeout=PATIENCE)
     assert training.returncode == 130 and "Traceback" not in err, err
     assert "stopping after this step" in err
     result = json.loads(out.strip().splitlines()[-1])

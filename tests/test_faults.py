@@ -29,6 +29,7 @@ from vae_core import runs
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.training import Trainer
+from conftest import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,6 +89,15 @@ def digits_run(run_dir: Path, samples: int = 3000) -> None:
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:int(len(data) * keep)])
+
+
+def cut_mid_line(path: Path) -> None:
+    """Cuts a text file inside one of its later lines (ten bytes into the line that starts past 70% of the file), as
+    a write interrupted mid-line leaves it; the lines before stay whole."""
+    data = path.read_bytes()
+    start = data.index(b"\n", int(len(data) * 0.7)) + 1
+    assert data.index(b"\n", start) > start + 10  # the cut lands inside the line
+    path.write_bytes(data[:start + 10])
 
 
 def rewrite_header(path: Path, change: Callable[[dict], None]) -> None:
@@ -181,7 +191,7 @@ def another_writer(second: Callable[[Sandbox, Path], tuple[str, ...]]) -> Callab
         target = sandbox.runs / "busy"
         first = process("train", "--dataset", "digits", "--samples", "1e9", "--lr", "0.02", "--run-dir", str(target))
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + PATIENCE
             while runs.lock_holder(target) is None or not (target / runs.CONFIG).is_file():
                 assert time.monotonic() < deadline and first.poll() is None, first.stderr.read() if first.poll() else ""
                 time.sleep(0.1)
@@ -192,7 +202,7 @@ def another_writer(second: Callable[[Sandbox, Path], tuple[str, ...]]) -> Callab
             return outcome
         finally:
             first.send_signal(signal.SIGINT)
-            first.communicate(timeout=60)
+            first.communicate(timeout=PATIENCE)
     return act
 
 
@@ -257,7 +267,7 @@ DAMAGES = {  # one run folder damaged each way, for the Runs page
     "cut-checkpoint": lambda run: truncate(run / runs.CHECKPOINT),
     "cut-config": lambda run: truncate(run / runs.CONFIG),
     "cut-status": lambda run: truncate(run / runs.STATUS),
-    "cut-metrics": lambda run: truncate(run / runs.METRICS, 0.7),
+    "cut-metrics": lambda run: cut_mid_line(run / runs.METRICS),
     "budget-1e20": lambda run: edit_json(run / runs.CONFIG, lambda c: c["train_config"].update(samples=10**20)),
     "failed-no-metrics": failed_without_metrics,
     "only-a-lock": lambda run: [p.unlink() for p in run.iterdir() if p.name != runs.LOCK],
@@ -318,7 +328,7 @@ FAULTS = [
     Fault("--resume a run whose metrics are cut mid-line", "damage",
           resume(),
           r"note: metrics\.jsonl: line \d+ of \d+ cannot be read; the \d+ rows before it are kept: the learning curve",
-          0, changes={"good"}, setup=to_good(lambda r: truncate(r / runs.METRICS, 0.7))),
+          0, changes={"good"}, setup=to_good(lambda r: cut_mid_line(r / runs.METRICS))),
     Fault("--resume a run whose budget reads 1e20", "damage",
           resume(),
           r"config\.json holds settings that cannot be trained \(samples must be at most 1,000,000,000,000", setup=to_good(lambda r: edit_json(r / runs.CONFIG, lambda c: c["train_config"].update(samples=10**20)))),
@@ -438,7 +448,7 @@ FAULTS = [
 ]
 
 
-def wait_for_error(at, seconds: float = 60) -> None:
+def wait_for_error(at, seconds: float = PATIENCE) -> None:
     deadline = time.monotonic() + seconds
     while not at.error and time.monotonic() < deadline:
         time.sleep(0.3)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import PATIENCE, wait_until
 from vae_core import data, runs, schedules
 from vae_core.config import STEP_SIZE_CANDIDATES, TrainConfig
 from vae_core.events import is_evaluation
@@ -95,15 +96,14 @@ def test_resume_with_a_larger_budget_continues(tmp_path):
     assert more.run().samples_evaluated == 10_000
 
 
-def test_stop_from_another_thread_within_a_second_leaves_a_checkpoint(tmp_path):
+def test_stop_from_another_thread_leaves_a_checkpoint_where_it_stopped(tmp_path):
     trainer = Trainer.from_config(digits_config(samples=10**9), tmp_path / "run")
     worker = threading.Thread(target=trainer.run)
     worker.start()
-    time.sleep(1.0)
-    asked = time.monotonic()
+    wait_until(lambda: trainer.samples_evaluated > 0, "the first steps")
     trainer.stop()
-    worker.join(timeout=5)
-    assert not worker.is_alive() and time.monotonic() - asked < 1.0
+    worker.join(timeout=PATIENCE)
+    assert not worker.is_alive()
     status = runs.read_json(tmp_path / "run" / runs.STATUS)
     assert status["state"] == "stopped" and status["samples_evaluated"] > 0
     _, metadata = runs.load_model(tmp_path / "run" / runs.MODEL)
@@ -114,18 +114,17 @@ def test_pause_holds_the_run_and_resume_continues(tmp_path):
     trainer = Trainer.from_config(digits_config(samples=10**9), tmp_path / "run")
     worker = threading.Thread(target=trainer.run)
     worker.start()
-    time.sleep(0.5)
+    status = tmp_path / "run" / runs.STATUS
+    wait_until(lambda: status.is_file() and trainer.samples_evaluated > 0, "the first steps")
     trainer.pause()
-    time.sleep(0.3)
+    wait_until(lambda: runs.read_json(status)["state"] == "paused", "the trainer to report the pause")
     held = trainer.samples_evaluated
     time.sleep(0.5)
     assert trainer.samples_evaluated == held and trainer.paused
-    assert runs.read_json(tmp_path / "run" / runs.STATUS)["state"] == "paused"
     trainer.resume()
-    time.sleep(0.5)
-    assert trainer.samples_evaluated > held
+    wait_until(lambda: trainer.samples_evaluated > held, "training to go on after resume")
     trainer.stop()
-    worker.join(timeout=5)
+    worker.join(timeout=PATIENCE)
     assert not worker.is_alive()
 
 
@@ -355,6 +354,31 @@ def test_a_run_can_be_named_tagged_deleted_to_the_trash_and_restored(tmp_path):
     with pytest.raises(runs.RunError, match="being trained by the CLI"):
         runs.delete(run)
     lock.release()
+
+
+def test_a_run_whose_origin_note_is_lost_is_restored_under_its_own_name(tmp_path):
+    run = tmp_path / "runs" / "20261206-101500-frey-J2-ab12"
+    Trainer.from_config(digits_config(samples=500), run).run()
+    trash = runs.delete(run)
+    (trash.parent / f"{trash.name}.from").unlink()
+    assert runs.restore(trash) == run and (run / runs.MODEL).is_file()
+
+
+def test_a_trainer_that_cannot_be_built_leaves_its_folder_as_it_was(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("no memory for the model")
+    monkeypatch.setattr(Trainer, "_model", staticmethod(fail))
+    given = tmp_path / "given"
+    given.mkdir()
+    for run_dir in (given, tmp_path / "new"):
+        with pytest.raises(RuntimeError, match="no memory"):
+            Trainer.from_config(digits_config(), run_dir)
+    assert given.is_dir() and list(given.iterdir()) == [] and not (tmp_path / "new").exists()
+    with pytest.raises(RuntimeError, match="no memory"):
+        Trainer.from_config(digits_config(), runs_dir=tmp_path / "runs")
+    assert list((tmp_path / "runs").iterdir()) == []
+    monkeypatch.undo()
+    assert Trainer.from_config(digits_config(samples=500), given).run().kind == "finished"  # the lock was released
 
 
 def test_a_binarised_run_is_evaluated_on_binary_images(tmp_path):

@@ -32,6 +32,7 @@ RUNS_DIR_ENV = "VAE_RUNS_DIR"
 CONFIG, METRICS, MODEL, CHECKPOINT, STATUS, LOCK, META = (
     "config.json", "metrics.jsonl", "model.safetensors", "checkpoint.safetensors", "status.json", ".lock", "meta.json")
 TRASH = ".trash"  # deleted runs wait here, under the runs folder, until restored
+TRASH_STAMP = "%Y%m%d-%H%M%S"  # a deleted run's name in the trash: when it was deleted, a dash, its own name
 RUN_FILES = (CONFIG, METRICS, MODEL, CHECKPOINT, STATUS)
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header larger than this is not one of ours
 
@@ -507,7 +508,7 @@ def delete(run_dir: str | os.PathLike) -> Path:
     if holder is not None:
         raise RunError(f"{run_dir.name} is being trained by {describe_holder(holder)}; stop it before deleting it")
     root = run_dir.parent.parent if sweep_of(run_dir) else run_dir.parent
-    trash = root / TRASH / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_dir.name}"
+    trash = root / TRASH / f"{time.strftime(TRASH_STAMP)}-{run_dir.name}"
     trash.parent.mkdir(parents=True, exist_ok=True)
     (trash.parent / f"{trash.name}.from").write_text(str(run_dir.resolve()))  # where it goes back to
     os.replace(run_dir, trash)
@@ -524,7 +525,11 @@ def restore(trashed_run: str | os.PathLike) -> Path:
     """Puts a deleted run back where it was; refuses when something else has taken its place."""
     trashed_run = Path(trashed_run)
     origin_file = trashed_run.parent / f"{trashed_run.name}.from"
-    origin = Path(origin_file.read_text()) if origin_file.is_file() else trashed_run.parent.parent / trashed_run.name
+    if origin_file.is_file():
+        origin = Path(origin_file.read_text())
+    else:  # where it was is lost: back into the runs folder under its own name, the deletion's time taken off
+        stamp = len(time.strftime(TRASH_STAMP)) + 1
+        origin = trashed_run.parent.parent / trashed_run.name[stamp:]
     if origin.exists():
         raise RunError(f"{origin} exists again; rename or delete it before restoring this run")
     origin.parent.mkdir(parents=True, exist_ok=True)
