@@ -5,7 +5,18 @@ import math
 import pytest
 import torch
 
-from vae_core.hmc import Sampler, gaussian_log_density, log_joint
+from vae_core.hmc import Sampler, log_joint
+
+
+def gaussian_log_density(mean: torch.Tensor, covariance: torch.Tensor):
+    """log N(z; mean, covariance): a target with a known answer."""
+    precision = torch.linalg.inv(covariance)
+    log_norm = -0.5 * (mean.shape[-1] * math.log(2 * math.pi) + torch.logdet(covariance))
+
+    def log_density(z: torch.Tensor) -> torch.Tensor:
+        d = z - mean
+        return log_norm - 0.5 * torch.einsum("...i,ij,...j->...", d, precision, d)
+    return log_density
 from vae_core.marginal import MarginalConfig, fitted_kde_factor, kde_log_density, marginal_log_likelihood
 
 

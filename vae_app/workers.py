@@ -36,10 +36,10 @@ class ThreadTuner:
 
     How many threads train fastest depends on what else runs: alone, every core; beside a neighbour (another run, a
     page redrawing, a browser), a worker whose OpenMP threads fill every core stalls at each parallel region
-    whenever one of them is descheduled, and on 2 cores a 2-thread worker then trained 4 to 10 times slower than a
-    1-thread one (docs/PERFORMANCE.md). So each candidate count trains for a window of `window` seconds of training
-    time (evaluations excluded), and the most threads within `margin` of the fastest are kept until the next probe:
-    a one-second window is noisy, and wrongly keeping fewer threads on an idle machine cost 15 to 30% for 30 s. The
+    whenever one of them is descheduled, and can train several times slower than a 1-thread one (measured:
+    docs/PERFORMANCE.md, "The thread tuner"). So each candidate count trains for a window of `window` seconds of
+    training time (evaluations excluded), and the most threads within `margin` of the fastest are kept until the
+    next probe: a one-second window is noisy, and wrongly keeping fewer threads on an idle machine is costly. The
     first window of a run is not measured (its first steps are slow whatever the count). Fewer threads than cores
     are measured again sooner, after `recheck` seconds, then twice as long each time a probe keeps them, up to
     `every`: a burst of the page or of another process during the all-cores window is then paid for seconds, not

@@ -44,7 +44,7 @@ class Algorithm:
     learns_encoder: ClassVar[bool] = True  # q_φ(z|x) is trained, so its lower bound and its posteriors mean something
     # Time per training sample relative to AEVB's, roughly, as measured here (only the order matters: a sweep starts
     # its costliest trials first).
-    relative_cost: ClassVar[float] = 1.0  # measured values: docs/PERFORMANCE.md
+    relative_cost: ClassVar[float] = 1.0  # the values as measured: docs/PERFORMANCE.md, "Each algorithm's cost"
 
     def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):
         if step not in self.steps:
@@ -176,7 +176,7 @@ class MonteCarloEM(Algorithm):
     name = "mcem"
     help = "Monte Carlo EM with HMC (Appendix E), evaluated by the marginal likelihood"
     learns_encoder = False
-    relative_cost = 13.0
+    relative_cost = 13.0  # an HMC transition of 10 leapfrog steps and 5 updates a minibatch
     updates_per_minibatch = 5  # Appendix E
 
     def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):
@@ -252,7 +252,7 @@ class FullVB(Algorithm):
     """
     name = "full-vb"
     help = "a Gaussian posterior over θ too (Appendix F)"
-    relative_cost = 3.0
+    relative_cost = 3.0  # a draw of θ and functional calls of the decoder, by autograd
     uses_weight_decay = False
 
     def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):

@@ -51,10 +51,6 @@ def pack(state: TrainingState, progress: dict) -> bytes:
     return save_safetensors(tensors, metadata=metadata)
 
 
-def read_progress(path: str | Path) -> dict:
-    return read_header(path)[1]["progress"]
-
-
 def restore(path: str | Path, state: TrainingState) -> dict:
     """Loads the checkpoint at `path` into `state` (in place) and returns its progress; RunError, before any
     tensor is read, if the file does not fit this training state."""

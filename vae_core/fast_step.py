@@ -1,6 +1,5 @@
-"""Gradients of the paper's network (Appendix C: one tanh hidden layer each side), derived by hand; and of the same
-networks with several hidden layers, or ReLU or softplus units, whose derivatives, like tanh's, follow from each
-layer's output.
+"""Gradients derived by hand for the MLPs of Appendix C at any depth, with tanh (the paper's), ReLU or softplus
+hidden units, whose derivatives follow from each layer's output; on the CPU in float32.
 
 Autograd spends more time on bookkeeping than on arithmetic for networks this small, so these steps run the
 forward pass once and write each parameter's gradient straight into its view of one flat buffer (by
@@ -24,8 +23,8 @@ _ONEDNN = torch.backends.mkldnn.is_available()
 Grads = dict[str, torch.Tensor]  # parameter name -> its view of the flat gradient buffer
 
 
-# A product whose weight (or weight gradient) is at least this wide both ways goes through oneDNN: MKL's GEMM took
-# 1.6-2.1x as long at 784x400, 784x500 and 400x100 (one thread); at 500x6 the call and the copy cost more.
+# A product whose weight (or weight gradient) is at least this wide both ways goes through oneDNN, which is faster
+# than MKL's GEMM there; below it the call and the copy cost more (measured: docs/PERFORMANCE.md, "oneDNN").
 _ONEDNN_MIN_WIDTH = 64
 
 

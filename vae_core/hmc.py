@@ -10,7 +10,6 @@ its moves. Each chain's step takes a random sign (the authors' code), so the mov
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -101,18 +100,3 @@ class Sampler:
         return torch.stack(draws), torch.stack(values), accepted / max(1, samples)
 
 
-def effective_step_size(sampler: Sampler) -> float:
-    """The step size as one number (the mean over chains when each has its own)."""
-    size = sampler.step_size
-    return float(size.mean()) if torch.is_tensor(size) else float(size)
-
-
-def gaussian_log_density(mean: torch.Tensor, covariance: torch.Tensor) -> LogDensity:
-    """log N(z; mean, covariance), for tests and examples: a target with a known answer."""
-    precision = torch.linalg.inv(covariance)
-    log_norm = -0.5 * (mean.shape[-1] * math.log(2 * math.pi) + torch.logdet(covariance))
-
-    def log_density(z: torch.Tensor) -> torch.Tensor:
-        d = z - mean
-        return log_norm - 0.5 * torch.einsum("...i,ij,...j->...", d, precision, d)
-    return log_density

@@ -71,11 +71,6 @@ class ModelConfig:
         if math.prod(self.image_shape) != self.data_dim:
             raise ValueError(f"image_shape {self.image_shape} does not hold data_dim {self.data_dim} pixels")
 
-    @property
-    def is_paper_network(self) -> bool:
-        """Appendix C exactly: one tanh hidden layer in the encoder and in the decoder."""
-        return len(self.hidden) == 1 and self.activation == "tanh"
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -160,12 +160,6 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], di
     return shapes, decoded
 
 
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and JSON-decoded header metadata of a safetensors file (whose header `read_header` has checked)."""
-    _, metadata = read_header(path)
-    return load_safetensors(Path(path).read_bytes()), metadata
-
-
 def model_bytes(model: VAE, metadata: dict | None = None) -> bytes:
     """The model as safetensors bytes; its ModelConfig (and `metadata`) travel in the header."""
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
