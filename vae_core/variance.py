@@ -227,9 +227,6 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
     generator = torch.Generator().manual_seed(config.seed)
     result = VarianceResult(settings={"M": len(x), "R": config.repeats, "L": list(config.samples),
                                       "estimators": list(config.estimators), "seed": config.seed})
-    units = len(config.samples) * (len(config.estimators) + 2)
-    done = 0
-
     baseline = _baseline(model, x)
 
     def decoder_pass(th: dict, z: torch.Tensor):
@@ -241,7 +238,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         return lambda w, e, log_px, grad_z, z0: functional_call(
             objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
 
-    for L in config.samples:
+    for done, L in enumerate(config.samples, 1):
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
@@ -269,22 +266,28 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
                     with torch.no_grad():
                         for name, f in VALUE_ESTIMATORS.items():
                             values[name].append(f(model, x, L, eps=e))  # (M,)
-        if moments:
-            for name, m in accumulated.items():
-                result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
-                    t.numpy() for t in m.mean_and_variance())
-        theta_stats = {f"theta_{k}": v for k, v in accumulated["theta"].summary().items()}
-        for estimator in config.estimators:
-            row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in accumulated[estimator].summary().items()},
-                   **theta_stats}
-            if estimator in ("A", "B"):
-                row |= _value_stats(torch.stack(values[estimator]))
-            result.rows.append(row)
-        result.rows.append({"estimator": "iw", "L": L, **_value_stats(torch.stack(values["iw"]))})
-        done += len(config.estimators) + 2
+        _record(result, L, accumulated, values, config.estimators, moments)
         if progress:
-            progress(done / units)
+            progress(done / len(config.samples))
     return result
+
+
+def _record(result: VarianceResult, L: int, accumulated: dict[str, _Moments], values: dict[str, list],
+            estimators: tuple[str, ...], moments: bool) -> None:
+    """Adds the rows of one L to `result`, from its gradients' moments and its values: a row per estimator, then the
+    importance-weighted bound's; with `moments`, each gradient's per-parameter mean and variance too."""
+    if moments:
+        for name, m in accumulated.items():
+            result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
+                t.numpy() for t in m.mean_and_variance())
+    theta_stats = {f"theta_{k}": v for k, v in accumulated["theta"].summary().items()}
+    for estimator in estimators:
+        row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in accumulated[estimator].summary().items()},
+               **theta_stats}
+        if estimator in ("A", "B"):
+            row |= _value_stats(torch.stack(values[estimator]))
+        result.rows.append(row)
+    result.rows.append({"estimator": "iw", "L": L, **_value_stats(torch.stack(values["iw"]))})
 
 
 def _naive_gradient(objectives, estimator, wrt, fixed, x, eps) -> list[torch.Tensor]:
