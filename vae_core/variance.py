@@ -88,8 +88,7 @@ class VarianceConfig:
         """Bytes the measurement needs, estimated before anything is allocated: the noise of every replicate at the
         largest L, a chunk's decoder outputs and per-replicate gradients, and the moments' accumulators."""
         c = model.config
-        out = c.data_dim * (2 if c.likelihood == "gaussian" else 1)
-        parameters = sum(p.numel() for p in model.parameters())
+        out, parameters = c.decoder_outputs, c.parameter_count()
         L, M, J = max(self.samples), self.batch_size, c.latent_dim
         chunk = max(1, self.max_elements // (L * M * out))  # replicates per chunk
         noise = 2 * self.repeats * L * M * J * 4  # ε and z0
@@ -222,8 +221,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
     params = {k: v.detach() for k, v in objectives.named_parameters()}
     phi = {k: v for k, v in params.items() if k.startswith("vae.encoder.")}
     theta = {k: v for k, v in params.items() if k.startswith("vae.decoder.")}
-    J, D = model.config.latent_dim, model.config.data_dim
-    out_dim = D * (2 if model.config.likelihood == "gaussian" else 1)
+    J, out_dim = model.config.latent_dim, model.config.decoder_outputs
     generator = torch.Generator().manual_seed(config.seed)
     result = VarianceResult(settings={"M": len(x), "R": config.repeats, "L": list(config.samples),
                                       "estimators": list(config.estimators), "seed": config.seed})
