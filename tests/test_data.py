@@ -1,4 +1,5 @@
 """Loaders on the verified copies in ../shared/data, and on damaged copies in a temporary folder."""
+import dataclasses
 import gzip
 import hashlib
 import http.server
@@ -13,14 +14,19 @@ from vae_core import data
 from vae_core.data import DataError, DataFile
 
 
+def with_files(spec, *files):
+    """The dataset's spec with other files (other URLs or checksums)."""
+    return dataclasses.replace(spec, files=files)
+
+
 @pytest.fixture
 def isolated(monkeypatch, tmp_path):
     """No VAE_DATA_DIR, an empty cache, and download URLs that refuse at once (this machine is offline)."""
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    dead = {name: tuple(DataFile(f.name, f.sha256, (f"http://127.0.0.1:9/{f.name}",)) for f in files)
-            for name, files in data.SOURCES.items()}
-    monkeypatch.setattr(data, "SOURCES", dead)
+    dead = {name: with_files(spec, *(DataFile(f.name, f.sha256, (f"http://127.0.0.1:9/{f.name}",)) for f in spec.files))
+            for name, spec in data.DATASETS.items()}
+    monkeypatch.setattr(data, "DATASETS", dead)
     data._load_cached.cache_clear()
     yield tmp_path
     data._load_cached.cache_clear()
@@ -45,7 +51,7 @@ def test_mnist_counts_shapes_and_statistics(data_dir):
 
 def test_frey_shapes_statistics_and_fixed_split(data_dir):
     frey = data.load("frey", data_dir)
-    assert frey.train.shape == (1600, 560) and frey.test.shape == (365, 560) and frey.image_shape == (28, 20)
+    assert frey.train.shape == (1600, 560) and frey.test.shape == (365, 560) and frey.spec.image_shape == (28, 20)
     pixels = np.concatenate([frey.train, frey.test]) * 256
     assert pixels.min() == pytest.approx(8) and pixels.max() == pytest.approx(238)
     assert pixels.mean() == pytest.approx(154.46, abs=0.01) and pixels.std() == pytest.approx(44.90, abs=0.01)
@@ -58,7 +64,7 @@ def test_frey_shapes_statistics_and_fixed_split(data_dir):
 def test_digits_is_available_offline(isolated):
     digits = data.load("digits")
     assert digits.train.shape == (1500, 64) and digits.test.shape == (297, 64)
-    assert digits.train.max() == 1.0 and digits.likelihood == "bernoulli"
+    assert digits.train.max() == 1.0 and digits.spec.likelihood == "bernoulli"
 
 
 def test_lookup_order_env_then_cache(isolated, data_dir, monkeypatch):
@@ -100,10 +106,10 @@ def test_truncated_gzip_is_named(isolated, data_dir):
 
 def _trust(monkeypatch, name, file_name, content):
     """Declares `content` the verified file, to reach the parser's own checks behind the checksum."""
-    sources = dict(data.SOURCES)
-    sources[name] = tuple(DataFile(f.name, hashlib.sha256(content).hexdigest() if f.name == file_name else f.sha256, f.urls)
-                          for f in sources[name])
-    monkeypatch.setattr(data, "SOURCES", sources)
+    spec = data.DATASETS[name]
+    monkeypatch.setitem(data.DATASETS, name, with_files(spec, *(
+        DataFile(f.name, hashlib.sha256(content).hexdigest() if f.name == file_name else f.sha256, f.urls)
+        for f in spec.files)))
 
 
 def test_mat_without_ff_is_named(isolated, monkeypatch):
@@ -140,9 +146,10 @@ def test_download_verifies_and_lands_atomically_in_the_cache(isolated, data_dir,
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
-    spec = data.SOURCES["frey"][0]
+    spec, file = data.DATASETS["frey"], data.DATASETS["frey"].files[0]
     # The first mirror serves a bad file: it is rejected and the second mirror is used.
-    monkeypatch.setitem(data.SOURCES, "frey", (DataFile(spec.name, spec.sha256, (base + "bad.mat", base + "frey_rawface.mat")),))
+    mirrors = (base + "bad.mat", base + "frey_rawface.mat")
+    monkeypatch.setitem(data.DATASETS, "frey", with_files(spec, DataFile(file.name, file.sha256, mirrors)))
     seen = []
     try:
         frey = data.load("frey", progress=lambda name, done, total: seen.append((done, total)))

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from .data import DatasetSpec
 
 _LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "softplus": F.softplus}
@@ -84,6 +88,14 @@ class ModelConfig:
         if "hidden_dim" in d:  # files written before several hidden layers existed
             d["hidden"] = (d.pop("hidden_dim"),)
         return cls(**d)
+
+    @classmethod
+    def for_dataset(cls, spec: DatasetSpec, latent_dim: int, hidden: tuple[int, ...] | None = None,
+                    activation: str = "tanh", init: str = "paper") -> "ModelConfig":
+        """The network for the data of `spec`: its D, image shape and decoder, with `hidden` layers or, when none are
+        given, the paper's for the dataset (Section 5)."""
+        return cls(spec.data_dim, latent_dim, hidden or spec.hidden, spec.likelihood, spec.image_shape, activation,
+                   init)
 
     @property
     def decoder_outputs(self) -> int:

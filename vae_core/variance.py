@@ -307,7 +307,6 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
     from pathlib import Path
 
     from . import data, runs
-    from .models import ModelConfig
 
     if source is not None:
         path = Path(source)
@@ -324,5 +323,4 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
     if problems:  # before the network is allocated
         raise ValueError("; ".join(problems.values()))
     loaded = data.load(dataset, data_dir, download=False)
-    config = ModelConfig(loaded.data_dim, latent_dim, shape.hidden_layers, loaded.likelihood, loaded.image_shape)
-    return VAE(config, generator=torch.Generator().manual_seed(seed)), loaded
+    return VAE(shape.model_config(loaded.spec), generator=torch.Generator().manual_seed(seed)), loaded
