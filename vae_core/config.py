@@ -32,6 +32,22 @@ LIMITS = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "sample
           "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000}
 
 
+def _datasets_help() -> str:
+    """The datasets as the `dataset` setting's help lists them, from their specs."""
+    return ", ".join(f"{s.name} ({s.title}{'' if s.files else ', bundled, needs no download'})"
+                     for s in data_module.DATASETS.values())
+
+
+def _paper_networks() -> str:
+    """The paper's hidden layers for each dataset (its spec's), as help text says them: "500 for mnist, ..."."""
+    return ", ".join(f"{' '.join(map(str, s.hidden))} for {s.name}" for s in data_module.DATASETS.values())
+
+
+def _data_folders() -> str:
+    """The folders a data directory holds, one for each dataset with files to fetch: "mnist/ and frey/"."""
+    return " and ".join(f"{s.name}/" for s in data_module.DATASETS.values() if s.files)
+
+
 def parse_sample_count(text: str | int | float) -> int:
     """A budget of samples as people write it: 1e6, 1_000_000 or 1000000; ValueError says what is wrong."""
     try:
@@ -126,15 +142,14 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     """Defaults follow Section 5 of the paper; `hidden=None` takes the paper's size for the dataset."""
-    dataset: str = setting("digits", "the data: mnist, frey (Frey Face), or digits (scikit-learn's 8x8 digits, "
-                           "bundled, needs no download)", "Dataset", "data and model",
+    dataset: str = setting("digits", f"the data: {_datasets_help()}", "Dataset", "data and model",
                            choices=tuple(data_module.DATASETS))
     latent_dim: int = setting(2, "J, the dimensions of the latent variable z", "Latent dimensions J",
                               "data and model", metavar="J")
     hidden: tuple[int, ...] | None = setting(
-        None, "units of each hidden layer, e.g. 500 or 200 200 (empty: the paper's one layer, 500 for MNIST and "
-        "200 otherwise); the decoder mirrors the encoder", "Hidden units per layer", "data and model",
-        parse=parse_hidden, metavar="H", nargs="+", placeholder="the paper's: 500 for MNIST, 200 otherwise")
+        None, f"units of each hidden layer, e.g. 500 or 200 200 (empty: the paper's network for the dataset, "
+        f"{_paper_networks()}); the decoder mirrors the encoder", "Hidden units per layer", "data and model",
+        parse=parse_hidden, metavar="H", nargs="+", placeholder=f"the paper's: {_paper_networks()}")
     activation: str = setting("tanh", "the hidden units' nonlinearity (the paper: tanh)", "Activation",
                               "data and model", choices=tuple(ACTIVATIONS))
     init: str = setting("paper", "initial parameters: paper draws each from N(0, 0.01²) (Section 5); default is "
@@ -182,7 +197,7 @@ class TrainConfig:
                         "advanced", choices=STEPS)
     device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
                           "advanced", choices=DEVICES)
-    data_dir: str | None = setting(None, "folder holding mnist/ and frey/ (default: $VAE_DATA_DIR, then the cache)",
+    data_dir: str | None = setting(None, f"folder holding {_data_folders()} (default: $VAE_DATA_DIR, then the cache)",
                                    "Data folder", "advanced", metavar="DIR",
                                    placeholder="$VAE_DATA_DIR, then ~/.cache/vae_core")
     eval_train_size: int = setting(10_000, "training points in each scheduled evaluation (the final one uses all)",

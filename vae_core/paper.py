@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import STEP_SIZE_CANDIDATES, TrainConfig
+from .data import DATASETS
 from .runs import RunRecord, is_evaluation
 from .training import format_duration
 
@@ -274,7 +275,7 @@ def claims(panels: dict[tuple[str, int], list[Curve]]) -> dict[tuple[str, int] |
     return verdicts
 
 
-NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
+NAMES = {name: spec.title for name, spec in DATASETS.items()}  # as the paper names each dataset
 BUDGETS = (10**5, 3 * 10**5, 10**6, 10**7)  # the points of Figure 2's x axis the docs report
 
 
