@@ -29,6 +29,44 @@ if live:  # frozen: keep the snapshot seen when the toggle went off
     sources[name] = LiveRun(sources[name].run_dir, sources[name].dataset, st.session_state["frozen"])
 
 
+def pad_tab(space):
+    """The morph pad on a plane of z (the first two dimensions, or a chosen pair around a test image's encoding)."""
+    plane, around, tested = "", 0, space.has_test_set
+    if space.latent_dim > 2:
+        left, right = st.columns(2)
+        plane = left.selectbox("Pad moves", views.pad_plane_choices(space), key="plane")
+        if tested:
+            around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around",
+                                        help="the pad's centre: the mean of q(z|x) for this test image")
+    base, directions, dims_text = views.pad_plane(space, plane, around)
+    st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move. Click a "
+               f"test point to pick it: its q(z|x) is drawn at 1σ and 2σ."
+               + ("" if tested else " The encoded test set is not drawn beneath it: its data is not here."))
+    view = f"{name}|{plane}|{around}"  # while it stays the same, the pad keeps its position
+    shared_position = st.query_params.get("pad", "0,0").split(",")
+    position = [float(v) for v in shared_position] if len(shared_position) == 2 else [0.0, 0.0]
+    moved = morph_pad()(config=views.pad(space, base, directions, view, position), key="pad", default=None)
+    if moved and moved["view"] == view:
+        st.query_params["pad"] = f"{moved['a']:.3f},{moved['b']:.3f}"  # shareable, and kept over a reload
+
+
+def manifold_tab(space):
+    """Fig. 4: the decoded grid of z."""
+    left, right = st.columns(2)
+    grid = left.slider("Grid size", 5, 30, 12 if space.image_shape == (28, 20) else 20, key="grid",
+                       help="images per side of the grid (Fig. 4 uses 20)")
+    edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
+                        help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "
+                             "this is where the grid starts and ends, as a quantile of the prior")
+    figure, mosaic, zs, cells = figures.manifold_figure(space, grid, edge)
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="manifold")
+    st.download_button("Download PNG", images.png(mosaic), file_name=f"{space.label}-manifold.png", mime="image/png")
+    picked = event.selection.points if event and event.selection else []
+    if picked:
+        index = picked[0]["point_index"]
+        st.image(images.png(cells[index], scale=8), caption=f"z = {views.format_z(zs[index])}")
+
+
 @st.fragment(run_every=2.0 if follow else None)
 @guarded
 def explore():
@@ -44,37 +82,9 @@ def explore():
         ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"])
     J, tested = space.latent_dim, space.has_test_set
     with pad:
-        plane, around = "", 0
-        if J > 2:
-            left, right = st.columns(2)
-            plane = left.selectbox("Pad moves", views.pad_plane_choices(space), key="plane")
-            if tested:
-                around = right.number_input("around the encoding of test image", 0, space.test_size - 1, 0, key="around",
-                                            help="the pad's centre: the mean of q(z|x) for this test image")
-        base, directions, dims_text = views.pad_plane(space, plane, around)
-        st.caption(f"Drag on the pad (moving {dims_text}) or the sliders: the browser decodes as you move. Click a "
-                   f"test point to pick it: its q(z|x) is drawn at 1σ and 2σ."
-                   + ("" if tested else " The encoded test set is not drawn beneath it: its data is not here."))
-        view = f"{name}|{plane}|{around}"  # while it stays the same, the pad keeps its position
-        shared_position = st.query_params.get("pad", "0,0").split(",")
-        position = [float(v) for v in shared_position] if len(shared_position) == 2 else [0.0, 0.0]
-        moved = morph_pad()(config=views.pad(space, base, directions, view, position), key="pad", default=None)
-        if moved and moved["view"] == view:
-            st.query_params["pad"] = f"{moved['a']:.3f},{moved['b']:.3f}"  # shareable, and kept over a reload
+        pad_tab(space)
     with manifold:
-        left, right = st.columns(2)
-        grid = left.slider("Grid size", 5, 30, 12 if space.image_shape == (28, 20) else 20, key="grid",
-                           help="images per side of the grid (Fig. 4 uses 20)")
-        edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
-                            help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "
-                                 "this is where the grid starts and ends, as a quantile of the prior")
-        figure, mosaic, zs, cells = figures.manifold_figure(space, grid, edge)
-        event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="manifold")
-        st.download_button("Download PNG", images.png(mosaic), file_name=f"{space.label}-manifold.png", mime="image/png")
-        picked = event.selection.points if event and event.selection else []
-        if picked:
-            index = picked[0]["point_index"]
-            st.image(images.png(cells[index], scale=8), caption=f"z = {views.format_z(zs[index])}")
+        manifold_tab(space)
     with between:
         if tested:
             left, right = st.columns(2)
