@@ -8,6 +8,7 @@ from vae_app.guard import guarded
 from vae_app.sources import LiveRun, model_sources
 from vae_app.views import explorer as views
 from vae_app.views import pool
+from vae_core import data
 
 st.title("Latent explorer")
 sources = model_sources(pool().get(st.session_state.get("run_dir", "")))
@@ -51,9 +52,9 @@ def pad_tab(space):
 
 
 def manifold_tab(space):
-    """Fig. 4: the decoded grid of z."""
+    """Fig. 4: the decoded grid of z, at first as many images a side as the dataset's spec says."""
     left, right = st.columns(2)
-    grid = left.slider("Grid size", 5, 30, 12 if space.image_shape == (28, 20) else 20, key="grid",
+    grid = left.slider("Grid size", 5, 30, data.dataset_spec(space.dataset).manifold_grid, key="grid",
                        help="images per side of the grid (Fig. 4 uses 20)")
     edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
                         help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "

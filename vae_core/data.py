@@ -55,6 +55,7 @@ class DatasetSpec:
     hidden: tuple[int, ...]  # the paper's network for it: units of each hidden layer (Section 5)
     files: tuple[DataFile, ...]  # its canonical files, each with the checksum it must pass; none: bundled
     read: Callable[[DatasetSpec, dict[str, Path]], Dataset]  # the data from its verified files, by file name
+    manifold_grid: int = 20  # images per side of the explorer's Fig. 4 manifold at first (Fig. 4: 20)
 
     @property
     def data_dim(self) -> int:
@@ -290,7 +291,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("frey", "Frey Face", (28, 20), "gaussian", train_size=1600, hidden=(200,),
                 files=(DataFile("frey_rawface.mat", "265a83a23adb081755cd3de375509828e690324d1d60f076b8ecebc840d59c64",
                                 ("https://cs.nyu.edu/~roweis/data/frey_rawface.mat",)),),
-                read=_read_frey),
+                read=_read_frey, manifold_grid=12),  # fewer, larger faces
     DatasetSpec("digits", "scikit-learn's 8x8 digits", (8, 8), "bernoulli", train_size=1500, hidden=(200,),
                 files=(), read=_read_digits),  # bundled with scikit-learn
 )}
