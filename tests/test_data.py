@@ -3,6 +3,7 @@ import dataclasses
 import gzip
 import hashlib
 import http.server
+import math
 import shutil
 import threading
 
@@ -11,7 +12,9 @@ import pytest
 import scipy.io
 
 from vae_core import data
+from vae_core.config import TrainConfig
 from vae_core.data import DataError, DataFile
+from vae_core.models import VAE, ModelConfig
 
 
 def with_files(spec, *files):
@@ -65,6 +68,59 @@ def test_digits_is_available_offline(isolated):
     digits = data.load("digits")
     assert digits.train.shape == (1500, 64) and digits.test.shape == (297, 64)
     assert digits.train.max() == 1.0 and digits.spec.likelihood == "bernoulli"
+
+
+def test_every_spec_holds_its_real_data(data_dir):
+    """Each spec against its dataset's files: D is its image shape's pixels, N its training points, and every file
+    passes its checksum; the networks are Section 5's (MNIST Bernoulli with 500 hidden units, Frey Face Gaussian with
+    200; digits, small too, 200)."""
+    for name, spec in data.DATASETS.items():
+        loaded = data.load(name, data_dir)
+        assert loaded.spec == spec and spec.name == name
+        assert math.prod(spec.image_shape) == spec.data_dim == loaded.train.shape[1] == loaded.test.shape[1]
+        assert len(loaded.train) == spec.train_size
+        assert all(problem is None for problem in data.verify(name, data_dir).values())
+    assert {name: (s.image_shape, s.likelihood, s.hidden, s.train_size) for name, s in data.DATASETS.items()} == {
+        "mnist": ((28, 28), "bernoulli", (500,), 60000), "frey": ((28, 20), "gaussian", (200,), 1600),
+        "digits": ((8, 8), "bernoulli", (200,), 1500)}
+
+
+def test_a_spec_gives_the_paper_network_and_its_size():
+    """ModelConfig.for_dataset: the spec's D, shape, decoder and hidden layers; decoder_outputs and parameter_count
+    are those of the network built from it (the Gaussian decoder's 2D outputs: a mean and a log-variance a pixel)."""
+    outputs = {}
+    for name, spec in data.DATASETS.items():
+        config = ModelConfig.for_dataset(spec, 3)
+        model = VAE(config)
+        assert (config.data_dim, config.image_shape, config.hidden) == (spec.data_dim, spec.image_shape, spec.hidden)
+        assert model.decoder.out.out_features == config.decoder_outputs
+        assert config.parameter_count() == sum(p.numel() for p in model.parameters())
+        outputs[name] = config.decoder_outputs
+    assert outputs == {"mnist": 784, "frey": 1120, "digits": 64}
+    encoder, decoder = (560 + 1) * 200 + (200 + 1) * 2 * 2, (2 + 1) * 200 + (200 + 1) * 2 * 560  # Frey Face, J = 2
+    assert ModelConfig.for_dataset(data.DATASETS["frey"], 2).parameter_count() == encoder + decoder
+    assert ModelConfig.for_dataset(data.DATASETS["mnist"], 2, (10, 20)).hidden == (10, 20)
+
+
+def test_a_registered_spec_is_what_the_configuration_checks(monkeypatch):
+    """A spec put in the registry (as a dataset found at run time would be) sets the configuration's limits, its
+    network and its memory estimate."""
+    before = TrainConfig(dataset="digits").memory_needed()
+    monkeypatch.setitem(data.DATASETS, "digits", dataclasses.replace(data.DATASETS["digits"], train_size=100,
+                                                                     likelihood="gaussian", hidden=(7,)))
+    problems = TrainConfig(dataset="digits", batch_size=101, binarize=True).problems(machine=False)
+    assert problems["batch_size"] == "batch_size M must be at most the 100 training datapoints of digits, got 101"
+    assert problems["binarize"] == "binarize applies to Bernoulli data (mnist), not digits"
+    network = TrainConfig(dataset="digits").model_config()
+    assert network.hidden == (7,) and network.decoder_outputs == 128
+    assert TrainConfig(dataset="digits").memory_needed() < before  # 7 hidden units, not 200
+    with pytest.raises(DataError, match="unknown dataset 'cifar'; choose one of mnist, frey, digits"):
+        data.dataset_spec("cifar")
+
+
+def test_data_of_another_width_than_its_spec_is_refused():
+    with pytest.raises(DataError, match=r"test images have shape \(2, 10\), but an image of 8x8 has 64 pixels"):
+        data.Dataset(data.DATASETS["digits"], np.zeros((3, 64), np.float32), np.zeros((2, 10), np.float32))
 
 
 def test_lookup_order_env_then_cache(isolated, data_dir, monkeypatch):
