@@ -1,4 +1,5 @@
 import streamlit as st
+from vae_core import data
 
 from vae_app import figures, images, session
 from vae_app.components import morph_pad
@@ -76,9 +77,10 @@ def morph_pad_tab(space):
 
 
 def manifold_tab(space):
-    """Fig. 4: the decoded grid over z; a clicked cell shown large with its z."""
+    """Fig. 4: the decoded grid over z, at first as many images a side as the dataset's spec says; a clicked cell
+    shown large with its z."""
     left, right = st.columns(2)
-    grid = left.slider("Grid size", 5, 30, 12 if space.image_shape == (28, 20) else 20, key="grid",
+    grid = left.slider("Grid size", 5, 30, data.dataset_spec(space.dataset).manifold_grid, key="grid",
                        help="images per side of the grid (Fig. 4 uses 20)")
     edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
                         help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "

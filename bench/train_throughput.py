@@ -35,8 +35,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from vae_core.config import TrainConfig
-from vae_core.data import Dataset
+import vae_core.config
+import vae_core.data
+import vae_core.training
+from vae_core.data import DATASETS
 from vae_core import schedules
 from vae_core.training import Trainer
 
@@ -76,8 +78,9 @@ def minibatches(X, M):
             yield x
 
 
-def reference_steps(X, H, J, L, gaussian, M=100):
-    model = ReferenceVAE(X.shape[1], H, J, gaussian)
+def reference_steps(X, name, J, L, M=100):
+    spec = DATASETS[name]
+    model = ReferenceVAE(X.shape[1], spec.hidden[0], J, spec.likelihood == "gaussian")
     optimizer = torch.optim.Adagrad(model.parameters(), lr=0.01)
     batches = minibatches(X, M)
 
@@ -89,12 +92,16 @@ def reference_steps(X, H, J, L, gaussian, M=100):
     return step
 
 
-def _trainer(X, H, J, L, gaussian, M=100, step="auto", algorithm="aevb") -> Trainer:
-    dataset = Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]),
-                      "gaussian" if gaussian else "bernoulli")
-    return Trainer.from_config(TrainConfig(dataset="digits", latent_dim=J, hidden=(H,), samples_per_point=L,
-                                           batch_size=M, samples=10**6, lr=0.01, device="cpu", step=step,
-                                           algorithm=algorithm), run_dir=_scratch(), dataset=dataset)
+def _trainer(X, name, J, L, M=100, step="auto", algorithm="aevb",
+             core=(vae_core.training, vae_core.data, vae_core.config)) -> Trainer:
+    """A Trainer of the paper's network for the dataset `name` on the rows X, from vae_core's modules (training, data,
+    config), or those `core` of another revision."""
+    training, data, config = core
+    dataset = data.Dataset(data.DATASETS[name], X.numpy(), X[:100].numpy())
+    return training.Trainer.from_config(config.TrainConfig(dataset=name, latent_dim=J, samples_per_point=L,
+                                                           batch_size=M, samples=10**6, lr=0.01, device="cpu",
+                                                           step=step, algorithm=algorithm),
+                                        run_dir=_scratch(), dataset=dataset)
 
 
 def baseline_package(rev: str):
@@ -111,13 +118,17 @@ def baseline_package(rev: str):
     return importlib.import_module(f"{name}.training"), importlib.import_module(f"{name}.data")
 
 
-def baseline_steps(rev, X, H, J, L, gaussian, M=100):
-    """(e): the trainer of revision `rev`; before the engine/app split (f9bc4e4 and older) its Trainer took the
-    config and a run folder, and its Dataset the paper's hidden size."""
+def baseline_steps(rev, X, name, J, L, M=100):
+    """(e): the trainer of revision `rev`; before datasets were specs its Dataset took a name, image shape and
+    likelihood, and before the engine/app split (f9bc4e4 and older) its Trainer took the config and a run folder, and
+    its Dataset the paper's hidden size too."""
     training, data = baseline_package(rev)
-    likelihood = "gaussian" if gaussian else "bernoulli"
+    config_name = training.__name__.rsplit(".", 1)[0] + ".config"
+    if hasattr(data, "DatasetSpec"):
+        return logged_steps(_trainer(X, name, J, L, M, core=(training, data, importlib.import_module(config_name))))
+    H, likelihood = DATASETS[name].hidden[0], DATASETS[name].likelihood
     if hasattr(training.Trainer, "from_config"):
-        config_module = importlib.import_module(training.__name__.rsplit(".", 1)[0] + ".config")
+        config_module = importlib.import_module(config_name)
         dataset = data.Dataset("digits", X.numpy(), X[:100].numpy(), None, None, (1, X.shape[1]), likelihood)
         config = config_module.TrainConfig(dataset="digits", latent_dim=J, hidden=(H,), samples_per_point=L,
                                            batch_size=M, samples=10**6, lr=0.01, device="cpu")
@@ -141,8 +152,8 @@ def logged_steps(trainer: Trainer):
     return step
 
 
-def vae_core_steps(X, H, J, L, gaussian, M=100, step="auto", algorithm="aevb"):
-    return logged_steps(_trainer(X, H, J, L, gaussian, M, step, algorithm))  # the cadence of a 10^6 budget
+def vae_core_steps(X, name, J, L, M=100, step="auto", algorithm="aevb"):
+    return logged_steps(_trainer(X, name, J, L, M, step, algorithm))  # the cadence of a 10^6 budget
 
 
 def gemm_steps(trainer: Trainer):
@@ -223,24 +234,25 @@ def main() -> None:
     args = parser.parse_args()
     blocks, per_block = (3, 3) if args.quick else (25, 20)
     torch.manual_seed(0)
-    configs = [("MNIST 784-500-20", 784, 500, 20, 1, False, 100), ("MNIST 784-500-20", 784, 500, 20, 10, False, 100),
-               ("Frey 560-200-2", 560, 200, 2, 1, True, 100),
+    configs = [("mnist", 20, 1, 100), ("mnist", 20, 10, 100), ("frey", 2, 1, 100),  # (dataset, J, L, M)
                # small minibatches, where per-step overhead counts most (the JAX example's M = 32)
-               ("MNIST 784-500-20", 784, 500, 20, 1, False, 32), ("Frey 560-200-2", 560, 200, 2, 1, True, 32)]
+               ("mnist", 20, 1, 32), ("frey", 2, 1, 32)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Adagrad; {blocks} interleaved blocks of "
           f"{per_block} steps: median times, and ratios as the median of each block's ratio")
     print(f"{'configuration':<20} {'L':>3} {'M':>4} {'vae_core ms':>12} {'autograd ms':>12} {'wake-sleep ms':>14} {'reference ms':>13} "
           f"{'GEMM ms':>8} {'GEMM+opt ms':>12} {'vs reference':>13} {'autograd/fast':>14} {'WS speed/AEVB':>14} "
           f"{'of GEMM roofline':>17} {'ceiling':>8}" + (f" {'vs ' + args.baseline[:9]:>14}" if args.baseline else ""))
-    for name, D, H, J, L, gaussian, M in configs:
-        X = torch.rand(6000, D)
-        contenders = {"vae_core": vae_core_steps(X, H, J, L, gaussian, M),
-                      "autograd": vae_core_steps(X, H, J, L, gaussian, M, step="autograd"),
-                      "wake-sleep": vae_core_steps(X, H, J, L, gaussian, M, algorithm="wake-sleep"),
-                      "reference": reference_steps(X, H, J, L, gaussian, M), "gemm": gemm_steps(_trainer(X, H, J, L, gaussian, M)),
-                      "gemm+opt": gemm_and_optimizer_steps(_trainer(X, H, J, L, gaussian, M))}
+    for dataset, J, L, M in configs:
+        spec = DATASETS[dataset]
+        name = f"{spec.title} {spec.data_dim}-{'-'.join(map(str, spec.hidden))}-{J}"  # e.g. MNIST 784-500-20
+        X = torch.rand(6000, spec.data_dim)
+        contenders = {"vae_core": vae_core_steps(X, dataset, J, L, M),
+                      "autograd": vae_core_steps(X, dataset, J, L, M, step="autograd"),
+                      "wake-sleep": vae_core_steps(X, dataset, J, L, M, algorithm="wake-sleep"),
+                      "reference": reference_steps(X, dataset, J, L, M), "gemm": gemm_steps(_trainer(X, dataset, J, L, M)),
+                      "gemm+opt": gemm_and_optimizer_steps(_trainer(X, dataset, J, L, M))}
         if args.baseline:
-            contenders["baseline"] = baseline_steps(args.baseline, X, H, J, L, gaussian, M)
+            contenders["baseline"] = baseline_steps(args.baseline, X, dataset, J, L, M)
         t = interleaved(contenders, blocks, per_block)
         ms = {contender: statistics.median(seconds) * 1e3 for contender, seconds in t.items()}
         line = (f"{name:<20} {L:>3} {M:>4} {ms['vae_core']:>12.3f} {ms['autograd']:>12.3f} {ms['wake-sleep']:>14.3f} "

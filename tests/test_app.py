@@ -70,6 +70,9 @@ def test_home_lists_datasets_and_pages(app_with_data):
     assert "Auto-Encoding Variational Bayes" in app.title[0].value
     table = app.dataframe[0].value
     assert table.set_index("dataset")["available"].to_dict() == {"mnist": True, "frey": True, "digits": True}
+    frey = table.set_index("dataset").loc["frey"]  # what its spec says
+    assert (frey["name"], frey["image"], frey["training points"], frey["decoder p(x|z)"],
+            frey["the paper's hidden units"]) == ("Frey Face", "28x20", 1600, "gaussian", "200")
     assert "Latent explorer" in texts(app) and "Runs" in texts(app)
 
 
@@ -198,6 +201,7 @@ def test_latent_explorer_opens_on_the_shipped_frey_model(app_with_data):
     manifold = app.get("plotly_chart")[0].proto.spec
     assert manifold.count("z = (") == 1 and '"customdata"' in manifold
     assert len(app.get("image")) >= 3  # interpolation strip, samples, reconstructions
+    assert app.slider(key="grid").value == 12  # Frey Face's spec: fewer, larger faces than the 20 of Fig. 4
     app.slider(key="grid").set_value(6).run()
     assert not app.exception
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)

@@ -1,7 +1,9 @@
 """Loaders on the verified copies in ../shared/data, and on damaged copies in a temporary folder."""
+import dataclasses
 import gzip
 import hashlib
 import http.server
+import math
 import shutil
 import threading
 
@@ -10,7 +12,14 @@ import pytest
 import scipy.io
 
 from vae_core import data
+from vae_core.config import TrainConfig
 from vae_core.data import DataError, DataFile
+from vae_core.models import VAE, ModelConfig
+
+
+def with_files(spec, *files):
+    """The dataset's spec with other files (other URLs or checksums)."""
+    return dataclasses.replace(spec, files=files)
 
 
 @pytest.fixture
@@ -18,9 +27,9 @@ def isolated(monkeypatch, tmp_path):
     """No VAE_DATA_DIR, an empty cache, and download URLs that refuse at once (this machine is offline)."""
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    dead = {name: tuple(DataFile(f.name, f.sha256, (f"http://127.0.0.1:9/{f.name}",)) for f in files)
-            for name, files in data.SOURCES.items()}
-    monkeypatch.setattr(data, "SOURCES", dead)
+    dead = {name: with_files(spec, *(DataFile(f.name, f.sha256, (f"http://127.0.0.1:9/{f.name}",)) for f in spec.files))
+            for name, spec in data.DATASETS.items()}
+    monkeypatch.setattr(data, "DATASETS", dead)
     data._load_cached.cache_clear()
     yield tmp_path
     data._load_cached.cache_clear()
@@ -45,7 +54,7 @@ def test_mnist_counts_shapes_and_statistics(data_dir):
 
 def test_frey_shapes_statistics_and_fixed_split(data_dir):
     frey = data.load("frey", data_dir)
-    assert frey.train.shape == (1600, 560) and frey.test.shape == (365, 560) and frey.image_shape == (28, 20)
+    assert frey.train.shape == (1600, 560) and frey.test.shape == (365, 560) and frey.spec.image_shape == (28, 20)
     pixels = np.concatenate([frey.train, frey.test]) * 256
     assert pixels.min() == pytest.approx(8) and pixels.max() == pytest.approx(238)
     assert pixels.mean() == pytest.approx(154.46, abs=0.01) and pixels.std() == pytest.approx(44.90, abs=0.01)
@@ -58,7 +67,60 @@ def test_frey_shapes_statistics_and_fixed_split(data_dir):
 def test_digits_is_available_offline(isolated):
     digits = data.load("digits")
     assert digits.train.shape == (1500, 64) and digits.test.shape == (297, 64)
-    assert digits.train.max() == 1.0 and digits.likelihood == "bernoulli"
+    assert digits.train.max() == 1.0 and digits.spec.likelihood == "bernoulli"
+
+
+def test_every_spec_holds_its_real_data(data_dir):
+    """Each spec against its dataset's files: D is its image shape's pixels, N its training points, and every file
+    passes its checksum; the networks are Section 5's (MNIST Bernoulli with 500 hidden units, Frey Face Gaussian with
+    200; digits, small too, 200)."""
+    for name, spec in data.DATASETS.items():
+        loaded = data.load(name, data_dir)
+        assert loaded.spec == spec and spec.name == name
+        assert math.prod(spec.image_shape) == spec.data_dim == loaded.train.shape[1] == loaded.test.shape[1]
+        assert len(loaded.train) == spec.train_size
+        assert all(problem is None for problem in data.verify(name, data_dir).values())
+    assert {name: (s.image_shape, s.likelihood, s.hidden, s.train_size) for name, s in data.DATASETS.items()} == {
+        "mnist": ((28, 28), "bernoulli", (500,), 60000), "frey": ((28, 20), "gaussian", (200,), 1600),
+        "digits": ((8, 8), "bernoulli", (200,), 1500)}
+
+
+def test_a_spec_gives_the_paper_network_and_its_size():
+    """ModelConfig.for_dataset: the spec's D, shape, decoder and hidden layers; decoder_outputs and parameter_count
+    are those of the network built from it (the Gaussian decoder's 2D outputs: a mean and a log-variance a pixel)."""
+    outputs = {}
+    for name, spec in data.DATASETS.items():
+        config = ModelConfig.for_dataset(spec, 3)
+        model = VAE(config)
+        assert (config.data_dim, config.image_shape, config.hidden) == (spec.data_dim, spec.image_shape, spec.hidden)
+        assert model.decoder.out.out_features == config.decoder_outputs
+        assert config.parameter_count() == sum(p.numel() for p in model.parameters())
+        outputs[name] = config.decoder_outputs
+    assert outputs == {"mnist": 784, "frey": 1120, "digits": 64}
+    encoder, decoder = (560 + 1) * 200 + (200 + 1) * 2 * 2, (2 + 1) * 200 + (200 + 1) * 2 * 560  # Frey Face, J = 2
+    assert ModelConfig.for_dataset(data.DATASETS["frey"], 2).parameter_count() == encoder + decoder
+    assert ModelConfig.for_dataset(data.DATASETS["mnist"], 2, (10, 20)).hidden == (10, 20)
+
+
+def test_a_registered_spec_is_what_the_configuration_checks(monkeypatch):
+    """A spec put in the registry (as a dataset found at run time would be) sets the configuration's limits, its
+    network and its memory estimate."""
+    before = TrainConfig(dataset="digits").memory_needed()
+    monkeypatch.setitem(data.DATASETS, "digits", dataclasses.replace(data.DATASETS["digits"], train_size=100,
+                                                                     likelihood="gaussian", hidden=(7,)))
+    problems = TrainConfig(dataset="digits", batch_size=101, binarize=True).problems(machine=False)
+    assert problems["batch_size"] == "batch_size M must be at most the 100 training datapoints of digits, got 101"
+    assert problems["binarize"] == "binarize applies to Bernoulli data (mnist), not digits"
+    network = TrainConfig(dataset="digits").model_config()
+    assert network.hidden == (7,) and network.decoder_outputs == 128
+    assert TrainConfig(dataset="digits").memory_needed() < before  # 7 hidden units, not 200
+    with pytest.raises(DataError, match="unknown dataset 'cifar'; choose one of mnist, frey, digits"):
+        data.dataset_spec("cifar")
+
+
+def test_data_of_another_width_than_its_spec_is_refused():
+    with pytest.raises(DataError, match=r"test images have shape \(2, 10\), but an image of 8x8 has 64 pixels"):
+        data.Dataset(data.DATASETS["digits"], np.zeros((3, 64), np.float32), np.zeros((2, 10), np.float32))
 
 
 def test_lookup_order_env_then_cache(isolated, data_dir, monkeypatch):
@@ -100,10 +162,10 @@ def test_truncated_gzip_is_named(isolated, data_dir):
 
 def _trust(monkeypatch, name, file_name, content):
     """Declares `content` the verified file, to reach the parser's own checks behind the checksum."""
-    sources = dict(data.SOURCES)
-    sources[name] = tuple(DataFile(f.name, hashlib.sha256(content).hexdigest() if f.name == file_name else f.sha256, f.urls)
-                          for f in sources[name])
-    monkeypatch.setattr(data, "SOURCES", sources)
+    spec = data.DATASETS[name]
+    monkeypatch.setitem(data.DATASETS, name, with_files(spec, *(
+        DataFile(f.name, hashlib.sha256(content).hexdigest() if f.name == file_name else f.sha256, f.urls)
+        for f in spec.files)))
 
 
 def test_mat_without_ff_is_named(isolated, monkeypatch):
@@ -140,9 +202,10 @@ def test_download_verifies_and_lands_atomically_in_the_cache(isolated, data_dir,
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
-    spec = data.SOURCES["frey"][0]
+    spec, file = data.DATASETS["frey"], data.DATASETS["frey"].files[0]
     # The first mirror serves a bad file: it is rejected and the second mirror is used.
-    monkeypatch.setitem(data.SOURCES, "frey", (DataFile(spec.name, spec.sha256, (base + "bad.mat", base + "frey_rawface.mat")),))
+    mirrors = (base + "bad.mat", base + "frey_rawface.mat")
+    monkeypatch.setitem(data.DATASETS, "frey", with_files(spec, DataFile(file.name, file.sha256, mirrors)))
     seen = []
     try:
         frey = data.load("frey", progress=lambda name, done, total: seen.append((done, total)))

@@ -93,9 +93,7 @@ class UntrainedModel:
     card = ""
 
     def load(self) -> LatentSpace:
-        h, w = data.IMAGE_SHAPES[self.dataset]
-        config = ModelConfig(h * w, self.latent_dim, (data.DEFAULT_HIDDEN[self.dataset],),
-                             data.LIKELIHOODS[self.dataset], (h, w))
+        config = ModelConfig.for_dataset(data.dataset_spec(self.dataset), self.latent_dim)
         return LatentSpace(VAE(config, generator=torch.Generator().manual_seed(self.seed)), self.dataset, self.label)
 
 

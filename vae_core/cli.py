@@ -256,7 +256,7 @@ def cmd_data(args) -> int:
             dataset = data_module.load(name, args.data_dir, download=not args.verify, progress=DownloadBars())
             where = data_module.availability(args.data_dir)[name]
             print(f"{name}: ok, {len(dataset.train)} train + {len(dataset.test)} test images of "
-                  f"{dataset.image_shape[0]}x{dataset.image_shape[1]} ({where})")
+                  f"{dataset.spec.image_shape[0]}x{dataset.spec.image_shape[1]} ({where})")
         except data_module.DataError as e:
             failures += not args.verify  # with --verify, each bad file is counted above
             print(f"{name}: FAILED: {e}" if not args.verify else f"{name}: FAILED (see above)")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from . import data as data_module
 from . import algorithms
 from .algorithms import ALGORITHMS, fast_step_unavailable
-from .models import ACTIVATIONS, INITIALISATIONS
+from .models import ACTIVATIONS, INITIALISATIONS, ModelConfig
 
 STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps the best (Section 5)
     "adagrad": (0.01, 0.02, 0.1),  # the paper's set
@@ -31,6 +31,22 @@ MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of
 # Upper bounds, checked before anything is allocated (docs/RELIABILITY.md).
 LIMITS = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "samples_per_point": 10_000,
           "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000}
+
+
+def _datasets_help() -> str:
+    """The datasets as the `dataset` setting's help lists them, from their specs."""
+    return ", ".join(f"{s.name} ({s.title}{'' if s.files else ', bundled, needs no download'})"
+                     for s in data_module.DATASETS.values())
+
+
+def _paper_networks() -> str:
+    """The paper's hidden layers for each dataset (its spec's), as help text says them: "500 for mnist, ..."."""
+    return ", ".join(f"{' '.join(map(str, s.hidden))} for {s.name}" for s in data_module.DATASETS.values())
+
+
+def _data_folders() -> str:
+    """The folders a data directory holds, one for each dataset with files to fetch: "mnist/ and frey/"."""
+    return " and ".join(f"{s.name}/" for s in data_module.DATASETS.values() if s.files)
 
 
 def parse_sample_count(text: str | int | float) -> int:
@@ -127,14 +143,14 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     """Defaults follow Section 5 of the paper; `hidden=None` takes the paper's size for the dataset."""
-    dataset: str = setting("digits", "the data: mnist, frey (Frey Face), or digits (scikit-learn's 8x8 digits, "
-                           "bundled, needs no download)", "Dataset", "data and model", choices=data_module.DATASETS)
+    dataset: str = setting("digits", f"the data: {_datasets_help()}", "Dataset", "data and model",
+                           choices=tuple(data_module.DATASETS))
     latent_dim: int = setting(2, "J, the dimensions of the latent variable z", "Latent dimensions J",
                               "data and model", metavar="J")
     hidden: tuple[int, ...] | None = setting(
-        None, "units of each hidden layer, e.g. 500 or 200 200 (empty: the paper's one layer, 500 for MNIST and "
-        "200 otherwise); the decoder mirrors the encoder", "Hidden units per layer", "data and model",
-        parse=parse_hidden, metavar="H", nargs="+", placeholder="the paper's: 500 for MNIST, 200 otherwise")
+        None, f"units of each hidden layer, e.g. 500 or 200 200 (empty: the paper's network for the dataset, "
+        f"{_paper_networks()}); the decoder mirrors the encoder", "Hidden units per layer", "data and model",
+        parse=parse_hidden, metavar="H", nargs="+", placeholder=f"the paper's: {_paper_networks()}")
     activation: str = setting("tanh", "the hidden units' nonlinearity (the paper: tanh)", "Activation",
                               "data and model", choices=tuple(ACTIVATIONS))
     init: str = setting("paper", "initial parameters: paper draws each from N(0, 0.01²) (Section 5); default is "
@@ -182,7 +198,7 @@ class TrainConfig:
                         "advanced", choices=STEPS)
     device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
                           "advanced", choices=DEVICES)
-    data_dir: str | None = setting(None, "folder holding mnist/ and frey/ (default: $VAE_DATA_DIR, then the cache)",
+    data_dir: str | None = setting(None, f"folder holding {_data_folders()} (default: $VAE_DATA_DIR, then the cache)",
                                    "Data folder", "advanced", metavar="DIR",
                                    placeholder="$VAE_DATA_DIR, then ~/.cache/vae_core")
     eval_train_size: int = setting(10_000, "training points in each scheduled evaluation (the final one uses all)",
@@ -193,9 +209,14 @@ class TrainConfig:
                                         "Seconds between checkpoints", "advanced")
 
     @property
-    def hidden_layers(self) -> tuple[int, ...]:
-        """The hidden layers this run trains: the paper's one layer of 500 (MNIST) or 200 when none are given."""
-        return self.hidden or (data_module.DEFAULT_HIDDEN[self.dataset],)
+    def spec(self) -> data_module.DatasetSpec:
+        """The dataset's spec: its image shape, N, likelihood and the paper's network for it."""
+        return data_module.dataset_spec(self.dataset)
+
+    def model_config(self, spec: data_module.DatasetSpec | None = None) -> ModelConfig:
+        """The network this configuration trains, on the data of `spec` (default: its dataset's); without hidden
+        layers given, the paper's for the dataset."""
+        return ModelConfig.for_dataset(spec or self.spec, self.latent_dim, self.hidden, self.activation, self.init)
 
     def problems(self, machine: bool = True) -> dict[str, str]:
         """What is wrong, by setting; empty when the configuration can be trained. With `machine` False, only what
@@ -222,14 +243,8 @@ class TrainConfig:
                                       f"{LIMITS['hidden_units']:,} units each, got {list(self.hidden)}")
         if self.train_size is not None and (not _whole(self.train_size) or not 1 <= self.train_size):
             problems["train_size"] = f"train_size must be a whole number of at least 1, got {self.train_size!r}"
-        elif "dataset" not in problems and self.train_size is not None and self.train_size > data_module.TRAIN_SIZES[self.dataset]:
-            problems["train_size"] = (f"train_size must be at most the {data_module.TRAIN_SIZES[self.dataset]} "
-                                      f"training datapoints of {self.dataset}, got {self.train_size}")
-        if "dataset" not in problems and "batch_size" not in problems and "train_size" not in problems:
-            n = self.train_size or data_module.TRAIN_SIZES[self.dataset]
-            if self.batch_size > n:  # M distinct rows a step
-                problems["batch_size"] = (f"batch_size M must be at most the {n} training datapoints of "
-                                          f"{self.dataset}, got {self.batch_size}")
+        if "dataset" not in problems:
+            self._dataset_problems(problems)
         if "algorithm" not in problems and not ALGORITHMS[self.algorithm].learns_encoder and self.evaluation != "marginal":
             problems["evaluation"] = (f"{self.algorithm} learns no encoder, so its lower bound says nothing: it needs "
                                       f"evaluation 'marginal' (Appendix D's estimate of log p(x))")
@@ -241,8 +256,6 @@ class TrainConfig:
             problems["lr"] = f"lr must be a positive number or 'auto', got {self.lr!r}"
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds > 0):
             problems["checkpoint_seconds"] = f"checkpoint_seconds must be a positive number, got {self.checkpoint_seconds!r}"
-        if self.binarize and self.dataset in data_module.LIKELIHOODS and data_module.LIKELIHOODS[self.dataset] != "bernoulli":
-            problems["binarize"] = f"binarize applies to Bernoulli data (mnist, digits), not {self.dataset}"
         if not machine:
             return problems
         if self.step == "fast" and "step" not in problems and "algorithm" not in problems:
@@ -261,6 +274,22 @@ class TrainConfig:
                                       f"${MEMORY_ENV} in bytes to change that): lower J, hidden units, L or M")
         return problems
 
+    def _dataset_problems(self, problems: dict[str, str]) -> None:
+        """Adds to `problems` what the dataset's spec rules out: more training points, or a larger minibatch, than it
+        has (N), and binarising data that is not Bernoulli."""
+        spec = self.spec
+        if "train_size" not in problems and self.train_size is not None and self.train_size > spec.train_size:
+            problems["train_size"] = (f"train_size must be at most the {spec.train_size} training datapoints of "
+                                      f"{self.dataset}, got {self.train_size}")
+        if "batch_size" not in problems and "train_size" not in problems:
+            n = self.train_size or spec.train_size
+            if self.batch_size > n:  # M distinct rows a step
+                problems["batch_size"] = (f"batch_size M must be at most the {n} training datapoints of "
+                                          f"{self.dataset}, got {self.batch_size}")
+        if self.binarize and spec.likelihood != "bernoulli":
+            bernoulli = ", ".join(s.name for s in data_module.DATASETS.values() if s.likelihood == "bernoulli")
+            problems["binarize"] = f"binarize applies to Bernoulli data ({bernoulli}), not {self.dataset}"
+
     def validate(self) -> None:
         """Raises ConfigError (a ValueError) naming each setting that is wrong and what is allowed."""
         problems = self.problems()
@@ -270,14 +299,11 @@ class TrainConfig:
     def memory_needed(self) -> int:
         """Bytes that training this configuration needs, estimated before anything is allocated: the data, the
         parameters with their gradient, optimizer state and checkpoint copies, and one step's activations."""
-        D, N = math.prod(data_module.IMAGE_SHAPES[self.dataset]), self.train_size or data_module.TRAIN_SIZES[self.dataset]
-        out = 2 * D if data_module.LIKELIHOODS[self.dataset] == "gaussian" else D
-        hidden, J = self.hidden_layers, self.latent_dim
-        sizes = [D, *hidden, 2 * J], [J, *hidden[::-1], out]
-        parameters = sum((a + 1) * b for s in sizes for a, b in zip(s, s[1:]))
-        per_row = sum(hidden) * 2 + out + 3 * J  # one sample's activations in the encoder and the decoder
+        network = self.model_config()
+        D, N, J = network.data_dim, self.train_size or self.spec.train_size, self.latent_dim
+        per_row = sum(network.hidden) * 2 + network.decoder_outputs + 3 * J  # one sample's activations, both networks
         activations = 3 * self.samples_per_point * self.batch_size * per_row + 3 * 1000 * per_row  # step; evaluation
-        return 4 * (6 * parameters + activations + 2 * N * D)
+        return 4 * (6 * network.parameter_count() + activations + 2 * N * D)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

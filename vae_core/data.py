@@ -1,5 +1,9 @@
 """Datasets of the paper (MNIST, Frey Face) and scikit-learn's bundled 8x8 digits, the offline default.
 
+Each dataset is one `DatasetSpec` in `DATASETS`: its image shape, likelihood, training-set size, the paper's network
+for it, its canonical files with their checksums, and its reader. The loader, the configuration's checks, the memory
+and cost estimates, the sweep and the pages all read it there.
+
 Files are looked up in `--data-dir` (if given, and only there), else `$VAE_DATA_DIR/<name>/`, then the
 per-user cache (`$XDG_CACHE_HOME/vae_core/<name>/`), and are otherwise downloaded from their canonical
 sources into the cache (never with `VAE_OFFLINE=1`). Every file is checked against the SHA-256 of its decompressed content; a
@@ -10,6 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import os
 import stat
 import struct
@@ -38,44 +43,45 @@ class DataFile:
     urls: tuple[str, ...]
 
 
-_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-_MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-SOURCES: dict[str, tuple[DataFile, ...]] = {
-    "mnist": tuple(DataFile(n, h, tuple(m + n for m in _MNIST_MIRRORS)) for n, h in _MNIST_SHA256.items()),
-    "frey": (DataFile("frey_rawface.mat", "265a83a23adb081755cd3de375509828e690324d1d60f076b8ecebc840d59c64",
-                      ("https://cs.nyu.edu/~roweis/data/frey_rawface.mat",)),),
-    "digits": (),  # bundled with scikit-learn
-}
-DATASETS = tuple(SOURCES)
-TRAIN_SIZES = {"mnist": 60000, "frey": 1600, "digits": 1500}  # datapoints in each training set (N)
-LIKELIHOODS = {"mnist": "bernoulli", "frey": "gaussian", "digits": "bernoulli"}  # the decoder the paper pairs with each
-IMAGE_SHAPES = {"mnist": (28, 28), "frey": (28, 20), "digits": (8, 8)}
-DEFAULT_HIDDEN = {"mnist": 500, "frey": 200, "digits": 200}  # Section 5: 500 for MNIST, 200 for Frey Face
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What is known of a dataset before its files are read. A dataset found at run time is one too: a spec with its
+    own files and reader."""
+    name: str  # also its folder in the data directories
+    title: str  # as the paper and the pages name it
+    image_shape: tuple[int, int]  # (rows, columns) of an image; D = rows x columns
+    likelihood: str  # the decoder p(x|z) the paper pairs with the data: "bernoulli" or "gaussian"
+    train_size: int  # N, datapoints in the training set
+    hidden: tuple[int, ...]  # the paper's network for it: units of each hidden layer (Section 5)
+    files: tuple[DataFile, ...]  # its canonical files, each with the checksum it must pass; none: bundled
+    read: Callable[[DatasetSpec, dict[str, Path]], Dataset]  # the data from its verified files, by file name
+    manifold_grid: int = 20  # images per side of the explorer's Fig. 4 manifold at first (Fig. 4: 20)
+
+    @property
+    def data_dim(self) -> int:
+        return math.prod(self.image_shape)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test images as float32 arrays (N, D) in [0, 1], with labels where the data has them."""
-    name: str
+    """Train and test images of the dataset `spec` as float32 arrays (N, D) in [0, 1], with labels where the data
+    has them."""
+    spec: DatasetSpec
     train: np.ndarray
     test: np.ndarray
-    train_labels: np.ndarray | None
-    test_labels: np.ndarray | None
-    image_shape: tuple[int, int]
-    likelihood: str | None = None  # the decoder the paper pairs with this data (default: by its name)
+    train_labels: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
 
     def __post_init__(self):
-        if self.likelihood is None:
-            object.__setattr__(self, "likelihood", LIKELIHOODS[self.name])
+        (rows, columns), D = self.spec.image_shape, self.spec.data_dim
+        for split, images in (("train", self.train), ("test", self.test)):
+            if images.ndim != 2 or images.shape[1] != D:
+                raise DataError(f"{self.spec.name}: the {split} images have shape {images.shape}, but an image of "
+                                f"{rows}x{columns} has {D} pixels")
 
     @property
-    def data_dim(self) -> int:
-        return self.train.shape[1]
+    def name(self) -> str:
+        return self.spec.name
 
 
 def binarized(x: np.ndarray, seed: int) -> np.ndarray:
@@ -136,26 +142,26 @@ def _present(path: Path) -> bool:
     return True
 
 
-def _verified_content(path: Path, spec: DataFile) -> bytes:
+def _verified_content(path: Path, file: DataFile) -> bytes:
     content = _decompressed(path)
     digest = hashlib.sha256(content).hexdigest()
-    if digest != spec.sha256:
+    if digest != file.sha256:
         aside = path.with_name(path.name + ".corrupt")
         try:
             os.replace(path, aside)
             where = f"It was moved aside to {aside}."
         except OSError:
             where = "It could not be moved aside (read-only folder): replace or delete it yourself."
-        raise DataError(f"{path} failed its checksum (sha256 {digest}, expected {spec.sha256}). {where} "
+        raise DataError(f"{path} failed its checksum (sha256 {digest}, expected {file.sha256}). {where} "
                         f"Run `python -m vae_core data --dataset {path.parent.name}` to fetch a good copy.")
     return content
 
 
-def _download(spec: DataFile, target: Path, progress: Progress | None) -> None:
+def _download(file: DataFile, target: Path, progress: Progress | None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
-    for url in spec.urls:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.name}.", suffix=".part")
+    for url in file.urls:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{file.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
@@ -164,8 +170,8 @@ def _download(spec: DataFile, target: Path, progress: Progress | None) -> None:
                     out.write(chunk)
                     done += len(chunk)
                     if progress:
-                        progress(spec.name, done, total)
-            _verified_content(Path(tmp), spec)  # a bad download never reaches the final name
+                        progress(file.name, done, total)
+            _verified_content(Path(tmp), file)  # a bad download never reaches the final name
             os.replace(tmp, target)  # atomic: readers see the whole file or none
             return
         except (OSError, DataError) as e:
@@ -174,17 +180,17 @@ def _download(spec: DataFile, target: Path, progress: Progress | None) -> None:
             for leftover in (tmp, tmp + ".corrupt"):
                 if os.path.exists(leftover):
                     os.remove(leftover)
-    raise DataError(f"{spec.name} is not on this machine and could not be downloaded ({'; '.join(errors)}). "
+    raise DataError(f"{file.name} is not on this machine and could not be downloaded ({'; '.join(errors)}). "
                     f"Put the file at {target}, or point ${DATA_DIR_ENV} at a folder holding "
-                    f"{target.parent.name}/{spec.name}, or train on the bundled `digits` dataset.")
+                    f"{target.parent.name}/{file.name}, or train on the bundled `digits` dataset.")
 
 
-def locate_file(name: str, spec: DataFile, data_dir: str | os.PathLike | None = None) -> Path:
+def locate_file(name: str, file: DataFile, data_dir: str | os.PathLike | None = None) -> Path:
     """Where the file is on this machine; DataError saying where it was looked for when it is not."""
     dirs = _search_dirs(name, data_dir)
-    path = next((d / spec.name for d in dirs if _present(d / spec.name)), None)
+    path = next((d / file.name for d in dirs if _present(d / file.name)), None)
     if path is None:
-        raise DataError(f"{spec.name} was not found in {', '.join(map(str, dirs))}. Run "
+        raise DataError(f"{file.name} was not found in {', '.join(map(str, dirs))}. Run "
                         f"`python -m vae_core data --dataset {name}`, set ${DATA_DIR_ENV}, or use `digits`.")
     return path
 
@@ -192,27 +198,25 @@ def locate_file(name: str, spec: DataFile, data_dir: str | os.PathLike | None = 
 def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
            progress: Progress | None = None) -> dict[str, Path]:
     """Paths of the dataset's files, downloading those that are missing (unless `download` is False)."""
-    if name not in SOURCES:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     found = {}
-    for spec in SOURCES[name]:
+    for file in dataset_spec(name).files:
         try:
-            found[spec.name] = locate_file(name, spec, data_dir)
+            found[file.name] = locate_file(name, file, data_dir)
         except DataError:
-            if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0") or _something_there(name, spec, data_dir):
+            if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0") or _something_there(name, file, data_dir):
                 raise
-            found[spec.name] = _search_dirs(name, data_dir)[-1] / spec.name
-            _download(spec, found[spec.name], progress)
+            found[file.name] = _search_dirs(name, data_dir)[-1] / file.name
+            _download(file, found[file.name], progress)
     return found
 
 
-def _something_there(name: str, spec: DataFile, data_dir) -> bool:
+def _something_there(name: str, file: DataFile, data_dir) -> bool:
     """Whether a path of the file's name exists in a searched folder (a folder, a link): not to be downloaded over."""
-    return any(os.path.lexists(d / spec.name) for d in _search_dirs(name, data_dir))
+    return any(os.path.lexists(d / file.name) for d in _search_dirs(name, data_dir))
 
 
-def _idx(path: Path, spec: DataFile, magic: int, count: int, item_shape: tuple[int, ...]) -> np.ndarray:
-    content = _verified_content(path, spec)
+def _idx(path: Path, file: DataFile, magic: int, count: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    content = _verified_content(path, file)
     ndim = len(item_shape) + 1
     header = 4 + 4 * ndim
     if len(content) < header or struct.unpack(">I", content[:4])[0] != magic:
@@ -228,23 +232,25 @@ def _seeded_split(n: int, n_train: int) -> tuple[np.ndarray, np.ndarray]:
     return order[:n_train], order[n_train:]
 
 
-def _load_mnist(paths: dict[str, Path]) -> Dataset:
-    spec = {s.name: s for s in SOURCES["mnist"]}
+def _read_mnist(spec: DatasetSpec, paths: dict[str, Path]) -> Dataset:
+    files = {f.name: f for f in spec.files}
     parts = {}
-    for split, count in (("train", TRAIN_SIZES["mnist"]), ("t10k", 10000)):
-        images = _idx(paths[f"{split}-images-idx3-ubyte.gz"], spec[f"{split}-images-idx3-ubyte.gz"], 2051, count, (28, 28))
-        labels = _idx(paths[f"{split}-labels-idx1-ubyte.gz"], spec[f"{split}-labels-idx1-ubyte.gz"], 2049, count, ())
+    for split, count in (("train", spec.train_size), ("t10k", 10000)):
+        image_file, label_file = f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz"
+        images = _idx(paths[image_file], files[image_file], 2051, count, spec.image_shape)
+        labels = _idx(paths[label_file], files[label_file], 2049, count, ())
         parts[split] = (images.reshape(count, -1).astype(np.float32) / 255.0, labels.astype(np.int64))
-    return Dataset("mnist", parts["train"][0], parts["t10k"][0], parts["train"][1], parts["t10k"][1], (28, 28))
+    return Dataset(spec, parts["train"][0], parts["t10k"][0], parts["train"][1], parts["t10k"][1])
 
 
-def _load_frey(paths: dict[str, Path]) -> Dataset:
+def _read_frey(spec: DatasetSpec, paths: dict[str, Path]) -> Dataset:
     import io
 
     import scipy.io
 
-    path = paths["frey_rawface.mat"]
-    content = _verified_content(path, SOURCES["frey"][0])
+    file = spec.files[0]
+    path = paths[file.name]
+    content = _verified_content(path, file)
     try:
         mat = scipy.io.loadmat(io.BytesIO(content))
     except Exception as e:  # scipy raises several types for a malformed file
@@ -252,27 +258,55 @@ def _load_frey(paths: dict[str, Path]) -> Dataset:
     if "ff" not in mat:
         raise DataError(f"{path} has no variable `ff` (found {sorted(k for k in mat if not k.startswith('__'))}).")
     faces = mat["ff"]
-    if faces.shape != (560, 1965):
-        raise DataError(f"{path}: `ff` has shape {faces.shape}, expected (560, 1965).")
-    images = faces.T.astype(np.float32) / 256.0  # (1965, 560), rows of 28x20 upright faces; the paper's /256
-    train, test = _seeded_split(len(images), TRAIN_SIZES["frey"])
-    return Dataset("frey", images[train], images[test], None, None, (28, 20))
+    if faces.shape != (spec.data_dim, 1965):
+        raise DataError(f"{path}: `ff` has shape {faces.shape}, expected {(spec.data_dim, 1965)}.")
+    images = faces.T.astype(np.float32) / 256.0  # (1965, D), a row an upright face; the paper's /256
+    train, test = _seeded_split(len(images), spec.train_size)
+    return Dataset(spec, images[train], images[test])
 
 
-def _load_digits() -> Dataset:
+def _read_digits(spec: DatasetSpec, paths: dict[str, Path]) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = bunch.data.astype(np.float32) / 16.0
-    train, test = _seeded_split(len(images), TRAIN_SIZES["digits"])
+    train, test = _seeded_split(len(images), spec.train_size)
     labels = bunch.target.astype(np.int64)
-    return Dataset("digits", images[train], images[test], labels[train], labels[test], (8, 8))
+    return Dataset(spec, images[train], images[test], labels[train], labels[test])
+
+
+_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# Section 5: a Bernoulli decoder for MNIST, a Gaussian one for Frey Face's grey levels; 500 hidden units for MNIST,
+# 200 for Frey Face (less data, less overfitting); digits, small too, takes Frey Face's 200.
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec("mnist", "MNIST", (28, 28), "bernoulli", train_size=60000, hidden=(500,),
+                files=tuple(DataFile(n, h, tuple(m + n for m in _MNIST_MIRRORS)) for n, h in _MNIST_SHA256.items()),
+                read=_read_mnist),
+    DatasetSpec("frey", "Frey Face", (28, 20), "gaussian", train_size=1600, hidden=(200,),
+                files=(DataFile("frey_rawface.mat", "265a83a23adb081755cd3de375509828e690324d1d60f076b8ecebc840d59c64",
+                                ("https://cs.nyu.edu/~roweis/data/frey_rawface.mat",)),),
+                read=_read_frey, manifold_grid=12),  # fewer, larger faces
+    DatasetSpec("digits", "scikit-learn's 8x8 digits", (8, 8), "bernoulli", train_size=1500, hidden=(200,),
+                files=(), read=_read_digits),  # bundled with scikit-learn
+)}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The dataset of that name; DataError listing the known ones when there is none."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(name: str, files: tuple[tuple[str, Path, int, int], ...]) -> Dataset:
-    paths = {file: path for file, path, _, _ in files}
-    dataset = _load_digits() if name == "digits" else {"mnist": _load_mnist, "frey": _load_frey}[name](paths)
+def _load_cached(spec: DatasetSpec, files: tuple[tuple[str, Path, int, int], ...]) -> Dataset:
+    dataset = spec.read(spec, {file: path for file, path, _, _ in files})
     for array in (dataset.train, dataset.test):
         array.setflags(write=False)  # shared between callers through the cache
     return dataset
@@ -280,23 +314,23 @@ def _load_cached(name: str, files: tuple[tuple[str, Path, int, int], ...]) -> Da
 
 def load(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
          progress: Progress | None = None) -> Dataset:
-    """Loads a dataset by name ("mnist", "frey" or "digits"); raises DataError with advice if it cannot."""
+    """Loads a dataset by name (a key of DATASETS); raises DataError with advice if it cannot."""
     paths = locate(name, data_dir, download, progress)
     files = tuple(sorted((file, path, path.stat().st_mtime_ns, path.stat().st_size) for file, path in paths.items()))
-    return _load_cached(name, files)  # a file replaced in place is read again
+    return _load_cached(dataset_spec(name), files)  # a file replaced in place is read again
 
 
 def verify(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, str | None]:
     """Checks every file of the dataset on this machine (none is downloaded): file name -> what is wrong, or None
     when it is present and passes its checksum. Unlike `load`, it goes on past the first bad file."""
     problems: dict[str, str | None] = {}
-    for spec in SOURCES[name]:
+    for file in dataset_spec(name).files:
         try:
-            path = locate_file(name, spec, data_dir)
-            _verified_content(path, spec)
-            problems[spec.name] = None
+            path = locate_file(name, file, data_dir)
+            _verified_content(path, file)
+            problems[file.name] = None
         except DataError as e:
-            problems[spec.name] = str(e)
+            problems[file.name] = str(e)
     return problems
 
 

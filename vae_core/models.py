@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 from torch.nn import functional as F
 
+if TYPE_CHECKING:
+    from .data import DatasetSpec
+
 _LOG_2PI = math.log(2 * math.pi)
-LIKELIHOODS = ("bernoulli", "gaussian")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "softplus": F.softplus}
 INITIALISATIONS = ("paper", "default")  # paper: N(0, 0.01²) (Section 5); default: PyTorch's nn.Linear initialisation
 
@@ -63,7 +66,7 @@ class ModelConfig:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"every hidden layer needs at least 1 unit, got {list(self.hidden)}")
         if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         if self.init not in INITIALISATIONS:
@@ -81,10 +84,22 @@ class ModelConfig:
             d["hidden"] = (d.pop("hidden_dim"),)
         return cls(**d)
 
+    @classmethod
+    def for_dataset(cls, spec: DatasetSpec, latent_dim: int, hidden: tuple[int, ...] | None = None,
+                    activation: str = "tanh", init: str = "paper") -> "ModelConfig":
+        """The network for the data of `spec`: its D, image shape and decoder, with `hidden` layers or, when none are
+        given, the paper's for the dataset (Section 5)."""
+        return cls(spec.data_dim, latent_dim, hidden or spec.hidden, spec.likelihood, spec.image_shape, activation,
+                   init)
+
+    @property
+    def decoder_outputs(self) -> int:
+        """The width of the decoder's output layer: the parameters of p(x|z) for each of the D pixels."""
+        return self.data_dim * DECODERS[self.likelihood].outputs_per_pixel
+
     def parameter_count(self) -> int:
-        out = self.data_dim * (2 if self.likelihood == "gaussian" else 1)
         encoder = _layer_sizes(self.data_dim, self.hidden, 2 * self.latent_dim)
-        decoder = _layer_sizes(self.latent_dim, self.hidden[::-1], out)
+        decoder = _layer_sizes(self.latent_dim, self.hidden[::-1], self.decoder_outputs)
         return sum((a + 1) * b for sizes in (encoder, decoder) for a, b in zip(sizes, sizes[1:]))
 
 
@@ -122,9 +137,7 @@ class GaussianMLPEncoder(MLP):
 
 class BernoulliMLPDecoder(MLP):
     """p_θ(x|z) = Bernoulli(y), y = sigmoid(W2 tanh(W1 z + b1) + b2) (Appendix C.1)."""
-
-    def __init__(self, latent_dim: int, hidden: tuple[int, ...], data_dim: int, activation: str = "tanh"):
-        super().__init__(latent_dim, hidden, data_dim, activation)
+    outputs_per_pixel = 1  # its logit
 
     def forward(self, z: torch.Tensor) -> BernoulliImage:  # z: (..., J)
         return BernoulliImage(super().forward(z))  # logits (..., D)
@@ -132,13 +145,15 @@ class BernoulliMLPDecoder(MLP):
 
 class GaussianMLPDecoder(MLP):
     """p_θ(x|z) = N(μ, σ²I) with μ = sigmoid(W4 h + b4) kept in (0, 1) for Frey Face pixels (Appendix C.2)."""
-
-    def __init__(self, latent_dim: int, hidden: tuple[int, ...], data_dim: int, activation: str = "tanh"):
-        super().__init__(latent_dim, hidden, 2 * data_dim, activation)
+    outputs_per_pixel = 2  # its mean's logit and its log-variance
 
     def forward(self, z: torch.Tensor) -> DiagonalGaussian:
         mean_logits, x_logvar = super().forward(z).chunk(2, dim=-1)  # (..., D) each
         return DiagonalGaussian(torch.sigmoid(mean_logits), x_logvar)
+
+
+DECODERS = {"bernoulli": BernoulliMLPDecoder, "gaussian": GaussianMLPDecoder}  # by the likelihood p(x|z)
+LIKELIHOODS = tuple(DECODERS)
 
 
 def dream_noise(likelihood: str, shape: tuple[int, ...], generator: torch.Generator | None = None,
@@ -165,8 +180,7 @@ class VAE(nn.Module):
         self.config = config
         D, J, hidden, activation = config.data_dim, config.latent_dim, config.hidden, config.activation
         self.encoder = GaussianMLPEncoder(D, hidden, J, activation)
-        decoder = BernoulliMLPDecoder if config.likelihood == "bernoulli" else GaussianMLPDecoder
-        self.decoder = decoder(J, hidden[::-1], D, activation)
+        self.decoder = DECODERS[config.likelihood](J, hidden[::-1], config.decoder_outputs, activation)
         self.initialise(generator)
 
     @torch.no_grad()

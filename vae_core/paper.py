@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import STEP_SIZE_CANDIDATES, TrainConfig
+from .data import DATASETS
 from .events import is_evaluation
-from .runs import RunRecord
 from .formatting import format_duration
+from .runs import RunRecord
 
-NAMES = {"mnist": "MNIST", "frey": "Frey Face"}
+NAMES = {name: spec.title for name, spec in DATASETS.items()}  # as the paper names each dataset
 ALGORITHM_NAMES = {"aevb": "AEVB", "wake-sleep": "wake-sleep", "mcem": "mcem", "full-vb": "full VB"}  # as claims say
 # An evaluation's measures, by their name in metrics.jsonl: as axes and tables name them, and as the claims do.
 MEASURES = {"lower_bound": ("lower bound", "bound"), "marginal_log_likelihood": ("marginal log-likelihood", "log p(x)")}

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import data, runs
+from . import runs
 from .algorithms import ALGORITHMS
 from .config import TrainConfig, settings
 
@@ -94,14 +94,13 @@ class Sweep:
 
 
 def expected_cost(config: dict) -> float:
-    """A trial's training arithmetic, roughly: samples x L x the size of its layers' products x its algorithm's
+    """A trial's training arithmetic, roughly: samples x L x its network's parameters x its algorithm's
     `relative_cost`. Only the order matters: the sweep starts the costliest trials first (longest processing time
     first), so that the trials still running at the end, while other slots idle, are short ones."""
     c = TrainConfig.from_dict(config)
-    widths = (math.prod(data.IMAGE_SHAPES.get(c.dataset, (1,))), *c.hidden_layers, c.latent_dim)
-    size = sum(a * b for a, b in zip(widths, widths[1:]))
-    algorithm = ALGORITHMS.get(c.algorithm)  # a trial with an unknown one fails at once, whatever its place
-    return c.samples * c.samples_per_point * size * (algorithm.relative_cost if algorithm else 1.0)
+    if c.problems(machine=False):  # it fails at once, whatever its place
+        return 0.0
+    return c.samples * c.samples_per_point * c.model_config().parameter_count() * ALGORITHMS[c.algorithm].relative_cost
 
 
 def train_trial(space: dict) -> None:

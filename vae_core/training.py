@@ -27,7 +27,7 @@ from .config import STEP_SIZE_CANDIDATES, TrainConfig, resolve_device
 from .evaluation import EvaluationSets, describe_sets, evaluation_sets, scores
 from .events import EVALUATION_KEYS, EventKind, TrainEvent
 from .fast_step import FlatParameters, StepValues
-from .models import VAE, ModelConfig
+from .models import VAE
 from .runs import RunError, RunRecorder
 
 SEED_OFFSETS = {"stream": 1, "evaluation": 2}  # the training stream's and the evaluations' generators: seed + these
@@ -160,10 +160,8 @@ class Trainer:
 
     @staticmethod
     def _model(config: TrainConfig, dataset: data_module.Dataset) -> VAE:
-        model_config = ModelConfig(dataset.data_dim, config.latent_dim, config.hidden_layers, dataset.likelihood,
-                                   dataset.image_shape, config.activation, config.init)
         init = torch.Generator().manual_seed(config.seed)  # the same θ, φ for every candidate step size
-        return VAE(model_config, generator=init).to(resolve_device(config.device))
+        return VAE(config.model_config(dataset.spec), generator=init).to(resolve_device(config.device))
 
     # Control, from any thread.
     def pause(self) -> None:

@@ -88,8 +88,7 @@ class VarianceConfig:
         """Bytes the measurement needs, estimated before anything is allocated: the noise of every replicate at the
         largest L, a chunk's decoder outputs and per-replicate gradients, and the moments' accumulators."""
         c = model.config
-        out = c.data_dim * (2 if c.likelihood == "gaussian" else 1)
-        parameters = sum(p.numel() for p in model.parameters())
+        out, parameters = c.decoder_outputs, c.parameter_count()
         L, M, J = max(self.samples), self.batch_size, c.latent_dim
         chunk = max(1, self.max_elements // (L * M * out))  # replicates per chunk
         noise = 2 * self.repeats * L * M * J * 4  # ε and z0
@@ -222,14 +221,10 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
     params = {k: v.detach() for k, v in objectives.named_parameters()}
     phi = {k: v for k, v in params.items() if k.startswith("vae.encoder.")}
     theta = {k: v for k, v in params.items() if k.startswith("vae.decoder.")}
-    J, D = model.config.latent_dim, model.config.data_dim
-    out_dim = D * (2 if model.config.likelihood == "gaussian" else 1)
+    J, out_dim = model.config.latent_dim, model.config.decoder_outputs
     generator = torch.Generator().manual_seed(config.seed)
     result = VarianceResult(settings={"M": len(x), "R": config.repeats, "L": list(config.samples),
                                       "estimators": list(config.estimators), "seed": config.seed})
-    units = len(config.samples) * (len(config.estimators) + 2)
-    done = 0
-
     baseline = _baseline(model, x)
 
     def decoder_pass(th: dict, z: torch.Tensor):
@@ -241,7 +236,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         return lambda w, e, log_px, grad_z, z0: functional_call(
             objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
 
-    for L in config.samples:
+    for done, L in enumerate(config.samples, 1):
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
@@ -269,22 +264,28 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
                     with torch.no_grad():
                         for name, f in VALUE_ESTIMATORS.items():
                             values[name].append(f(model, x, L, eps=e))  # (M,)
-        if moments:
-            for name, m in accumulated.items():
-                result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
-                    t.numpy() for t in m.mean_and_variance())
-        theta_stats = {f"theta_{k}": v for k, v in accumulated["theta"].summary().items()}
-        for estimator in config.estimators:
-            row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in accumulated[estimator].summary().items()},
-                   **theta_stats}
-            if estimator in ("A", "B"):
-                row |= _value_stats(torch.stack(values[estimator]))
-            result.rows.append(row)
-        result.rows.append({"estimator": "iw", "L": L, **_value_stats(torch.stack(values["iw"]))})
-        done += len(config.estimators) + 2
+        _record(result, L, accumulated, values, config.estimators, moments)
         if progress:
-            progress(done / units)
+            progress(done / len(config.samples))
     return result
+
+
+def _record(result: VarianceResult, L: int, accumulated: dict[str, _Moments], values: dict[str, list],
+            estimators: tuple[str, ...], moments: bool) -> None:
+    """Adds the rows of one L to `result`, from its gradients' moments and its values: a row per estimator, then the
+    importance-weighted bound's; with `moments`, each gradient's per-parameter mean and variance too."""
+    if moments:
+        for name, m in accumulated.items():
+            result.moments[(name, L, "theta") if name == "theta" else (name, L, "phi")] = tuple(
+                t.numpy() for t in m.mean_and_variance())
+    theta_stats = {f"theta_{k}": v for k, v in accumulated["theta"].summary().items()}
+    for estimator in estimators:
+        row = {"estimator": estimator, "L": L, **{f"phi_{k}": v for k, v in accumulated[estimator].summary().items()},
+               **theta_stats}
+        if estimator in ("A", "B"):
+            row |= _value_stats(torch.stack(values[estimator]))
+        result.rows.append(row)
+    result.rows.append({"estimator": "iw", "L": L, **_value_stats(torch.stack(values["iw"]))})
 
 
 def _naive_gradient(objectives, estimator, wrt, fixed, x, eps) -> list[torch.Tensor]:
@@ -306,7 +307,6 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
     from pathlib import Path
 
     from . import data, runs
-    from .models import ModelConfig
 
     if source is not None:
         path = Path(source)
@@ -323,5 +323,4 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
     if problems:  # before the network is allocated
         raise ValueError("; ".join(problems.values()))
     loaded = data.load(dataset, data_dir, download=False)
-    config = ModelConfig(loaded.data_dim, latent_dim, shape.hidden_layers, loaded.likelihood, loaded.image_shape)
-    return VAE(config, generator=torch.Generator().manual_seed(seed)), loaded
+    return VAE(shape.model_config(loaded.spec), generator=torch.Generator().manual_seed(seed)), loaded
