@@ -1,5 +1,4 @@
 import streamlit as st
-from vae_core import data
 
 from vae_app import figures, images, session
 from vae_app.components import morph_pad
@@ -7,6 +6,7 @@ from vae_app.guard import guarded
 from vae_app.sources import LiveRun, model_sources
 from vae_app.views import explorer as views
 from vae_app.views import pool
+from vae_core import data
 
 st.title("Latent explorer")
 sources = model_sources(pool().get(session.run_dir()))

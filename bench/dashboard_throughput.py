@@ -33,10 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 from train_throughput import logged_steps  # bench/ is this script's folder, first on sys.path
+
 from vae_app.components import LiveFeed, feed_name, live_chart_dir
 from vae_core import runs
+
+REPO = Path(__file__).resolve().parents[1]
 
 SAMPLES = "5e5"
 DISPLAY_PARTS = ("renderer", "app server", "other browser")
@@ -159,7 +161,7 @@ def steps_beside_loads(conditions: dict[str, tuple[int, BusyLoop | ChartsPage | 
     switched on and off outside the timed stretches."""
     import torch
 
-    from vae_core.training import Trainer, TrainConfig
+    from vae_core.training import TrainConfig, Trainer
     trainer = Trainer.from_config(TrainConfig(dataset="frey", latent_dim=2, lr=0.02, samples=10**12), run_dir=runs_dir / "steps")
     step, cores = logged_steps(trainer), torch.get_num_threads()
 
@@ -233,7 +235,7 @@ def dashboard_rate(page, url: str, runs_dir: Path, leave: bool,
         page.screenshot(path=str(shot), full_page=True)
         shown = page.locator("[data-testid=stMain]").first.inner_text()[:2000]
         raise SystemExit(f"the run did not start ({type(e).__name__}); the Train page showed:\n{shown}\n"
-                         f"screenshot: {shot}")
+                         f"screenshot: {shot}") from e
     (run_dir,) = [p for p in runs_dir.iterdir() if p not in before]
     if leave:
         page.get_by_role("link", name="Home").click()  # same session; Home does not redraw on a timer

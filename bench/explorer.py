@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 from vae_app.sources import ModelFile, shipped_models
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def median_ms(f, repeats: int) -> float:

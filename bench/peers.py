@@ -22,14 +22,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from train_throughput import (
+    gemm_and_optimizer_steps,
+    gemm_steps,
+    interleaved,
+    logged_steps,
+    minibatches,
+    paired_ratio,  # bench/ is this script's folder
+)
 
-from train_throughput import (gemm_and_optimizer_steps, gemm_steps, interleaved, logged_steps, minibatches,
-                              paired_ratio)  # bench/ is this script's folder
 from vae_core import data
 from vae_core.config import TrainConfig, parse_sample_count
 from vae_core.training import Trainer

@@ -38,8 +38,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import vae_core.config
 import vae_core.data
 import vae_core.training
-from vae_core.data import DATASETS
 from vae_core import schedules
+from vae_core.data import DATASETS
 from vae_core.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

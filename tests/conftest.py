@@ -2,9 +2,8 @@
 import math
 import os
 import shutil
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import pytest
 import torch

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PATIENCE
 from streamlit.testing.v1 import AppTest
 
 from vae_app import session
@@ -16,7 +17,6 @@ from vae_app.views import pool
 from vae_core import runs
 from vae_core.config import TrainConfig
 from vae_core.training import Trainer
-from conftest import PATIENCE
 
 
 def start_app(monkeypatch, tmp_path, repo, data_dir=None) -> AppTest:

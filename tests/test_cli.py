@@ -1,10 +1,11 @@
 """`python -m vae_core` end to end, as a user runs it."""
-import math
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+
 from conftest import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]

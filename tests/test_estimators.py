@@ -5,8 +5,15 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from vae_core.estimators import (estimator_a, estimator_b, estimator_b_terms, importance_weighted_bound,
-                                 kl_to_standard_normal, minibatch_lower_bound, reparameterize)
+from vae_core.estimators import (
+    estimator_a,
+    estimator_b,
+    estimator_b_terms,
+    importance_weighted_bound,
+    kl_to_standard_normal,
+    minibatch_lower_bound,
+    reparameterize,
+)
 from vae_core.models import VAE, DiagonalGaussian, ModelConfig
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from vae_core import fast_step
 from vae_core.algorithms import AEVB, Minibatch, WakeSleep
 from vae_core.config import TrainConfig
 from vae_core.estimators import ESTIMATORS, estimator_b_terms
-from vae_core import fast_step
 from vae_core.fast_step import FlatParameters, _linear, lower_bound_gradient
 from vae_core.models import VAE, ModelConfig
 

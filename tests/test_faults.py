@@ -18,18 +18,18 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
+from conftest import PATIENCE
 
 from vae_core import runs
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.training import Trainer
-from conftest import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
 

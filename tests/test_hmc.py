@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vae_core.hmc import Sampler, log_joint
+from vae_core.marginal import MarginalConfig, fitted_kde_factor, kde_log_density, marginal_log_likelihood
 
 
 def gaussian_log_density(mean: torch.Tensor, covariance: torch.Tensor):
@@ -17,7 +18,6 @@ def gaussian_log_density(mean: torch.Tensor, covariance: torch.Tensor):
         d = z - mean
         return log_norm - 0.5 * torch.einsum("...i,ij,...j->...", d, precision, d)
     return log_density
-from vae_core.marginal import MarginalConfig, fitted_kde_factor, kde_log_density, marginal_log_likelihood
 
 
 def moments_agree(draws, mean, covariance, sigmas=4.0):
@@ -97,7 +97,7 @@ def test_the_appendix_d_estimator_agrees_with_the_importance_weighted_bound_on_a
     where D reads high the IW bound is still short of log p(x), where it reads low the chains miss a mode of
     p(z|x) that q reaches (docs/REPRODUCTION.md reports both estimators on the Figure 2 run of J = 3)."""
     from vae_core.estimators import log_weight
-    from vae_core.training import Trainer, TrainConfig
+    from vae_core.training import TrainConfig, Trainer
     config = TrainConfig(dataset="mnist", latent_dim=3, samples=100_000, lr=0.02, data_dir=str(data_dir))
     trainer = Trainer.from_config(config, tmp_path / "run")
     trainer.run()

@@ -85,7 +85,7 @@ def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
     assert result["engine"] == "ray" and result["address"] == "local" and result["wall_seconds"] > 0
     trials = {t["name"]: t for t in result["trials"]}
     assert set(trials) == {"J2-seed0", "J2-seed1", "J3-seed0", "J3-seed1"}
-    for name, trial in trials.items():
+    for trial in trials.values():
         assert trial["status"] == "finished" and trial["test_lower_bound"] < 0
         record = runs.read_run(trial["run_dir"])
         assert record.state == "finished" and record.last_evaluation["test_lower_bound"] == trial["test_lower_bound"]

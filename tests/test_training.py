@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import PATIENCE, wait_until
+
 from vae_core import data, runs, schedules
 from vae_core.config import STEP_SIZE_CANDIDATES, TrainConfig
 from vae_core.events import is_evaluation
@@ -44,9 +44,12 @@ def test_run_directory_holds_config_metrics_and_a_loadable_model(tmp_path):
 
 
 def test_same_seed_same_run_and_other_seed_other_run(tmp_path):
-    a = Trainer.from_config(digits_config(seed=3), tmp_path / "a"); a.run()
-    b = Trainer.from_config(digits_config(seed=3), tmp_path / "b"); b.run()
-    c = Trainer.from_config(digits_config(seed=4), tmp_path / "c"); c.run()
+    a = Trainer.from_config(digits_config(seed=3), tmp_path / "a")
+    a.run()
+    b = Trainer.from_config(digits_config(seed=3), tmp_path / "b")
+    b.run()
+    c = Trainer.from_config(digits_config(seed=4), tmp_path / "c")
+    c.run()
     assert torch.equal(a.params.flat, b.params.flat)
     assert [r.get("lower_bound") for r in a.metrics] == [r.get("lower_bound") for r in b.metrics]
     assert not torch.equal(a.params.flat, c.params.flat)

@@ -33,8 +33,8 @@ def decoder_payload(space: LatentSpace) -> dict:
     layers = [*decoder.hidden, decoder.out]
     return {"J": space.latent_dim, "D": space.model.config.data_dim, "shape": list(space.image_shape),
             "activation": space.model.config.activation,
-            "layers": [{"w": pack(l.weight), "b": pack(l.bias), "in": l.in_features, "out": l.out_features}
-                       for l in layers]}
+            "layers": [{"w": pack(layer.weight), "b": pack(layer.bias), "in": layer.in_features, "out": layer.out_features}
+                       for layer in layers]}
 
 
 def pad_config(space: LatentSpace, base: np.ndarray, directions: np.ndarray, points: np.ndarray,

@@ -16,7 +16,6 @@ from vae_core.variance import GRADIENT_ESTIMATORS, VarianceResult
 
 from .images import mosaic
 
-
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 

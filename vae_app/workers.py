@@ -22,8 +22,8 @@ from pathlib import Path
 from vae_core import runs
 from vae_core.config import TrainConfig
 from vae_core.events import EventKind, last_evaluation
-from vae_core.runs import RunState
 from vae_core.formatting import format_duration
+from vae_core.runs import RunState
 
 from .components import LiveFeed
 

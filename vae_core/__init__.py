@@ -6,8 +6,16 @@ space's maths and the CLI (`python -m vae_core`). It imports no dashboard librar
 from .algorithms import Algorithm, Minibatch, make_algorithm
 from .config import ConfigError, TrainConfig
 from .data import DATASETS, DataError, Dataset, load
-from .estimators import (estimator_a, estimator_b, estimator_b_terms, importance_weighted_bound,
-                         kl_to_standard_normal, log_weight, minibatch_lower_bound, reparameterize)
+from .estimators import (
+                         estimator_a,
+                         estimator_b,
+                         estimator_b_terms,
+                         importance_weighted_bound,
+                         kl_to_standard_normal,
+                         log_weight,
+                         minibatch_lower_bound,
+                         reparameterize,
+)
 from .events import EventKind, TrainEvent
 from .models import VAE, ModelConfig
 from .runs import RunError, RunRecord, RunState, list_runs, load_model, read_run, save_model

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from . import data as data_module
 from . import algorithms
+from . import data as data_module
 from .algorithms import ALGORITHMS, fast_step_unavailable
 from .models import ACTIVATIONS, INITIALISATIONS, ModelConfig
 
@@ -309,7 +310,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
         if "hidden_dim" in d:  # configs written before several hidden layers existed
             d["hidden"] = None if d["hidden_dim"] is None else (d["hidden_dim"],)

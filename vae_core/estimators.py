@@ -8,7 +8,7 @@ draws its L samples in one batched pass of shape (L, M, J). Noise is injectable 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -10,8 +10,8 @@ against autograd of `estimators.py` and of the wake-sleep objectives.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

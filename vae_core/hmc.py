@@ -10,8 +10,8 @@ its moves. Each chain's step takes a random sign (the authors' code), so the mov
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

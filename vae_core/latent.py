@@ -24,7 +24,7 @@ class LatentSpace:
         self.label = label
 
     @classmethod
-    def from_state(cls, model_config: dict, state: dict, dataset: str, label: str = "live") -> "LatentSpace":
+    def from_state(cls, model_config: dict, state: dict, dataset: str, label: str = "live") -> LatentSpace:
         """From a parameter snapshot: the ModelConfig as a dict and numpy arrays by parameter name."""
         model = VAE(ModelConfig.from_dict(model_config))
         model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})

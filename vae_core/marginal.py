@@ -44,7 +44,7 @@ class MarginalConfig:
     mode_steps: int = 300  # Adam steps of each climb
 
     @classmethod
-    def for_model(cls, learns_encoder: bool) -> "MarginalConfig":
+    def for_model(cls, learns_encoder: bool) -> MarginalConfig:
         """The estimator for a model whose encoder was trained (chains start at q_φ(z|x)), or not (Monte Carlo EM's:
         they start at climbed modes)."""
         return cls(start="encoder" if learns_encoder else "modes")

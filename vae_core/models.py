@@ -78,7 +78,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         if "hidden_dim" in d:  # files written before several hidden layers existed
             d["hidden"] = (d.pop("hidden_dim"),)
@@ -86,7 +86,7 @@ class ModelConfig:
 
     @classmethod
     def for_dataset(cls, spec: DatasetSpec, latent_dim: int, hidden: tuple[int, ...] | None = None,
-                    activation: str = "tanh", init: str = "paper") -> "ModelConfig":
+                    activation: str = "tanh", init: str = "paper") -> ModelConfig:
         """The network for the data of `spec`: its D, image shape and decoder, with `hidden` layers or, when none are
         given, the paper's for the dataset (Section 5)."""
         return cls(spec.data_dim, latent_dim, hidden or spec.hidden, spec.likelihood, spec.image_shape, activation,

@@ -56,7 +56,7 @@ class RunState(enum.StrEnum):
         """Still training."""
         return self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE, RunState.RUNNING, RunState.PAUSED)
 
-    def after(self, kind: EventKind) -> "RunState":
+    def after(self, kind: EventKind) -> RunState:
         """The state a run is in once the trainer has reported an event of `kind` in this state."""
         if kind == EventKind.TRIAL:
             return RunState.CHOOSING_STEP_SIZE

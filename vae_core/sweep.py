@@ -69,7 +69,7 @@ class Sweep:
     trials: dict[str, dict] = field(default_factory=dict)  # name -> TrainConfig fields
 
     @classmethod
-    def from_configs(cls, sweep_dir: str | Path, configs: list[dict]) -> "Sweep":
+    def from_configs(cls, sweep_dir: str | Path, configs: list[dict]) -> Sweep:
         varying = [k for k in configs[0] if len({json.dumps(c.get(k)) for c in configs}) > 1] if len(configs) > 1 else []
         trials = {}
         for config in configs:
@@ -83,7 +83,7 @@ class Sweep:
         runs.write_json(self.sweep_dir / SWEEP, {"trials": self.trials, "command": command, "created": time.time()})
 
     @classmethod
-    def load(cls, sweep_dir: str | Path) -> "Sweep":
+    def load(cls, sweep_dir: str | Path) -> Sweep:
         saved = runs.read_json(Path(sweep_dir) / SWEEP)
         return cls(Path(sweep_dir), saved["trials"])
 

@@ -14,8 +14,8 @@ import math
 import shutil
 import threading
 import time
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Callable, Generator, Iterator
 
 import numpy as np
 import torch

@@ -21,8 +21,8 @@ R x len(L) backward passes become a few batched ones; `vectorised=False` runs th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -107,7 +107,7 @@ class _LinearisedDecoder:
     def __init__(self, log_px: torch.Tensor, grad_z: torch.Tensor, z0: torch.Tensor):  # (L, M), (L, M, J), (L, M, J)
         self.log_px, self.grad_z, self.z0 = log_px, grad_z, z0
 
-    def __call__(self, z: torch.Tensor) -> "_LinearisedDecoder":
+    def __call__(self, z: torch.Tensor) -> _LinearisedDecoder:
         self.z = z
         return self
 

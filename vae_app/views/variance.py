@@ -60,11 +60,11 @@ def variance_summary(results: dict[str, lab.VarianceResult]) -> str:
                 lines.append(f"- **{name}**, L = {L}: " + "; ".join(parts))
         if any(rows.get(("B", L)) and rows.get(("A", L)) and rows[("B", L)]["value_variance"] > rows[("A", L)]["value_variance"]
                for L in result.settings["L"]):
-            lines.append(f"  - *B's value varies more than A's here.* That is expected of a trained model: in A the "
-                         f"sampled log p(x|z) and log p(z) - log q(z|x) move together and largely cancel (near the "
-                         f"optimum their sum is nearly log p(x)), while B keeps only the sampled reconstruction term, "
-                         f"with nothing to cancel it. The paper's claim is about the gradient, where B's KL in closed "
-                         f"form does lower the variance.")
+            lines.append("  - *B's value varies more than A's here.* That is expected of a trained model: in A the "
+                         "sampled log p(x|z) and log p(z) - log q(z|x) move together and largely cancel (near the "
+                         "optimum their sum is nearly log p(x)), while B keeps only the sampled reconstruction term, "
+                         "with nothing to cancel it. The paper's claim is about the gradient, where B's KL in closed "
+                         "form does lower the variance.")
         floor = 1 / math.sqrt(R)
         if any(r["estimator"] == "score" and r.get("phi_snr") is not None and r["phi_snr"] < 2 * floor for r in result.rows):
             lines.append(f"  - *The score function's signal-to-noise ratio sits near 1/√R = {floor:.3f}.* That is the "
