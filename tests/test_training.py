@@ -369,7 +369,8 @@ def test_a_run_whose_origin_note_is_lost_is_restored_under_its_own_name(tmp_path
 def test_a_trainer_that_cannot_be_built_leaves_its_folder_as_it_was(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("no memory for the model")
-    monkeypatch.setattr(Trainer, "_model", staticmethod(fail))
+    from vae_core import training
+    monkeypatch.setattr(training, "_model", fail)
     given = tmp_path / "given"
     given.mkdir()
     for run_dir in (given, tmp_path / "new"):

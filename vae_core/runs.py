@@ -8,6 +8,7 @@ damaged file: it says, per file, what is wrong.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import json
@@ -18,6 +19,7 @@ import socket
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,6 +280,46 @@ def claim_new_run(run_dir: str | os.PathLike, by: str) -> RunLock:
         raise RunError(f"{run_dir} already holds {', '.join(present[:5])}{' ...' if len(present) > 5 else ''}; a new "
                        f"run needs an empty or new folder (to continue a run there, use --resume {run_dir})")
     return lock
+
+
+@contextlib.contextmanager
+def claimed_new_run(run_dir: str | os.PathLike | None, runs_dir: str | os.PathLike | None, label: str,
+                    by: str) -> Iterator[RunLock]:
+    """The lock of a new run in `run_dir` (a new or empty folder) or a fresh folder under `runs_dir`, for the block
+    that builds what trains it; if the block fails, the lock is released and the folder left as it was (one this
+    call made is removed)."""
+    created = run_dir is None or not Path(run_dir).exists()
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, label)
+    lock = claim_new_run(run_dir, by)
+    try:
+        yield lock
+    except BaseException:
+        lock.release()
+        (run_dir / LOCK).unlink(missing_ok=True)
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # the folder this call made, empty again
+        raise
+
+
+@contextlib.contextmanager
+def claimed_run_to_continue(run_dir: str | os.PathLike, by: str) -> Iterator[tuple[RunLock, RunRecord]]:
+    """The lock and record of a run that can be continued from its checkpoint, for the block that builds what
+    trains it; the lock is released if the block fails. Refuses while another process trains the run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a folder; give the folder of a run to continue")
+    lock = RunLock(run_dir, by)
+    try:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({CHECKPOINT} is missing)")
+        record = read_run(run_dir)
+        for name in (CONFIG, CHECKPOINT):
+            if name in record.problems:
+                raise RunError(f"{run_dir} cannot be continued: {record.problems[name]}")
+        yield lock, record
+    except BaseException:
+        lock.release()
+        raise
 
 
 def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:

@@ -11,7 +11,6 @@ releases it when training ends (or on `close()`).
 from __future__ import annotations
 
 import math
-import shutil
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -28,7 +27,7 @@ from .evaluation import EvaluationSets, describe_sets, evaluation_sets, scores
 from .events import EVALUATION_KEYS, EventKind, TrainEvent
 from .fast_step import FlatParameters, StepValues
 from .models import VAE
-from .runs import RunError, RunRecorder
+from .runs import RunRecorder
 
 SEED_OFFSETS = {"stream": 1, "evaluation": 2}  # the training stream's and the evaluations' generators: seed + these
 OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -85,7 +84,50 @@ def step_size_trial(trainer: Trainer) -> Generator[TrainEvent, None, tuple[float
     return chosen, {str(lr): score for lr, score in found.items()}
 
 
-class Trainer:
+class Control:
+    """Pause, resume and stop, from any thread; the loop asks `paused` and `stopping` between steps."""
+
+    def __init__(self):
+        self._stop, self._unpaused = threading.Event(), threading.Event()
+        self._unpaused.set()
+
+    def pause(self) -> None:
+        self._unpaused.clear()
+
+    def resume(self) -> None:
+        self._unpaused.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._unpaused.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._unpaused.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_while_paused(self) -> None:
+        while not self._unpaused.wait(0.1):
+            pass
+
+
+def _dataset(config: TrainConfig, dataset: data_module.Dataset | None, progress) -> data_module.Dataset:
+    """The dataset `config` names: the one given, checked, or loaded."""
+    dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
+    if dataset.name != config.dataset:
+        raise ValueError(f"the dataset given is {dataset.name!r} but the config names {config.dataset!r}")
+    return dataset
+
+
+def _model(config: TrainConfig, dataset: data_module.Dataset) -> VAE:
+    init = torch.Generator().manual_seed(config.seed)  # the same θ, φ for every candidate step size
+    return VAE(config.model_config(dataset.spec), generator=init).to(resolve_device(config.device))
+
+
+class Trainer(Control):
     """Trains `model` on `dataset` by the algorithm `config` names, writing the run's files to `run_dir`."""
 
     def __init__(self, config: TrainConfig, model: VAE, dataset: data_module.Dataset, run_dir: Path,
@@ -104,8 +146,7 @@ class Trainer:
         self.trial_scores: dict[str, float] = {}
         self.notes: list[str] = []  # what a resumed run lost, for the caller to say
         self.total_steps = schedules.total_steps(config.samples, config.batch_size)
-        self._stop, self._unpaused = threading.Event(), threading.Event()
-        self._unpaused.set()
+        super().__init__()
         self.reset(self.lr or STEP_SIZE_CANDIDATES[config.optimizer][0])
 
     # Factories: a new run, or the continuation of one.
@@ -116,67 +157,23 @@ class Trainer:
         """A new run of `config` in `run_dir` (a new or empty folder) or a fresh folder under `runs_dir`; `by` says
         who trains it (the run's lock shows it). If the trainer cannot be built, the folder is left as it was."""
         config.validate()
-        dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
-        if dataset.name != config.dataset:
-            raise ValueError(f"the dataset given is {dataset.name!r} but the config names {config.dataset!r}")
-        created = run_dir is None or not Path(run_dir).exists()
-        run_dir = Path(run_dir) if run_dir is not None else runs.new_run_dir(runs_dir, f"{config.dataset}-J{config.latent_dim}")
-        lock = runs.claim_new_run(run_dir, by)
-        try:
-            return cls(config, cls._model(config, dataset), dataset, run_dir, lock)
-        except BaseException:
-            lock.release()
-            (run_dir / runs.LOCK).unlink(missing_ok=True)
-            if created and not any(run_dir.iterdir()):
-                shutil.rmtree(run_dir)  # the folder this call made, empty again
-            raise
+        dataset = _dataset(config, dataset, progress)
+        with runs.claimed_new_run(run_dir, runs_dir, f"{config.dataset}-J{config.latent_dim}", by) as lock:
+            return cls(config, _model(config, dataset), dataset, lock.run_dir, lock)
 
     @classmethod
     def resume_from(cls, run_dir: str | Path, samples: int | None = None, dataset: data_module.Dataset | None = None,
                     progress: data_module.Progress | None = None, by: str = "the library") -> Trainer:
         """Continues the run in `run_dir` from its last checkpoint, optionally to a larger budget."""
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"{run_dir} is not a folder; give the folder of a run to continue")
-        lock = runs.RunLock(run_dir, by)  # refuses while another process trains the run
-        try:
-            if not (run_dir / runs.CHECKPOINT).is_file():
-                raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({runs.CHECKPOINT} is missing)")
-            record = runs.read_run(run_dir)
-            for name in (runs.CONFIG, runs.CHECKPOINT):
-                if name in record.problems:
-                    raise RunError(f"{run_dir} cannot be continued: {record.problems[name]}")
+        with runs.claimed_run_to_continue(run_dir, by) as (lock, record):
             config = TrainConfig.from_dict(record.train_config)
             if samples is not None:
                 config.samples = runs.check_continue_budget(run_dir, samples)
             config.validate()
-            dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
-            trainer = cls(config, cls._model(config, dataset), dataset, run_dir, lock)
+            dataset = _dataset(config, dataset, progress)
+            trainer = cls(config, _model(config, dataset), dataset, Path(run_dir), lock)
             trainer._restore(record)
             return trainer
-        except BaseException:
-            lock.release()
-            raise
-
-    @staticmethod
-    def _model(config: TrainConfig, dataset: data_module.Dataset) -> VAE:
-        init = torch.Generator().manual_seed(config.seed)  # the same θ, φ for every candidate step size
-        return VAE(config.model_config(dataset.spec), generator=init).to(resolve_device(config.device))
-
-    # Control, from any thread.
-    def pause(self) -> None:
-        self._unpaused.clear()
-
-    def resume(self) -> None:
-        self._unpaused.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._unpaused.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._unpaused.is_set()
 
     def close(self) -> None:
         """Releases the run folder's lock: another process may now train it."""
@@ -306,12 +303,11 @@ class Trainer:
 
     def _train(self) -> Iterator[TrainEvent]:
         evaluation_steps = schedules.evaluation_steps(self.config.samples, self.config.batch_size)
-        while self.step < self.total_steps and not self._stop.is_set():
+        while self.step < self.total_steps and not self.stopping:
             if self.paused:
                 yield self.emit(EventKind.PAUSED)
-                while not self._unpaused.wait(0.1):
-                    pass
-                if self._stop.is_set():
+                self.wait_while_paused()
+                if self.stopping:
                     break
                 yield self.emit(EventKind.RESUMED)
             started = time.perf_counter()
