@@ -123,3 +123,15 @@ def wait_until(condition, what: str, poll: float = 0.2, between=None) -> None:
         time.sleep(poll)
         if between is not None:
             between()
+
+
+def pytest_collection_modifyitems(items):
+    """Markers from what a test uses: the real data, Chromium, Ray (`slow` is set by hand, on the tests)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & {"data_dir", "app_with_data"}:
+            item.add_marker(pytest.mark.data)
+        if "chromium" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        if item.module.__name__ == "test_sweep":
+            item.add_marker(pytest.mark.ray)
