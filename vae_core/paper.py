@@ -125,7 +125,7 @@ class Figure:
 
     def describe(self, curve: Curve) -> str:
         """A curve's variant as the figure says it ("log σ²₀ = -6"); empty for a curve of no variant."""
-        return "" if curve.variant is None else self.variant.label.format(curve.variant)
+        return "" if curve.variant is None or self.variant is None else self.variant.label.format(curve.variant)
 
 
 FIGURE_2 = Figure(
@@ -262,7 +262,7 @@ def _samples(curves: list[Curve], values: list[int], unit: str = "") -> str:
 def _better(figure: Figure, claim: Claim, first: list[Curve], second: list[Curve]) -> list[Verdict]:
     """A "better" claim, one verdict per variant of `first`, the evidence in the figure's order of algorithms."""
     verdicts = []
-    for variant in sorted({c.variant for c in first}):
+    for variant in sorted({c.variant for c in first}, key=lambda v: (v is not None, v or 0.0)):
         mine = [c for c in first if c.variant == variant]
         budget, (f, s) = _means_at_shared_budget([mine, second])
         compared = sorted([(claim.first, f, len(mine)), (claim.second, s, len(second))],
@@ -286,13 +286,15 @@ def _faster(figure: Figure, claim: Claim, first: list[Curve], second: list[Curve
     what = (f"{other}'s best training {MEASURES[figure.measure][1]} {target:.2f}"
             + (" (the lowest of its seeds' bests)" if len(second) > 1 else ""))
     short = [c for c, at in zip(first, first_at) if at is None]
+    reached = [at for at in second_at if at is not None]  # all of them: each reached its own best, or above
     if not short:
-        return [Verdict(claim.says(), bool(np.mean(first_at) < np.mean(second_at)), f"{what} was reached by {name} at "
-                        f"{_samples(first, first_at, ' samples')}, by {other} at {_samples(second, second_at)}")]
+        first_reached = [at for at in first_at if at is not None]
+        return [Verdict(claim.says(), bool(np.mean(first_reached) < np.mean(reached)), f"{what} was reached by {name} "
+                        f"at {_samples(first, first_reached, ' samples')}, by {other} at {_samples(second, reached)}")]
     soonest = [c.samples[-1] if at is None else at for c, at in zip(first, first_at)]
-    slower = bool(np.mean(soonest) >= np.mean(second_at))  # even were each short seed there just after its end
+    slower = bool(np.mean(soonest) >= np.mean(reached))  # even were each short seed there just after its end
     return [Verdict(claim.says(), False if slower else None, f"{what} was reached by {other} at "
-                    f"{_samples(second, second_at, ' samples')}; " + "; ".join(
+                    f"{_samples(second, reached, ' samples')}; " + "; ".join(
                         f"{name}'s seed {c.seed} has not reached it by {c.samples[-1]:,}, where its curve ends"
                         for c in short) + ("" if slower else " (undecided until then)"))]
 
@@ -356,7 +358,8 @@ def report(records: list[RunRecord], figure: Figure) -> str:
             for budget in BUDGETS:
                 for which in ("train", "test"):
                     values = [c.at(budget, which) for c in mine]  # every seed counts: blank until each is there
-                    cells.append(f"{np.mean(values):.2f}" if mine and None not in values else "")
+                    known = [v for v in values if v is not None]
+                    cells.append(f"{np.mean(known):.2f}" if mine and len(known) == len(values) else "")
             walls = [w for c in mine if by_path[c.path].state == "finished" and (w := wall_seconds(by_path[c.path])) is not None]
             wall = format_duration(float(np.mean(walls))) if walls else ""
             lines.append(f"| {panel.label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")

@@ -116,7 +116,7 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
     path = Path(path)
     if not path.exists():
         return [], None
-    rows = []
+    rows: list[dict] = []
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -488,6 +488,7 @@ def checked_progress(progress, train_config: dict) -> dict:
     if not all(isinstance(v, int) and v >= 0 for v in (step, samples)) or not isinstance(seconds, (int, float)) \
             or not math.isfinite(seconds) or seconds < 0:
         raise RunError(f"{CHECKPOINT} has malformed progress {progress}")
+    assert isinstance(step, int) and isinstance(samples, int)  # checked just above
     if isinstance(M, int) and samples != step * M:
         raise RunError(f"{CHECKPOINT} claims {samples:,} samples in {step:,} steps of M = {M}")
     if isinstance(budget, int) and isinstance(M, int) and step > math.ceil(budget / M):

@@ -240,7 +240,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
-        values = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
+        values: dict[str, list[torch.Tensor]] = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
         for start in range(0, config.repeats, chunk):
             e_chunk = eps[start:start + chunk]  # (R_chunk, L, M, J)
             with torch.no_grad():
