@@ -250,6 +250,6 @@ def test_a_continued_runs_wall_time_is_its_whole_training_time(tmp_path):
     runs.write_json(record.path / runs.LOCK, {"by": "the library", "since": 1000.0})
     record.status["updated"] = 1005.0
     record.metrics[-1]["seconds"] = 100.0
-    assert paper.wall_seconds(record) == 100.0
+    assert paper.training_seconds(record) == 100.0
     row = next(line for line in paper.report([record], FIGURE_2).splitlines() if line.startswith("| Frey Face J = 2 | aevb |"))
     assert row.endswith("| 1 | 1 min 40 s |")

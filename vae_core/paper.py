@@ -334,7 +334,7 @@ def claims(figure: Figure, panels: dict[Panel, list[Curve]]) -> dict[str, list[V
     return verdicts
 
 
-def wall_seconds(record: RunRecord) -> float | None:
+def training_seconds(record: RunRecord) -> float | None:
     """The run's training time in seconds across all its continuations: its checkpoint's `seconds`, which each
     continuation carries on from (the lock's `since`, which each new holder rewrites, would count only the last
     one). Wall-clock time of the training steps; evaluations, the step-size trial, pauses and stops excluded."""
@@ -343,13 +343,13 @@ def wall_seconds(record: RunRecord) -> float | None:
 
 def report(records: list[RunRecord], figure: Figure) -> str:
     """A figure's numbers as a Markdown table: each configuration and algorithm, the train and test values at the
-    paper's budgets (the mean over seeds; blank where a seed has not reached the budget), the seeds and the wall time;
+    paper's budgets (the mean over seeds; blank where a seed has not reached the budget), the seeds and the training time;
     then the claims as the runs measure them."""
     by_path = {str(r.path): r for r in records}
     panels = curves(figure, records)
     names = {10**5: "10^5", 3 * 10**5: "3·10^5", 10**6: "10^6", 10**7: "10^7"}
     head = " | ".join(f"{names[b]} train | {names[b]} test" for b in BUDGETS)
-    lines = [f"| configuration | algorithm | {head} | seeds | wall time per run |",
+    lines = [f"| configuration | algorithm | {head} | seeds | training time per run |",
              "|---|---|" + "---|" * (2 * len(BUDGETS)) + "---|---|"]
     for panel, panel_curves in panels.items():
         for algorithm in figure.algorithms:
@@ -360,7 +360,7 @@ def report(records: list[RunRecord], figure: Figure) -> str:
                     values = [c.at(budget, which) for c in mine]  # every seed counts: blank until each is there
                     known = [v for v in values if v is not None]
                     cells.append(f"{np.mean(known):.2f}" if mine and len(known) == len(values) else "")
-            walls = [w for c in mine if by_path[c.path].state == "finished" and (w := wall_seconds(by_path[c.path])) is not None]
+            walls = [w for c in mine if by_path[c.path].state == "finished" and (w := training_seconds(by_path[c.path])) is not None]
             wall = format_duration(float(np.mean(walls))) if walls else ""
             lines.append(f"| {panel.label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
     lines += ["", (f"Values: the {MEASURES[figure.measure][0]} per datapoint in nats, interpolated on the log axis "
