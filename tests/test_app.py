@@ -404,7 +404,7 @@ def test_paper_page_draws_a_sweep_of_three_seeds(app, tmp_path):
             write_finished_run(sweep_dir / f"frey-J2-{algorithm}-seed{seed}",
                                TrainConfig(dataset="frey", latent_dim=2, algorithm=algorithm, samples=10**6, seed=seed),
                                train)
-    app.switch_page("pages/paper.py").run()
+    app.switch_page("app_pages/paper.py").run()
     assert not app.exception and not app.error
     figure = app.get("plotly_chart")[0].proto.spec
     assert figure.count('"name":"aevb (train)"') == 3 and figure.count("(seed 2)") == 4  # train and test, each algorithm

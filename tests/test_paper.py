@@ -86,6 +86,7 @@ def test_a_run_repeated_with_the_same_settings_and_seed_counts_once_the_furthest
     assert paper._one_per_seed([short, other_seed, long, sleep]) == [other_seed, long, sleep]
 
 
+@pytest.mark.slow
 def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(monkeypatch, tmp_path, repo, data_dir):
     from streamlit.testing.v1 import AppTest
 

@@ -289,15 +289,14 @@ def claimed_new_run(run_dir: str | os.PathLike | None, runs_dir: str | os.PathLi
     that builds what trains it; if the block fails, the lock is released and the folder left as it was (one this
     call made is removed)."""
     created = run_dir is None or not Path(run_dir).exists()
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, label)
-    lock = claim_new_run(run_dir, by)
+    lock = claim_new_run(new_run_dir(runs_dir, label) if run_dir is None else run_dir, by)  # "" is refused there
     try:
         yield lock
     except BaseException:
         lock.release()
-        (run_dir / LOCK).unlink(missing_ok=True)
-        if created and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # the folder this call made, empty again
+        (lock.run_dir / LOCK).unlink(missing_ok=True)
+        if created and not any(lock.run_dir.iterdir()):
+            lock.run_dir.rmdir()  # the folder this call made, empty again
         raise
 
 
