@@ -274,6 +274,23 @@ DAMAGES = {  # one run folder damaged each way, for the Runs page
 }
 
 
+def not_regular_files(sandbox: Sandbox) -> None:
+    """Runs whose files are not regular files, or far larger than ours: a FIFO for config.json (a reader that opens
+    it waits for a writer forever), metrics.jsonl linked to /dev/zero (endless), a config.json of 20 MB."""
+    damages = {"fifo-config": lambda r: ((r / runs.CONFIG).unlink(), os.mkfifo(r / runs.CONFIG)),
+               "zero-metrics": lambda r: ((r / runs.METRICS).unlink(), (r / runs.METRICS).symlink_to("/dev/zero")),
+               "fifo-model": lambda r: ((r / runs.MODEL).unlink(), os.mkfifo(r / runs.MODEL)),
+               "huge-config": lambda r: os.truncate(r / runs.CONFIG, 20 << 20)}
+    for name, damage in damages.items():
+        shutil.copytree(sandbox.run(), sandbox.runs / name)
+        damage(sandbox.runs / name)
+
+
+def fifo_lock(run: Path) -> None:
+    (run / runs.LOCK).unlink(missing_ok=True)
+    os.mkfifo(run / runs.LOCK)
+
+
 def claims_huge_network(run: Path) -> None:
     rewrite_header(run / runs.MODEL, lambda h: h["__metadata__"].update(model_config=json.dumps(
         {**json.loads(h["__metadata__"]["model_config"]), "hidden": [5_000_000]})))
@@ -285,6 +302,39 @@ def page_that_fails_unexpectedly(sandbox: Sandbox) -> Outcome:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(views, "latent_space", lambda source: (_ for _ in ()).throw(RuntimeError("/secret/server/path")))
         return app_page(sandbox, "app_pages/latent_explorer.py")
+
+
+def grid_file(grid: dict) -> Callable[[Sandbox], object]:
+    """A setup that writes `grid` as the sandbox's grid.json (beside the runs folder)."""
+    return lambda sandbox: sandbox.root.joinpath("grid.json").write_text(json.dumps(grid))
+
+
+def sweep_grid(*extra: str) -> Callable[[Sandbox], Outcome]:
+    """`sweep --grid grid.json --samples 1000` and `extra`; the grid names the dataset or takes digits'."""
+    def act(s: Sandbox) -> Outcome:
+        dataset = [] if "dataset" in json.loads((s.root / "grid.json").read_text()) else ["--dataset", "digits"]
+        return cli("sweep", "--grid", str(s.root / "grid.json"), *dataset, "--samples", "1000", *extra)
+    return act
+
+
+def users_folder(*files: str) -> Callable[[Sandbox], object]:
+    """A setup: the folder runs/mine holding the user's own files (a .lock among them, say), each with its own text."""
+    def setup(sandbox: Sandbox) -> None:
+        sandbox.runs.joinpath("mine").mkdir()
+        for name in files:
+            sandbox.runs.joinpath("mine", name).write_text(f"the user's own {name}\n")
+    return setup
+
+
+def train_into_mine(sandbox: Sandbox) -> Outcome:
+    """`train --run-dir runs/mine`; then what became of the folder's .lock (the snapshot leaves locks out)."""
+    lock = sandbox.runs / "mine" / runs.LOCK
+    before = lock.read_bytes() if lock.exists() else None
+    outcome = cli("train", "--run-dir", str(sandbox.runs / "mine"), "--samples", "1000")
+    after = lock.read_bytes() if lock.exists() else None
+    said = "kept as it was" if before is not None and after == before else \
+        ("none left" if before is None and after is None else f"changed: {before!r} -> {after!r}")
+    return Outcome(outcome.code, f"{outcome.text}\nthe folder's .lock: {said}")
 
 
 def set_form(key: str, value):
@@ -445,6 +495,40 @@ FAULTS = [
     # 6. A closed server.
     Fault("a page that fails unexpectedly", "server", page_that_fails_unexpectedly,
           r"(?s)^(?!.*exception)(?!.*secret)(?=.*failed unexpectedly \(RuntimeError\)\. Nothing was lost)", None),
+    # 7. Readers read regular files only, and a bounded amount of each (issue 32).
+    Fault("the Runs page with files that are FIFOs, /dev/zero or 20 MB", "damage", runs_page,
+          r"(?s)(?=.*fifo-config is damaged: config\.json cannot be read \(config\.json is a FIFO, not a regular file)"
+          r"(?=.*zero-metrics is damaged: metrics\.jsonl: cannot be read \(metrics\.jsonl is a device, not a regular)"
+          r"(?=.*fifo-model is damaged: model\.safetensors cannot be read \(model\.safetensors is a FIFO)"
+          r"(?=.*huge-config is damaged: config\.json cannot be read \(config\.json holds 20,971,520 bytes, more than)"
+          r"(?=.*run=good;[^\n]*state=finished)(?!.*exception)", None, setup=not_regular_files),
+    Fault("evaluate a run whose model.safetensors is a FIFO", "damage", evaluate(),
+          r"cannot be evaluated: model\.safetensors cannot be read \(model\.safetensors is a FIFO, not a regular file\)",
+          setup=to_good(lambda r: ((r / runs.MODEL).unlink(), os.mkfifo(r / runs.MODEL)))),
+    Fault("--resume a run whose metrics.jsonl links to /dev/zero", "damage", resume(),
+          r"note: metrics\.jsonl: cannot be read \(metrics\.jsonl is a device, not a regular file\); no rows are kept", 0,
+          changes={"good"}, setup=to_good(lambda r: ((r / runs.METRICS).unlink(), (r / runs.METRICS).symlink_to("/dev/zero")))),
+    Fault("--resume a run whose .lock is a FIFO", "damage", resume(), r"holds a \.lock that is not a run's lock",
+          setup=to_good(fifo_lock)),
+    # 8. Names are data, never paths (issue 32).
+    Fault("a sweep grid whose algorithm is '..'", "names", sweep_grid("--sweep-dir", "runs/sweep"),
+          r"no trial is made: algorithm must be one of .*got '\.\.'", setup=grid_file({"algorithm": ["..", "aevb"]})),
+    Fault("a sweep grid whose optimizer is '.', into the default sweep folder", "names", sweep_grid(),
+          r"no trial is made: optimizer must be one of .*got '\.'", setup=grid_file({"optimizer": ["adagrad", "."]})),
+    Fault("a sweep grid whose dataset is a path", "names", sweep_grid("--sweep-dir", "runs/sweep"),
+          r"no trial is made: dataset must be one of .*got '\.\./\.\./etc'",
+          setup=grid_file({"dataset": ["../../etc"], "seed": [0, 1]})),
+    Fault("a sweep grid of 10^6 combinations", "limits", sweep_grid("--sweep-dir", "runs/sweep"),
+          r"the grid has 1,000,000 combinations \(1000 seed x 1000 latent_dim\); a sweep runs at most 10,000",
+          setup=grid_file({"seed": list(range(1000)), "latent_dim": list(range(1, 1001))})),
+    Fault("train into a folder holding the user's own .lock and notes", "writer", train_into_mine,
+          r"(?s)already holds notes\.txt.*the folder's \.lock: kept as it was", setup=users_folder(".lock", "notes.txt")),
+    Fault("train into a folder holding only the user's own .lock", "writer", train_into_mine,
+          r"(?s)holds a \.lock that is not a run's lock.*the folder's \.lock: kept as it was", setup=users_folder(".lock")),
+    Fault("a refused train leaves no .lock behind", "writer", train_into_mine,
+          r"(?s)already holds config\.json.*the folder's \.lock: none left", setup=users_folder("config.json")),
+    Fault("train with a 300-character --run-dir", "names", lambda s: cli("train", "--run-dir", str(s.runs / ("r" * 300))),
+          r"the folder name r{40}\.\.\. is 300 bytes long; a file system takes at most 255"),
 ]
 
 
@@ -507,6 +591,73 @@ def test_fault_ends_in_a_clear_message_and_loses_nothing(fault, template, real_d
     assert re.search(fault.expect, outcome.text), outcome.text
     assert outcome.code == fault.code, outcome.text
     assert changed <= fault.changes, f"{changed - fault.changes} changed"
+
+
+def test_two_same_named_trials_deleted_in_the_same_second_go_back_each_to_its_sweep(template, tmp_path, monkeypatch):
+    """Two sweeps' trials called J2, deleted within one second: each has its own trash entry and its own note of
+    origin, and each is restored to its own sweep. A note pointing outside the runs folder is not followed."""
+    import time as clock
+    root = tmp_path / "runs"
+    trials = []
+    for sweep in ("a", "b"):
+        (root / sweep).mkdir(parents=True)
+        (root / sweep / runs.SWEEP_FILE).write_text('{"trials": {}}')
+        shutil.copytree(template, root / sweep / "J2")
+        runs.label(root / sweep / "J2", note=f"trial of {sweep}")
+        trials.append(root / sweep / "J2")
+    monkeypatch.setattr(clock, "strftime", lambda fmt, *when: "20261201-120000")
+    trash = [runs.delete(t) for t in trials]
+    assert len(set(trash)) == 2 and not any(t.exists() for t in trials)
+    assert [runs.restore(t) for t in reversed(trash)] == [t.resolve() for t in reversed(trials)]
+    assert [runs.read_run(t).meta["note"] for t in trials] == ["trial of a", "trial of b"]
+    moved = runs.delete(trials[0])
+    (moved.parent / f"{moved.name}.from").write_text(str(tmp_path / "elsewhere"))
+    assert runs.restore(moved) == root / "J2" and not (tmp_path / "elsewhere").exists()
+
+
+LEFT_BEHIND = """
+import os, sys, time
+from vae_core import runs
+lock = runs.RunLock(sys.argv[1], "the dashboard")
+child = os.fork()  # inherits the locked descriptor, as a process a trainer leaves behind would
+if child == 0:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # nothing of the test's pipes is kept open
+        os.dup2(devnull, fd)
+    time.sleep(600)
+    os._exit(0)
+print(child, flush=True)
+os._exit(0)  # the trainer the lock names is gone; the lock is still held
+"""
+
+
+def test_a_run_whose_recorded_trainer_is_gone_is_interrupted_and_can_be_deleted_or_continued(template, tmp_path):
+    run = tmp_path / "runs" / "left"
+    shutil.copytree(template, run)
+    edit_json(run / runs.STATUS, lambda s: s.update(state="running"))
+    out = subprocess.run([sys.executable, "-c", LEFT_BEHIND, str(run)], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=PATIENCE)
+    inheritor = int(out.stdout)
+    try:
+        assert runs.lock_holder(run, alive_only=False)["by"] == "the dashboard"  # the lock is held...
+        record = runs.read_run(run)
+        assert record.holder is None and record.state == "interrupted"  # ...by nobody who trains it
+        back = runs.restore(runs.delete(run))
+        assert back == run.resolve()
+        trainer = Trainer.resume_from(run, samples=6000)
+        assert runs.lock_holder(run)["pid"] == os.getpid()
+        assert trainer.run().kind == "finished"
+    finally:
+        os.kill(inheritor, signal.SIGKILL)
+
+
+def test_a_metrics_file_is_read_up_to_its_bound_and_says_so(template, tmp_path, monkeypatch):
+    rows = runs.read_metrics(template / runs.METRICS)[0]
+    size = (template / runs.METRICS).stat().st_size
+    monkeypatch.setattr(runs, "MAX_METRICS_BYTES", size // 2)
+    kept, said = runs.read_metrics(template / runs.METRICS)
+    assert 0 < len(kept) < len(rows) and kept == rows[:len(kept)]
+    assert said == f"it holds {size:,} bytes, more than the {size // 2:,} read; the {len(kept)} rows in them are kept"
 
 
 def test_an_unexpected_failure_anywhere_in_a_page_is_a_message(repo, monkeypatch):

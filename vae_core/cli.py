@@ -151,7 +151,7 @@ def cmd_train(args) -> int:
 def _evaluated_run(run_dir: Path):
     """The config and model of a run that `evaluate` can score; what is wrong otherwise, as an error."""
     record = runs.read_run(run_dir, metrics=False)
-    if not (run_dir / runs.MODEL).is_file():
+    if not (run_dir / runs.MODEL).exists():  # a FIFO or a device there is reported as what it is, below
         raise FileNotFoundError(f"{run_dir} holds no {runs.MODEL}; give the folder of a run trained with `train`")
     for name in (runs.CONFIG, runs.MODEL):
         if name in record.problems:
@@ -287,11 +287,17 @@ def cmd_sweep(args) -> int:
                 raise ValueError("give the grid: settings with several values (e.g. --latent-dim 2 5 --seed 0 1), "
                                  "a --grid file, or --figure 2")
             configs = sweeps.expand(grid)
-        sweep_dir = Path(args.sweep_dir) if args.sweep_dir else runs.new_run_dir(None, "sweep")
-        if (sweep_dir / sweeps.SWEEP).exists():
-            raise runs.RunError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir}")
-        sweep = sweeps.Sweep.from_configs(sweep_dir, configs)
-        sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+        sweep = sweeps.Sweep.from_configs(args.sweep_dir or "", configs)  # checked before anything touches the disk
+        if args.sweep_dir:
+            sweep.sweep_dir = Path(args.sweep_dir)
+            runs.check_name_lengths(sweep.sweep_dir)
+            if sweep.sweep_dir.exists() and not sweep.sweep_dir.is_dir():
+                raise runs.RunError(f"{sweep.sweep_dir} is a file, not a folder; give a folder for the sweep")
+            if (sweep.sweep_dir / sweeps.SWEEP).exists():
+                raise runs.RunError(f"{sweep.sweep_dir} already holds a sweep; continue it with --resume {sweep.sweep_dir}")
+            sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            sweep.sweep_dir = runs.new_run_dir(None, "sweep")
         sweep.save(sys.argv)
     for name, problem in sweep.problems().items():
         print(f"trial {name} will fail: {problem}", file=sys.stderr)
