@@ -615,6 +615,50 @@ def test_two_same_named_trials_deleted_in_the_same_second_go_back_each_to_its_sw
     assert runs.restore(moved) == root / "J2" and not (tmp_path / "elsewhere").exists()
 
 
+class Killed(BaseException):
+    """A kill -9 at a file write: the write does not happen, and nothing after it runs (no stop, no checkpoint)."""
+
+
+def test_a_kill_at_any_file_write_resumes_to_a_curve_with_every_evaluation(tmp_path, monkeypatch):
+    """A short run with a checkpoint after every step, killed before its 1st, 2nd, ... file write (so after each
+    write too), then continued: the curve it ends with is the uninterrupted run's, every evaluation and minibatch
+    row in place."""
+    config = lambda: TrainConfig(dataset="digits", samples=1000, lr=0.02, hidden=(20,), checkpoint_seconds=1e-9)
+    shown = lambda rows: [(r["kind"], r["samples_evaluated"], r.get("lower_bound"), r.get("test_lower_bound"))
+                          for r in rows]
+    whole = Trainer.from_config(config(), tmp_path / "whole")
+    whole.run()
+    expected = shown(runs.read_run(tmp_path / "whole").metrics)
+    assert sum(kind == "evaluation" for kind, *_ in expected) == 5  # after steps 1, 2, 3, 5 and 10
+    real, kills = runs.write_atomic, 0
+    while True:
+        run, writes = tmp_path / f"killed-at-{kills}", 0
+
+        def write(path, data):
+            nonlocal writes
+            writes += 1
+            if writes > kills:
+                raise Killed(path)
+            real(path, data)
+        monkeypatch.setattr(runs, "write_atomic", write)
+        try:
+            Trainer.from_config(config(), run).run()
+            break  # as many writes as the run makes: every one has been killed at
+        except Killed:
+            pass
+        finally:
+            monkeypatch.setattr(runs, "write_atomic", real)
+        if (run / runs.CHECKPOINT).is_file():
+            Trainer.resume_from(run).run()
+        else:  # killed before its first checkpoint: it starts again
+            runs.discard_unstarted(run)
+            Trainer.from_config(config(), run).run()
+        assert shown(runs.read_run(run).metrics) == expected, f"killed before write {kills + 1}"
+        kills += 1
+    assert kills == 2 + 2 * 10 + 5 + 1  # config and status; metrics and checkpoint at each of 10 steps, a model at
+    # each evaluation; the last status
+
+
 LEFT_BEHIND = """
 import os, sys, time
 from vae_core import runs

@@ -516,14 +516,15 @@ def claimed_run_to_continue(run_dir: str | os.PathLike, by: str) -> Iterator[tup
 
 
 def discard_unstarted(run_dir: str | os.PathLike) -> None:
-    """Removes the files of a run that ended before its first checkpoint (its lock, config, status, metrics), so that
-    it can start again, when the folder holds nothing else: a folder with anything more (a checkpoint, the user's
-    own files) is left as it is, and a new run then refuses it. Nothing but those files is ever deleted."""
+    """Removes the files of a run that ended before its first checkpoint (its lock, config, status, metrics, first
+    model), so that it can start again, when the folder holds nothing else: a folder with anything more (a
+    checkpoint, the user's own files) is left as it is, and a new run then refuses it. Nothing but those files is
+    ever deleted."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or lock_holder(run_dir) is not None:
         return
     present = {p.name for p in run_dir.iterdir()}
-    if present and present <= {LOCK, CONFIG, STATUS, METRICS} and all((run_dir / n).is_file() and not (run_dir / n).is_symlink() for n in present):
+    if present and present <= {LOCK, CONFIG, STATUS, METRICS, MODEL} and all((run_dir / n).is_file() and not (run_dir / n).is_symlink() for n in present):
         for name in present:
             (run_dir / name).unlink()
 
@@ -547,19 +548,21 @@ def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:
 
 class RunRecorder:
     """Writes a run's files as the trainer's events arrive, a listener on the events: config.json when training
-    starts, status.json at each change of state, metrics.jsonl at each checkpoint (rewritten whole, atomically, so
-    the metrics always match the checkpoint)."""
+    starts, status.json at each change of state; and metrics.jsonl (rewritten whole, atomically) when the trainer
+    asks, before each checkpoint, so that every row a checkpoint covers is on disk before the checkpoint is. A
+    resume keeps the rows up to its checkpoint: a kill at any moment leaves no gap in the curve."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.rows: list[dict] = []
 
+    def save_metrics(self) -> None:
+        write_metrics(self.run_dir / METRICS, self.rows)
+
     def record(self, event: TrainEvent) -> None:
         if event.kind.logged:
             self.rows.append(event.to_row())
-        if event.kind == EventKind.CHECKPOINT:
-            write_metrics(self.run_dir / METRICS, self.rows)
-        elif event.kind == EventKind.STARTED:
+        if event.kind == EventKind.STARTED:
             write_json(self.run_dir / CONFIG, event.run_config)
         if event.kind in (EventKind.STARTED, EventKind.RESUMED, EventKind.PAUSED) or event.kind.ends:
             summary = {k: v for k, v in event.to_row().items() if k in EVALUATION_KEYS}

@@ -252,16 +252,19 @@ class Trainer(Control):
 
     def _save_checkpoint(self, evaluated: dict[str, float] | None = None) -> TrainEvent:
         """What a resumed run continues from; with the scores of an evaluation, the model too. Between evaluations
-        model.safetensors stays the last evaluated model, which its metadata describes."""
+        model.safetensors stays the last evaluated model, which its metadata describes. The metrics go first, then
+        the model, then the checkpoint: whatever a checkpoint covers is on disk before it, so a kill between any two
+        writes resumes to a whole curve (a resume drops the rows past its checkpoint, which come again)."""
         progress = {"step": self.step, "position": self.stream.position, "seconds": self.seconds,
                     "samples_evaluated": self.samples_evaluated}
-        runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
+        self.recorder.save_metrics()
         if evaluated is not None:
             runs.save_model(self.algorithm.evaluation_model(), self.run_dir / runs.MODEL, {
                 "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
                 **evaluated})
+        runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
         self._saved_seconds = self.seconds
-        return self.emit(EventKind.CHECKPOINT)  # the recorder writes the metrics so far
+        return self.emit(EventKind.CHECKPOINT)
 
     def _evaluation(self) -> Iterator[TrainEvent]:
         """Scores the model with a generator of its own (evaluation never moves the training stream) on a subset
