@@ -659,6 +659,57 @@ def test_a_kill_at_any_file_write_resumes_to_a_curve_with_every_evaluation(tmp_p
     # each evaluation; the last status
 
 
+class Crafted:
+    """A pickle that runs code when loaded: what anyone who may write a sweep folder could leave in Tune's state."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_sweep_resume_restores_nothing_of_tunes_state(tmp_path, monkeypatch):
+    """`sweep --resume` runs the trials of sweep.json as a new Tune experiment: Tuner.restore (which unpickles
+    tuner.pkl and the trials in experiment_state-*.json) is never called, and a crafted tuner.pkl stays unread."""
+    import pickle
+
+    from ray import tune
+
+    from vae_core import sweep as sweeps
+    s = sweeps.Sweep.from_configs(tmp_path / "s", sweeps.expand({"seed": [0, 1]}, {"dataset": "digits"}))
+    s.sweep_dir.mkdir()
+    s.save(["sweep"])
+    marker = tmp_path / "the pickle ran"
+    for experiment in ("tune", "tune-20261201-120000-1"):
+        (s.sweep_dir / ".tune" / experiment).mkdir(parents=True)
+        (s.sweep_dir / ".tune" / experiment / "tuner.pkl").write_bytes(pickle.dumps(Crafted(marker)))
+    made = []
+
+    class Tuner:
+        def __init__(self, trainable, param_space, tune_config, run_config):
+            made.append((param_space, run_config))
+
+        def fit(self):
+            return []
+
+        @classmethod
+        def restore(cls, *args, **kwargs):
+            raise AssertionError("Tuner.restore was called")
+
+        @classmethod
+        def can_restore(cls, *args, **kwargs):
+            raise AssertionError("Tuner.can_restore was called")
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    monkeypatch.setattr(sweeps, "start_ray", lambda address: "local")
+    monkeypatch.chdir(tmp_path)
+    assert cli("sweep", "--resume", str(s.sweep_dir)).code == 0
+    [(space, run_config)] = made
+    assert {t["name"] for t in space["trial"]["grid_search"]} == {"seed0", "seed1"}
+    assert run_config.name.startswith("tune-") and not (s.sweep_dir / ".tune" / run_config.name).exists()
+    assert not marker.exists()
+
+
 LEFT_BEHIND = """
 import os, sys, time
 from vae_core import runs

@@ -303,7 +303,7 @@ def cmd_sweep(args) -> int:
         print(f"trial {name} will fail: {problem}", file=sys.stderr)
     print(f"sweep of {len(sweep.trials)} trials in {sweep.sweep_dir}", file=sys.stderr)
     result = sweeps.run(sweep, args.address, args.cpus_per_trial, args.gpus_per_trial, args.storage,
-                        resume=args.resume is not None, max_concurrent=args.max_concurrent)
+                        max_concurrent=args.max_concurrent)
     if args.json:
         print(json.dumps(result))
     else:

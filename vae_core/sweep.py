@@ -6,8 +6,9 @@ folder under the sweep folder, and reporting its evaluations to Tune as it goes.
 Tune's own state under `.tune/` (or `--storage`, which may be a cloud URI).
 
 Trials are idempotent: a trial whose run folder has finished reports its results and returns; one with a
-checkpoint continues from it. So `--resume` (Tune's own restore, which skips finished trials) loses nothing
-finished and repeats nothing, even after the driver was killed.
+checkpoint continues from it. So `--resume`, which runs the trials of sweep.json again as a new Tune experiment
+(Tune's own saved state, pickles among it, is never restored), loses nothing finished and repeats nothing, even
+after the driver was killed.
 """
 from __future__ import annotations
 
@@ -253,9 +254,15 @@ def start_ray(address: str | None) -> str:
 
 
 def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-        storage: str | None = None, resume: bool = False, max_concurrent: int | None = None) -> dict:
+        storage: str | None = None, max_concurrent: int | None = None) -> dict:
     """Runs every trial of `sweep` on Ray Tune and returns the summary (engine, address, sweep_dir, wall_seconds,
-    trials); a trial that fails is reported with its message while the others go on."""
+    trials); a trial that fails is reported with its message while the others go on.
+
+    A stopped sweep is resumed by running it again: the trials come from sweep.json and their state from their run
+    folders (finished ones report and return, the others continue from their checkpoints), so Tune's own saved state
+    is never restored. `Tuner.restore` unpickles `tuner.pkl` and the pickled trials of `experiment_state-*.json`
+    from the storage folder, which anyone who may write the sweep folder could have crafted; each run here is a new
+    Tune experiment of its own name, and nothing of Tune's storage is read back."""
     from ray import tune
 
     started = time.perf_counter()
@@ -263,19 +270,16 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
     storage = storage or str(sweep_dir / ".tune")
     address = start_ray(address)
     trainable = tune.with_resources(train_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    experiment = os.path.join(storage, "tune") if "://" not in storage else storage.rstrip("/") + "/tune"
-    if resume and tune.Tuner.can_restore(experiment):
-        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        data_dir = os.environ.get("VAE_DATA_DIR")  # where this machine finds the data; workers' folders may differ
-        space = [{"name": name, "config": {**config, "data_dir": config["data_dir"] or (data_dir and str(Path(data_dir).resolve()))},
-                  "run_dir": str(sweep_dir / name), "cpus": cpus_per_trial, "gpus": gpus_per_trial}
-                 for name, config in sorted(sweep.trials.items(), key=lambda item: -expected_cost(item[1]))]
-        tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(space)},
-                           tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
-                           run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0,
-                                                     callbacks=[progress_callback(len(sweep.trials))],
-                                                     failure_config=tune.FailureConfig(max_failures=1)))  # a killed trial: once more
+    data_dir = os.environ.get("VAE_DATA_DIR")  # where this machine finds the data; workers' folders may differ
+    space = [{"name": name, "config": {**config, "data_dir": config["data_dir"] or (data_dir and str(Path(data_dir).resolve()))},
+              "run_dir": str(sweep_dir / name), "cpus": cpus_per_trial, "gpus": gpus_per_trial}
+             for name, config in sorted(sweep.trials.items(), key=lambda item: -expected_cost(item[1]))]
+    experiment = f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # a new experiment each time, never restored
+    tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(space)},
+                       tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+                       run_config=tune.RunConfig(name=experiment, storage_path=storage, verbose=0,
+                                                 callbacks=[progress_callback(len(sweep.trials))],
+                                                 failure_config=tune.FailureConfig(max_failures=1)))  # a killed trial: once more
     try:
         results = tuner.fit()
     except Exception as e:  # Ray stopped the whole sweep: a node out of memory, a lost cluster
