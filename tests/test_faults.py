@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PATIENCE
+from conftest import PATIENCE, wait_until
 
 from vae_core import runs
 from vae_core.cli import main
@@ -337,6 +337,65 @@ def train_into_mine(sandbox: Sandbox) -> Outcome:
     return Outcome(outcome.code, f"{outcome.text}\nthe folder's .lock: {said}")
 
 
+def with_env(argv: tuple[str, ...], **env: str | Callable[[Sandbox], str]) -> Callable[[Sandbox], Outcome]:
+    """The CLI with environment variables set (a value may be computed from the sandbox), restored after."""
+    def act(sandbox: Sandbox) -> Outcome:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value(sandbox) if callable(value) else value)
+            return cli(*(a.replace("{runs}", str(sandbox.runs)) for a in argv))
+    return act
+
+
+def disk_full_then_resume(sandbox: Sandbox) -> Outcome:
+    """The disk fills during training (fsync fails from the 6th file written: the metrics of the 2nd evaluation);
+    then, with space again, the run is continued from the checkpoint it kept."""
+    run, calls, real = sandbox.runs / "full", [], os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) >= 6:
+            raise OSError(28, "No space left on device")
+        real(fd)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", fsync)
+        full = cli("train", "--run-dir", str(run), "--samples", "3000", "--lr", "0.02", "--hidden", "20")
+    left = sorted(p.name for p in run.iterdir() if p.name.endswith(".tmp"))
+    again = cli("train", "--resume", str(run), "--samples", "3000")
+    return Outcome(full.code, f"{full.text}temporary files left: {left}\n{again.text}")
+
+
+def file_size_limit(sandbox: Sandbox) -> Outcome:
+    """`ulimit -f` of 44 kB (a checkpoint of this network is 40 kB): the metrics outgrow it as the run goes on."""
+    import resource
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (44_000, 44_000))
+    out = subprocess.run([sys.executable, "-m", "vae_core", "train", "--run-dir", str(sandbox.runs / "limited"),
+                          "--samples", "3e5", "--lr", "0.02", "--hidden", "20"], cwd=REPO, capture_output=True,
+                         text=True, preexec_fn=limit, timeout=PATIENCE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return Outcome(out.returncode, out.stderr + out.stdout)
+
+
+def read_only(sandbox: Sandbox, argv: tuple[str, ...]) -> Outcome:
+    """A read-only file system under the runs folder (root writes anywhere, so the OS's refusal is stood in for
+    where a folder or a file is made there)."""
+    real_open, real_mkdir, inside = os.open, Path.mkdir, str(sandbox.runs.resolve())
+    refuse = lambda where: OSError(30, "Read-only file system", str(where))
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and os.path.abspath(path).startswith(inside):
+            raise refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(self, *args, **kwargs):
+        if os.path.abspath(self).startswith(inside) and not self.exists():
+            raise refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "open", open_)
+        patch.setattr(Path, "mkdir", mkdir)
+        return cli(*(a.replace("{good}", str(sandbox.run())) for a in argv))
+
+
 def set_form(key: str, value):
     def act(at):
         getattr(at, "number_input" if isinstance(value, int) else "text_input")(key=key).set_value(value)
@@ -510,7 +569,29 @@ FAULTS = [
           changes={"good"}, setup=to_good(lambda r: ((r / runs.METRICS).unlink(), (r / runs.METRICS).symlink_to("/dev/zero")))),
     Fault("--resume a run whose .lock is a FIFO", "damage", resume(), r"holds a \.lock that is not a run's lock",
           setup=to_good(fifo_lock)),
-    # 8. Names are data, never paths (issue 32).
+    # 8. Every environment gets a message (issue 32).
+    Fault("the disk fills up during training, then is freed and the run continued", "environment", disk_full_then_resume,
+          r"(?s)error: Training stopped at 200 samples: metrics\.jsonl could not be written \(No space left on device\)\. "
+          r"The last good checkpoint in \S+/full is kept: free some space .* --resume \S+/full.*temporary files left: "
+          r"\[\].*status: finished", 1, changes={"full"}),
+    Fault("a file-size limit (ulimit -f) reached during training", "environment", file_size_limit,
+          r"error: Training stopped at [\d,]+ samples: metrics\.jsonl could not be written \(File too large\)\. The last "
+          r"good checkpoint in \S+/limited is kept", 1, changes={"limited"}),
+    Fault("train into a read-only runs folder", "environment",
+          lambda s: read_only(s, ("train", "--samples", "1000")),
+          r"the runs folder \S+ \(\$VAE_RUNS_DIR\) cannot be written \(Read-only file system\); give a folder you may write"),
+    Fault("--resume a run on a read-only file system", "environment",
+          lambda s: read_only(s, ("train", "--resume", "{good}", "--samples", "6000")),
+          r"\S+/good cannot be written \(Read-only file system\); give a folder you may write"),
+    Fault("VAE_RUNS_DIR naming a file", "environment",
+          with_env(("train", "--samples", "1000"), VAE_RUNS_DIR=lambda s: str(s.root / "a-file")),
+          r"the runs folder \S+/a-file \(\$VAE_RUNS_DIR\) is a file, not a folder",
+          setup=lambda s: s.root.joinpath("a-file").write_text("x")),
+    Fault("VAE_MAX_MEMORY=abc", "environment", with_env(("train", "--samples", "1000"), VAE_MAX_MEMORY="abc"),
+          r"\$VAE_MAX_MEMORY must be a number of bytes of at least 1, e\.g\. 8e9, got 'abc'"),
+    Fault("VAE_MAX_MEMORY=0", "environment", with_env(("train", "--samples", "1000"), VAE_MAX_MEMORY="0"),
+          r"\$VAE_MAX_MEMORY must be a number of bytes of at least 1, e\.g\. 8e9, got '0'"),
+    # 9. Names are data, never paths (issue 32).
     Fault("a sweep grid whose algorithm is '..'", "names", sweep_grid("--sweep-dir", "runs/sweep"),
           r"no trial is made: algorithm must be one of .*got '\.\.'", setup=grid_file({"algorithm": ["..", "aevb"]})),
     Fault("a sweep grid whose optimizer is '.', into the default sweep folder", "names", sweep_grid(),
@@ -613,6 +694,58 @@ def test_two_same_named_trials_deleted_in_the_same_second_go_back_each_to_its_sw
     moved = runs.delete(trials[0])
     (moved.parent / f"{moved.name}.from").write_text(str(tmp_path / "elsewhere"))
     assert runs.restore(moved) == root / "J2" and not (tmp_path / "elsewhere").exists()
+
+
+SERVER = """
+import sys, time
+from vae_app.workers import WorkerPool
+from vae_core.config import TrainConfig
+
+if __name__ == "__main__":  # the app server: a pool, one run training in its worker
+    worker = WorkerPool(max_workers=1).start(TrainConfig(dataset="digits", samples=10**9, lr=0.02), "alice", sys.argv[1])
+    print(worker.run_dir, worker.process.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie left for its new parent to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_whose_server_is_killed_stops_at_a_checkpoint(tmp_path):
+    """kill -9 of the app server: its training worker notices (the sentinel pipe of its parent closes), stops after
+    the step in progress with a checkpoint, says so in status.json and exits, freeing its run's lock."""
+    (tmp_path / "server.py").write_text(SERVER)
+    server = subprocess.Popen([sys.executable, str(tmp_path / "server.py"), str(tmp_path / "runs")], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    run_dir, pid = server.stdout.readline().split()
+    run_dir, pid = Path(run_dir), int(pid)
+    try:
+        wait_until(lambda: (run_dir / runs.STATUS).is_file() and runs.read_run(run_dir).state == "running",
+                   "the run to start training")
+        server.kill()
+        server.wait(timeout=PATIENCE)
+        wait_until(lambda: process_gone(pid), "the worker to exit once its server had gone")
+    finally:
+        if not process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    record = runs.read_run(run_dir)
+    assert record.holder is None and record.state == "stopped" and record.samples_done > 0
+    assert record.status["samples_evaluated"] == record.samples_done  # a checkpoint of where it stopped
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "65", "2.5"])
+def test_a_bad_vae_max_trainings_is_named_with_its_range(value, monkeypatch):
+    from vae_app.workers import WorkerPool
+    monkeypatch.setenv("VAE_MAX_TRAININGS", value)
+    with pytest.raises(ValueError, match=rf"^\$VAE_MAX_TRAININGS must be a whole number from 1 to 64, got '{re.escape(value)}'"):
+        WorkerPool()
+    monkeypatch.setenv("VAE_MAX_TRAININGS", " ")
+    assert WorkerPool().max_workers == 2
 
 
 class Killed(BaseException):

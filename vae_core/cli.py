@@ -446,3 +446,6 @@ def main(argv: list[str] | None = None) -> int:
     except (data_module.DataError, runs.RunError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # what the file system refused where nothing above says it in words of its own
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import algorithms
+from . import algorithms, environment
 from . import data as data_module
 from .algorithms import ALGORITHMS, fast_step_unavailable
 from .models import ACTIVATIONS, INITIALISATIONS, ModelConfig
@@ -334,8 +334,9 @@ def _whole(value) -> bool:
 
 def memory_allowed() -> int:
     """Bytes one setting may ask for: $VAE_MAX_MEMORY, or half of the memory available now."""
-    if os.environ.get(MEMORY_ENV):
-        return int(float(os.environ[MEMORY_ENV]))
+    given = environment.byte_count(MEMORY_ENV)
+    if given is not None:
+        return given
     try:
         with open("/proc/meminfo") as f:
             fields = dict(line.split(":", 1) for line in f)

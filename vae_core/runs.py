@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from . import environment
 from .events import EVALUATION_KEYS, EventKind, TrainEvent, last_evaluation
 from .models import VAE, ModelConfig, upgrade_state_dict
 
@@ -88,7 +89,7 @@ class RunError(RuntimeError):
 
 
 def default_runs_dir() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+    return Path(environment.folder(RUNS_DIR_ENV, "runs"))
 
 
 # Names are data, never paths.
@@ -114,8 +115,14 @@ def check_name_lengths(path: str | os.PathLike) -> None:
 # Atomic files.
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Writes `data` to `path` through a temporary file, fsync and rename: the old file stays whole until the new
+    one is. An OSError (the disk full, a file-size limit, a read-only folder) names `path` and leaves no temporary
+    file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; runs and models are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -123,8 +130,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -574,9 +584,15 @@ class RunRecorder:
         return last_evaluation(self.rows)
 
     def _status(self, state: RunState, event: TrainEvent, **extra) -> None:
-        write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
-                                           "samples_evaluated": event.samples_evaluated,
-                                           "total_samples": event.total_samples, "updated": time.time(), **extra})
+        try:
+            write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
+                                               "samples_evaluated": event.samples_evaluated,
+                                               "total_samples": event.total_samples, "updated": time.time(), **extra})
+        except OSError:
+            if event.kind != EventKind.FAILED:
+                raise
+            # a failure that could not be written (the disk full, say): the run reads as interrupted, and the
+            # trainer's message says why
 
 
 # The one reader of run folders.

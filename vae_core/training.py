@@ -287,6 +287,14 @@ class Trainer(Control):
         return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what}. "
                          f"{kept} A smaller step size (lr {self.lr} was used) usually avoids this.")
 
+    def _fail_to_write(self, error: OSError) -> TrainEvent:
+        what = Path(error.filename).name if error.filename else "a file of the run"
+        kept = (f"The last good checkpoint in {self.run_dir} is kept: free some space (or raise the file-size limit) "
+                f"and continue it with `python -m vae_core train --resume {self.run_dir}`."
+                if (self.run_dir / runs.CHECKPOINT).is_file() else "No checkpoint had been saved yet.")
+        return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what} "
+                         f"could not be written ({error.strerror or error}). {kept}")
+
     # The loop.
     def events(self) -> Iterator[TrainEvent]:
         """Trains until the budget is spent or `stop()` is called, yielding progress as it goes."""
@@ -297,6 +305,8 @@ class Trainer(Control):
             yield from self._train()
         except TrainingFailed as failure:
             yield self._fail(str(failure))
+        except OSError as e:  # a file of the run could not be written: the disk full, a file-size limit, read-only
+            yield self._fail_to_write(e)
         else:
             last = self.recorder.last_evaluation
             ended = EventKind.FINISHED if self.step >= self.total_steps else EventKind.STOPPED
