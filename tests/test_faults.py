@@ -591,7 +591,28 @@ FAULTS = [
           r"\$VAE_MAX_MEMORY must be a number of bytes of at least 1, e\.g\. 8e9, got 'abc'"),
     Fault("VAE_MAX_MEMORY=0", "environment", with_env(("train", "--samples", "1000"), VAE_MAX_MEMORY="0"),
           r"\$VAE_MAX_MEMORY must be a number of bytes of at least 1, e\.g\. 8e9, got '0'"),
-    # 9. Names are data, never paths (issue 32).
+    # 9. Every flag's range, checked before use (issue 32).
+    Fault("evaluate --marginal-likelihood --points -5", "limits", evaluate("--marginal-likelihood", "--points", "-5"),
+          r"--points must be a whole number from 1 to 100,000, got -5"),
+    Fault("evaluate --marginal-likelihood --points beyond the test set", "limits",
+          evaluate("--marginal-likelihood", "--points", "5000"),
+          r"--points must be at most the [\d,]+ points of the smaller set \(digits: 1,500 training, [\d,]+ test\), got 5,000"),
+    Fault("evaluate --seed -1", "limits", evaluate("--seed", "-1"), r"--seed must be a whole number from 0 to 4,294,967,295, got -1"),
+    Fault("variance --hidden 0", "limits", lambda s: cli("variance", "--untrained", "--dataset", "digits", "--hidden", "0"),
+          r"--hidden must be a whole number from 1 to 16,384, got 0"),
+    Fault("variance --seed -1 on a run", "limits", lambda s: cli("variance", str(s.run()), "--seed", "-1"),
+          r"--seed must be a whole number from 0 to 4,294,967,295, got -1"),
+    Fault("sweep --cpus-per-trial 0", "limits", lambda s: cli("sweep", "--seed", "0", "1", "--cpus-per-trial", "0"),
+          r"--cpus-per-trial must be a number from 0\.01 to 1,024, got 0\.0"),
+    Fault("sweep --gpus-per-trial nan", "limits", lambda s: cli("sweep", "--seed", "0", "1", "--gpus-per-trial", "nan"),
+          r"--gpus-per-trial must be a number from 0 to 1,024, got nan"),
+    Fault("sweep --max-concurrent 0", "limits", lambda s: cli("sweep", "--seed", "0", "1", "--max-concurrent", "0"),
+          r"--max-concurrent must be a whole number from 1 to 10,000, got 0"),
+    Fault("train --vb-logvar nan", "limits", lambda s: cli("train", "--algorithm", "full-vb", "--vb-logvar", "nan"),
+          r"vb_logvar must be a number from -80\.0 to 10\.0, got nan"),
+    Fault("train --checkpoint-seconds inf", "limits", lambda s: cli("train", "--checkpoint-seconds", "inf"),
+          r"checkpoint_seconds must be a positive number, got inf"),
+    # 10. Names are data, never paths (issue 32).
     Fault("a sweep grid whose algorithm is '..'", "names", sweep_grid("--sweep-dir", "runs/sweep"),
           r"no trial is made: algorithm must be one of .*got '\.\.'", setup=grid_file({"algorithm": ["..", "aevb"]})),
     Fault("a sweep grid whose optimizer is '.', into the default sweep folder", "names", sweep_grid(),
@@ -877,6 +898,19 @@ def test_a_run_whose_recorded_trainer_is_gone_is_interrupted_and_can_be_deleted_
         assert trainer.run().kind == "finished"
     finally:
         os.kill(inheritor, signal.SIGKILL)
+
+
+def test_a_runs_labels_are_bounded(template, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(template, run)
+    for labels, said in (({"name": "n" * 201}, "the name may hold at most 200 characters, got 201"),
+                         ({"note": "n" * 10_001}, "the note may hold at most 10,000 characters"),
+                         ({"tags": ["t" * 101]}, "a tag may hold at most 100 characters"),
+                         ({"tags": [str(i) for i in range(51)]}, "at most 50 tags, got 51")):
+        with pytest.raises(ValueError, match=said):
+            runs.label(run, **labels)
+    assert not (run / runs.META).exists()
+    assert runs.label(run, name="n" * 200)["name"] == "n" * 200
 
 
 def test_a_metrics_file_is_read_up_to_its_bound_and_says_so(template, tmp_path, monkeypatch):

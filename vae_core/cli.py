@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import data as data_module
 from . import paper, runs
 from .algorithms import ALGORITHMS
-from .config import TrainConfig, flag, settings
+from .config import LIMITS, TrainConfig, flag, settings
 from .estimators import importance_weighted_bound
 from .evaluation import dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
@@ -27,6 +27,17 @@ from .formatting import format_duration
 from .training import Trainer
 
 IW_SAMPLES_LIMIT = 100_000  # K: the importance-weighted bound is computed in memory-bounded chunks, so this bounds time
+POINTS_LIMIT = 100_000  # evaluate --points: Appendix D's estimate costs seconds per point
+TRIAL_RESOURCES_LIMIT = 1024  # --cpus-per-trial, --gpus-per-trial: beyond any node's
+
+
+def check_range(flag: str, value, low, high, whole: bool = True):
+    """`value` if it is a (whole) number from `low` to `high`; ValueError naming `flag` and its range otherwise, before
+    the command does anything with it."""
+    number = isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{flag} must be a {'whole ' if whole else ''}number from {low:,} to {high:,}, got {value!r}")
+    return value
 
 
 def _argument_type(parse):
@@ -191,11 +202,17 @@ def cmd_evaluate(args) -> int:
     run_dir = Path(args.run_dir)
     if not 1 <= args.iw_samples <= IW_SAMPLES_LIMIT:
         raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
+    check_range("--points", args.points, 1, POINTS_LIMIT)
+    check_range("--seed", args.seed, 0, LIMITS["seed"])
     config, model = _evaluated_run(run_dir)
     dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
     binarized = args.binarized or config.binarize  # a run trained on binary pixels is scored on binary pixels
     sets = evaluation_sets(torch.tensor(dataset.train[:config.train_size]), torch.tensor(dataset.test), binarized,
                            config.seed)
+    if args.marginal_likelihood and args.points > min(len(sets.train), len(sets.test)):
+        raise ValueError(f"--points must be at most the {min(len(sets.train), len(sets.test)):,} points of the smaller "
+                         f"set ({config.dataset}: {len(sets.train):,} training, {len(sets.test):,} test), got "
+                         f"{args.points:,}")
     generator = torch.Generator().manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, sets.test, generator)[0]
     iw = _iw_bound(model, sets.test, args.iw_samples, generator)  # (N_test,)
@@ -219,6 +236,9 @@ def cmd_variance(args) -> int:
 
     if args.untrained == (args.source is not None):
         raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
+    check_range("--seed", args.seed, 0, LIMITS["seed"])
+    if args.hidden is not None:
+        check_range("--hidden", args.hidden, 1, LIMITS["hidden_units"])
     config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
     config.validate()  # the limits, before any model is built
@@ -268,6 +288,10 @@ def cmd_sweep(args) -> int:
     from . import sweep as sweeps
 
     grid = {name: values for name in settings() if (values := getattr(args, name, None)) is not None}
+    check_range("--cpus-per-trial", args.cpus_per_trial, 0.01, TRIAL_RESOURCES_LIMIT, whole=False)
+    check_range("--gpus-per-trial", args.gpus_per_trial, 0, TRIAL_RESOURCES_LIMIT, whole=False)
+    if args.max_concurrent is not None:
+        check_range("--max-concurrent", args.max_concurrent, 1, sweeps.MAX_TRIALS)
     if args.resume:
         if not (Path(args.resume) / sweeps.SWEEP).is_file():
             raise FileNotFoundError(f"{args.resume} holds no {sweeps.SWEEP}; give the folder of a sweep to resume")

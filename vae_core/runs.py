@@ -45,6 +45,7 @@ RUN_FILES = (CONFIG, METRICS, MODEL, CHECKPOINT, STATUS)
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header larger than this is not one of ours
 MAX_JSON_BYTES = 16 << 20  # config.json, status.json, meta.json, sweep.json: ours are a few kilobytes
 MAX_METRICS_BYTES = 256 << 20  # about 1.3 million rows: a run of 2.5e9 samples at M = 100 (schedules.log_every)
+LABEL_LIMITS = {"name": 200, "note": 10_000, "tag": 100, "tags": 50}  # characters of a run's name, note, each tag; tags
 NAME_LIMIT = 200  # characters of a name this project makes into a folder name (a file name is at most 255 bytes)
 NAME_BYTES = 255  # the longest file or folder name most file systems take
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
@@ -763,6 +764,12 @@ def label(run_dir: str | os.PathLike, name: str | None = None, note: str | None 
     """Names a run, or notes or tags it (meta.json, beside the files the trainer writes): what is given replaces
     what was there. Returns the run's labels."""
     path = Path(run_dir) / META
+    for what, text, most in [("the name", name, LABEL_LIMITS["name"]), ("the note", note, LABEL_LIMITS["note"]),
+                             *(("a tag", t, LABEL_LIMITS["tag"]) for t in tags or [])]:
+        if text is not None and len(text.strip()) > most:
+            raise ValueError(f"{what} may hold at most {most:,} characters, got {len(text.strip()):,}")
+    if tags is not None and len(tags) > LABEL_LIMITS["tags"]:
+        raise ValueError(f"a run may have at most {LABEL_LIMITS['tags']} tags, got {len(tags)}")
     meta = read_run(run_dir, metrics=False).meta
     for key, value in (("name", name), ("note", note), ("tags", tags)):
         if value is not None:
