@@ -26,6 +26,7 @@ import pytest
 import torch
 from conftest import PATIENCE, wait_until
 
+from vae_app.text import unescaped
 from vae_core import runs
 from vae_core.cli import main
 from vae_core.config import TrainConfig
@@ -145,10 +146,12 @@ def app_page(sandbox: Sandbox, page: str, data: bool = False, act: Callable | No
         at.switch_page(page).run()
         if act is not None:
             act(at)
-        shown = [e.value for kind in ("error", "warning", "info", "caption") for e in getattr(at, kind)]
+        # what the user reads: the Markdown as rendered, escapes taken off (test_markdown_in_names_is_shown_as_text
+        # checks the escapes themselves)
+        shown = [unescaped(e.value) for kind in ("error", "warning", "info", "caption") for e in getattr(at, kind)]
         tables = ["row: " + "; ".join(f"{k}={v}" for k, v in row.items())
                   for i in range(len(at.dataframe)) for row in at.dataframe[i].value.to_dict("records")]
-        buttons = [b.label for b in at.button]
+        buttons = [unescaped(b.label) for b in at.button]
         text = "\n".join([*[f"exception: {e.value}" for e in at.exception], *shown, *tables, "buttons: " + ", ".join(buttons)])
         return Outcome(None, text)
     finally:
@@ -898,6 +901,36 @@ def test_a_run_whose_recorded_trainer_is_gone_is_interrupted_and_can_be_deleted_
         assert trainer.run().kind == "finished"
     finally:
         os.kill(inheritor, signal.SIGKILL)
+
+
+MARKDOWN_NAMES = (":red[evil]", "[x](javascript:alert(1))", "**bold** _it_ $x$ <b>", "- a list")
+
+
+def test_markdown_in_names_is_shown_as_text(template, tmp_path, monkeypatch):
+    """Run folders named with Markdown, Streamlit's colour directive, a javascript: link, maths and HTML, one of them
+    damaged: the Runs page draws each name in its caption, its Delete button and its damage warning escaped, so it
+    reads as the name and renders as nothing else."""
+    from vae_app.text import plain
+    sandbox = Sandbox(tmp_path, tmp_path)
+    for name in MARKDOWN_NAMES:
+        shutil.copytree(template, sandbox.runs / name)
+    truncate(sandbox.runs / MARKDOWN_NAMES[1] / runs.CONFIG)
+    raw = {}
+
+    def act(at):
+        for name in MARKDOWN_NAMES:
+            at.selectbox(key="run").set_value(name).run()
+            raw[name] = ([c.value for c in at.caption if c.value.startswith("Name, note")],
+                         [b.label for b in at.button if b.label.startswith("Delete")])
+        raw["warnings"] = [w.value for w in at.warning]
+    monkeypatch.chdir(tmp_path)
+    outcome = app_page(sandbox, "app_pages/runs.py", act=act)
+    assert "exception" not in outcome.text
+    for name in MARKDOWN_NAMES:
+        assert raw[name] == ([f"Name, note and tags of {plain(name)}"], [f"Delete {plain(name)}"]), raw[name]
+        assert "\\" in plain(name) and unescaped(plain(name)) == name
+    assert raw["warnings"] == [f"\\[x\\](javascript\\:alert(1)) is damaged: "
+                               f"{plain(runs.read_run(sandbox.runs / MARKDOWN_NAMES[1]).describe_problems())}"]
 
 
 def test_a_runs_labels_are_bounded(template, tmp_path):
