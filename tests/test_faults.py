@@ -867,6 +867,19 @@ def test_sweep_resume_restores_nothing_of_tunes_state(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
+def test_a_sweep_whose_ray_cannot_start_says_how_to_resume(tmp_path, monkeypatch):
+    from vae_core import sweep as sweeps
+
+    def fail(address):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to")
+    monkeypatch.setattr(sweeps, "start_ray", fail)
+    monkeypatch.chdir(tmp_path)
+    outcome = cli("sweep", "--dataset", "digits", "--seed", "0", "1", "--sweep-dir", "s", "--address", "auto")
+    assert outcome.code == 2 and "Traceback" not in outcome.text
+    assert re.search(r"^error: Ray could not be started or reached \(Could not find any running Ray instance\)\. "
+                     r"Nothing of the sweep has run; .*`python -m vae_core sweep --resume \S+/s`$", outcome.text, re.M)
+
+
 LEFT_BEHIND = """
 import os, sys, time
 from vae_core import runs

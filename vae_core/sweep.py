@@ -268,7 +268,12 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
     started = time.perf_counter()
     sweep_dir = sweep.sweep_dir.resolve()
     storage = storage or str(sweep_dir / ".tune")
-    address = start_ray(address)
+    try:
+        address = start_ray(address)
+    except Exception as e:  # no cluster at that address, or Ray's own processes could not start
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+        raise runs.RunError(f"Ray could not be started or reached ({reason}). Nothing of the sweep has run; once Ray "
+                            f"is there, start it with `python -m vae_core sweep --resume {sweep_dir}`") from e
     trainable = tune.with_resources(train_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     data_dir = os.environ.get("VAE_DATA_DIR")  # where this machine finds the data; workers' folders may differ
     space = [{"name": name, "config": {**config, "data_dir": config["data_dir"] or (data_dir and str(Path(data_dir).resolve()))},
