@@ -988,6 +988,45 @@ def test_an_unexpected_failure_anywhere_in_a_page_is_a_message(repo, monkeypatch
     assert "secret" not in at.error[0].value
 
 
+def test_a_websocket_from_another_origin_is_refused(tmp_path):
+    """`streamlit run dashboard.py` on loopback: a WebSocket from a page of another localhost port (which Streamlit's own
+    check lets in) or another site is refused with 403 before it is accepted; the app's own page is accepted."""
+    import asyncio
+    import socket
+
+    import websockets
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port)],
+                              cwd=REPO, env={**os.environ, "VAE_RUNS_DIR": str(tmp_path / "runs")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    async def opened(origin: str) -> str:
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/_stcore/stream", origin=origin,
+                                          subprotocols=["streamlit"], open_timeout=PATIENCE):
+                return "accepted"
+        except websockets.InvalidStatus as e:
+            return f"refused {e.response.status_code}"
+    try:
+        wait_until(listening, "the app server to listen")
+        seen = {origin: asyncio.run(opened(origin)) for origin in
+                (f"http://127.0.0.1:{port}", "http://localhost:9999", f"http://127.0.0.1:{port + 1}", "http://evil.example")}
+    finally:
+        server.terminate()
+        server.wait(timeout=PATIENCE)
+    assert seen == {f"http://127.0.0.1:{port}": "accepted", "http://localhost:9999": "refused 403",
+                    f"http://127.0.0.1:{port + 1}": "refused 403", "http://evil.example": "refused 403"}
+
+
 def test_the_server_listens_on_loopback_and_shows_no_tracebacks():
     import tomllib
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
