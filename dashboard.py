@@ -1,4 +1,9 @@
-"""vae-dashboard: `streamlit run dashboard.py`. Routes to the pages in app_pages/."""
+"""vae-dashboard: `streamlit run dashboard.py`. Routes to the pages in app_pages/.
+
+`streamlit run` finds `app` below and serves this file through it, with vae_app.server's check in front of
+Streamlit's: a WebSocket from another origin than the app's own page is refused. Each session runs the file as
+__main__, which draws the pages.
+"""
 
 # Streamlit runs this file as __main__, so each training process, which multiprocessing starts by "spawn",
 # imports it again (as __mp_main__): the guard keeps the app, and Streamlit's 0.4 s import, to the server.
@@ -18,3 +23,9 @@ if __name__ == "__main__":
     ])
     with page_guard():  # a page's unexpected failure is a message, never a traceback in the browser
         page.run()
+elif __name__ == "dashboard":  # imported by `streamlit run` as its ASGI app (uvicorn's "dashboard:app")
+    import streamlit as st
+
+    from vae_app.server import middleware
+
+    app = st.App("dashboard.py", middleware=middleware())

@@ -2,6 +2,7 @@ import streamlit as st
 
 from vae_app import session
 from vae_app.guard import guarded
+from vae_app.text import plain
 from vae_app.views import paper as views
 from vae_app.views import pool
 from vae_app.workers import PoolFull
@@ -43,7 +44,7 @@ def sweeping():
     for job in jobs:
         counts = job.progress()
         done = counts["finished"] + counts["failed"]
-        st.progress(done / len(job.trials), text=f"sweep {job.sweep_dir.name}: {counts['finished']} finished, "
+        st.progress(done / len(job.trials), text=f"sweep {plain(job.sweep_dir.name)}: {counts['finished']} finished, "
                     f"{counts['failed']} failed, {counts['training']} training, {counts['waiting']} waiting"
                     + ("" if job.active else " (ended)"))
         if job.active and st.button("Stop this sweep", key=f"stop {job.sweep_dir.name}"):
@@ -65,10 +66,10 @@ else:
             else:
                 job = pool().start_sweep(sweep_dir, owner)
                 st.info(f"Training {len(job.trials)} runs as a sweep on local Ray, {job.slots} at a time, in "
-                        f"{sweep_dir.name}.")
+                        f"{plain(sweep_dir.name)}.")
                 jobs.append(job)
         except (ValueError, PoolFull) as e:
-            st.error(f"Cannot start: {e}")
+            st.error(f"Cannot start: {plain(e)}")
 sweeping()
 
 st.subheader("Figures 4 and 5")

@@ -3,6 +3,7 @@ from pathlib import Path
 import streamlit as st
 
 from vae_app import figures, session
+from vae_app.text import plain
 from vae_app.views import pool
 from vae_app.views import runs as views
 from vae_app.workers import PoolFull
@@ -23,7 +24,7 @@ st.dataframe(shown.drop(columns="path"), hide_index=True, width="stretch", key="
                             "state": st.column_config.TextColumn(help="interrupted: it says it trained, but nobody "
                                                                       "holds its lock (its process ended)")})
 for _, row in shown[shown["problems"] != ""].iterrows():
-    st.warning(f"{row['run']} is damaged: {row['problems']}")
+    st.warning(f"{plain(row['run'])} is damaged: {plain(row['problems'])}")
 
 if not shown.empty:
     chosen = st.multiselect("Overlay the curves of", shown["run"], default=list(shown["run"][:1]), key="overlay",
@@ -55,32 +56,32 @@ if not shown.empty:
                 session.follow(worker.run_dir)
                 st.switch_page("app_pages/train.py")
             except (ValueError, PoolFull, FileNotFoundError, RunError) as e:
-                st.error(f"Cannot continue: {e}")
+                st.error(f"Cannot continue: {plain(e)}")
 
     with st.form("labels"):
-        st.caption(f"Name, note and tags of {run}")
+        st.caption(f"Name, note and tags of {plain(run)}")
         name = st.text_input("Name", value=chosen_run["name"], key=f"name {run}")
         tags = st.text_input("Tags", value=chosen_run["tags"], key=f"tags {run}", help="separated by commas")
         note = st.text_area("Note", value=chosen_run["note"], key=f"note {run}")
         if st.form_submit_button("Save", key="save_labels"):
             runs.label(paths[run], name=name, note=note, tags=tags.split(","))
             st.rerun()
-    if st.button(f"Delete {run}", key="delete", disabled=chosen_run["trained by"] != "",
+    if st.button(f"Delete {plain(run)}", key="delete", disabled=chosen_run["trained by"] != "",
                  help="moves the run to the trash, whence it can be restored"):
         try:
             runs.delete(paths[run])
             st.rerun()
         except RunError as e:
-            st.error(f"Cannot delete: {e}")
+            st.error(f"Cannot delete: {plain(e)}")
 
 if trash:
     with st.expander(f"Trash ({len(trash)})"):
         for folder in trash:
             left, right = st.columns([3, 1])
-            left.write(folder.name)
+            left.write(plain(folder.name))
             if right.button("Restore", key=f"restore {folder.name}"):
                 try:
                     runs.restore(folder)
                     st.rerun()
                 except RunError as e:
-                    st.error(f"Cannot restore: {e}")
+                    st.error(f"Cannot restore: {plain(e)}")

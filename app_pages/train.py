@@ -3,6 +3,7 @@ import streamlit as st
 from vae_app import forms, session
 from vae_app.components import feed_name, live_chart
 from vae_app.guard import guarded
+from vae_app.text import plain
 from vae_app.views import pool
 from vae_app.views import train as views
 from vae_app.views.home import dataset_table
@@ -23,7 +24,7 @@ if config is not None:
         session.follow(worker.run_dir)
         st.session_state[session.FORM_SHOWS] = str(worker.run_dir)
     except PoolFull as e:
-        st.error(f"Cannot start: {e}")
+        st.error(f"Cannot start: {plain(e)}")
 
 
 @st.fragment(run_every=1.0 if pool().active_workers() else None)
@@ -32,12 +33,12 @@ def reattach():
     """Runs still training whose page was closed or reloaded can be taken back; others' are only listed."""
     for other in pool().active_workers():
         if other.owner == owner or other.orphaned:
-            if st.button(f"Re-attach to {other.run_dir.name} ({other.state})", key=str(other.run_dir)):
+            if st.button(f"Re-attach to {plain(other.run_dir.name)} ({other.state})", key=str(other.run_dir)):
                 pool().attach(other, owner)
                 session.follow(other.run_dir)
                 st.rerun()
         else:
-            st.caption(f"{other.run_dir.name} is training in another open session.")
+            st.caption(f"{plain(other.run_dir.name)} is training in another open session.")
 
 
 worker = pool().get(session.run_dir())
@@ -45,7 +46,7 @@ if worker is None:
     reattach()
     st.stop()
 
-st.subheader(f"Run {worker.run_dir.name}")
+st.subheader(f"Run {plain(worker.run_dir.name)}")
 drawn_state = worker.state  # what this run of the page draws; an app thread following the run updates it
 pause, resume, stop = st.columns(3)
 if pause.button("Pause", disabled=drawn_state != "running", width="stretch", key="pause"):
@@ -71,7 +72,7 @@ def live_view():
     """Every few seconds: this session is still here, what the run says, and the gallery of its latest snapshot."""
     worker.touch(owner)
     if worker.message or worker.feed.problem:
-        (st.error if worker.state == "failed" else st.caption)(worker.message or worker.feed.problem)
+        (st.error if worker.state == "failed" else st.caption)(plain(worker.message or worker.feed.problem))
     if worker.state != drawn_state:
         st.rerun()  # the whole page, so the buttons follow the new state
     if worker.snapshot is not None:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PATIENCE
+from conftest import PATIENCE, wait_until
 
+from vae_app.text import unescaped
 from vae_core import runs
 from vae_core.cli import main
 from vae_core.config import TrainConfig
@@ -145,10 +146,12 @@ def app_page(sandbox: Sandbox, page: str, data: bool = False, act: Callable | No
         at.switch_page(page).run()
         if act is not None:
             act(at)
-        shown = [e.value for kind in ("error", "warning", "info", "caption") for e in getattr(at, kind)]
+        # what the user reads: the Markdown as rendered, escapes taken off (test_markdown_in_names_is_shown_as_text
+        # checks the escapes themselves)
+        shown = [unescaped(e.value) for kind in ("error", "warning", "info", "caption") for e in getattr(at, kind)]
         tables = ["row: " + "; ".join(f"{k}={v}" for k, v in row.items())
                   for i in range(len(at.dataframe)) for row in at.dataframe[i].value.to_dict("records")]
-        buttons = [b.label for b in at.button]
+        buttons = [unescaped(b.label) for b in at.button]
         text = "\n".join([*[f"exception: {e.value}" for e in at.exception], *shown, *tables, "buttons: " + ", ".join(buttons)])
         return Outcome(None, text)
     finally:
@@ -274,6 +277,23 @@ DAMAGES = {  # one run folder damaged each way, for the Runs page
 }
 
 
+def not_regular_files(sandbox: Sandbox) -> None:
+    """Runs whose files are not regular files, or far larger than ours: a FIFO for config.json (a reader that opens
+    it waits for a writer forever), metrics.jsonl linked to /dev/zero (endless), a config.json of 20 MB."""
+    damages = {"fifo-config": lambda r: ((r / runs.CONFIG).unlink(), os.mkfifo(r / runs.CONFIG)),
+               "zero-metrics": lambda r: ((r / runs.METRICS).unlink(), (r / runs.METRICS).symlink_to("/dev/zero")),
+               "fifo-model": lambda r: ((r / runs.MODEL).unlink(), os.mkfifo(r / runs.MODEL)),
+               "huge-config": lambda r: os.truncate(r / runs.CONFIG, 20 << 20)}
+    for name, damage in damages.items():
+        shutil.copytree(sandbox.run(), sandbox.runs / name)
+        damage(sandbox.runs / name)
+
+
+def fifo_lock(run: Path) -> None:
+    (run / runs.LOCK).unlink(missing_ok=True)
+    os.mkfifo(run / runs.LOCK)
+
+
 def claims_huge_network(run: Path) -> None:
     rewrite_header(run / runs.MODEL, lambda h: h["__metadata__"].update(model_config=json.dumps(
         {**json.loads(h["__metadata__"]["model_config"]), "hidden": [5_000_000]})))
@@ -285,6 +305,98 @@ def page_that_fails_unexpectedly(sandbox: Sandbox) -> Outcome:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(views, "latent_space", lambda source: (_ for _ in ()).throw(RuntimeError("/secret/server/path")))
         return app_page(sandbox, "app_pages/latent_explorer.py")
+
+
+def grid_file(grid: dict) -> Callable[[Sandbox], object]:
+    """A setup that writes `grid` as the sandbox's grid.json (beside the runs folder)."""
+    return lambda sandbox: sandbox.root.joinpath("grid.json").write_text(json.dumps(grid))
+
+
+def sweep_grid(*extra: str) -> Callable[[Sandbox], Outcome]:
+    """`sweep --grid grid.json --samples 1000` and `extra`; the grid names the dataset or takes digits'."""
+    def act(s: Sandbox) -> Outcome:
+        dataset = [] if "dataset" in json.loads((s.root / "grid.json").read_text()) else ["--dataset", "digits"]
+        return cli("sweep", "--grid", str(s.root / "grid.json"), *dataset, "--samples", "1000", *extra)
+    return act
+
+
+def users_folder(*files: str) -> Callable[[Sandbox], object]:
+    """A setup: the folder runs/mine holding the user's own files (a .lock among them, say), each with its own text."""
+    def setup(sandbox: Sandbox) -> None:
+        sandbox.runs.joinpath("mine").mkdir()
+        for name in files:
+            sandbox.runs.joinpath("mine", name).write_text(f"the user's own {name}\n")
+    return setup
+
+
+def train_into_mine(sandbox: Sandbox) -> Outcome:
+    """`train --run-dir runs/mine`; then what became of the folder's .lock (the snapshot leaves locks out)."""
+    lock = sandbox.runs / "mine" / runs.LOCK
+    before = lock.read_bytes() if lock.exists() else None
+    outcome = cli("train", "--run-dir", str(sandbox.runs / "mine"), "--samples", "1000")
+    after = lock.read_bytes() if lock.exists() else None
+    said = "kept as it was" if before is not None and after == before else \
+        ("none left" if before is None and after is None else f"changed: {before!r} -> {after!r}")
+    return Outcome(outcome.code, f"{outcome.text}\nthe folder's .lock: {said}")
+
+
+def with_env(argv: tuple[str, ...], **env: str | Callable[[Sandbox], str]) -> Callable[[Sandbox], Outcome]:
+    """The CLI with environment variables set (a value may be computed from the sandbox), restored after."""
+    def act(sandbox: Sandbox) -> Outcome:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value(sandbox) if callable(value) else value)
+            return cli(*(a.replace("{runs}", str(sandbox.runs)) for a in argv))
+    return act
+
+
+def disk_full_then_resume(sandbox: Sandbox) -> Outcome:
+    """The disk fills during training (fsync fails from the 6th file written: the metrics of the 2nd evaluation);
+    then, with space again, the run is continued from the checkpoint it kept."""
+    run, calls, real = sandbox.runs / "full", [], os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) >= 6:
+            raise OSError(28, "No space left on device")
+        real(fd)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", fsync)
+        full = cli("train", "--run-dir", str(run), "--samples", "3000", "--lr", "0.02", "--hidden", "20")
+    left = sorted(p.name for p in run.iterdir() if p.name.endswith(".tmp"))
+    again = cli("train", "--resume", str(run), "--samples", "3000")
+    return Outcome(full.code, f"{full.text}temporary files left: {left}\n{again.text}")
+
+
+def file_size_limit(sandbox: Sandbox) -> Outcome:
+    """`ulimit -f` of 44 kB (a checkpoint of this network is 40 kB): the metrics outgrow it as the run goes on."""
+    import resource
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (44_000, 44_000))
+    out = subprocess.run([sys.executable, "-m", "vae_core", "train", "--run-dir", str(sandbox.runs / "limited"),
+                          "--samples", "3e5", "--lr", "0.02", "--hidden", "20"], cwd=REPO, capture_output=True,
+                         text=True, preexec_fn=limit, timeout=PATIENCE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return Outcome(out.returncode, out.stderr + out.stdout)
+
+
+def read_only(sandbox: Sandbox, argv: tuple[str, ...]) -> Outcome:
+    """A read-only file system under the runs folder (root writes anywhere, so the OS's refusal is stood in for
+    where a folder or a file is made there)."""
+    real_open, real_mkdir, inside = os.open, Path.mkdir, str(sandbox.runs.resolve())
+    refuse = lambda where: OSError(30, "Read-only file system", str(where))
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and os.path.abspath(path).startswith(inside):
+            raise refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(self, *args, **kwargs):
+        if os.path.abspath(self).startswith(inside) and not self.exists():
+            raise refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "open", open_)
+        patch.setattr(Path, "mkdir", mkdir)
+        return cli(*(a.replace("{good}", str(sandbox.run())) for a in argv))
 
 
 def set_form(key: str, value):
@@ -445,6 +557,83 @@ FAULTS = [
     # 6. A closed server.
     Fault("a page that fails unexpectedly", "server", page_that_fails_unexpectedly,
           r"(?s)^(?!.*exception)(?!.*secret)(?=.*failed unexpectedly \(RuntimeError\)\. Nothing was lost)", None),
+    # 7. Readers read regular files only, and a bounded amount of each (issue 32).
+    Fault("the Runs page with files that are FIFOs, /dev/zero or 20 MB", "damage", runs_page,
+          r"(?s)(?=.*fifo-config is damaged: config\.json cannot be read \(config\.json is a FIFO, not a regular file)"
+          r"(?=.*zero-metrics is damaged: metrics\.jsonl: cannot be read \(metrics\.jsonl is a device, not a regular)"
+          r"(?=.*fifo-model is damaged: model\.safetensors cannot be read \(model\.safetensors is a FIFO)"
+          r"(?=.*huge-config is damaged: config\.json cannot be read \(config\.json holds 20,971,520 bytes, more than)"
+          r"(?=.*run=good;[^\n]*state=finished)(?!.*exception)", None, setup=not_regular_files),
+    Fault("evaluate a run whose model.safetensors is a FIFO", "damage", evaluate(),
+          r"cannot be evaluated: model\.safetensors cannot be read \(model\.safetensors is a FIFO, not a regular file\)",
+          setup=to_good(lambda r: ((r / runs.MODEL).unlink(), os.mkfifo(r / runs.MODEL)))),
+    Fault("--resume a run whose metrics.jsonl links to /dev/zero", "damage", resume(),
+          r"note: metrics\.jsonl: cannot be read \(metrics\.jsonl is a device, not a regular file\); no rows are kept", 0,
+          changes={"good"}, setup=to_good(lambda r: ((r / runs.METRICS).unlink(), (r / runs.METRICS).symlink_to("/dev/zero")))),
+    Fault("--resume a run whose .lock is a FIFO", "damage", resume(), r"holds a \.lock that is not a run's lock",
+          setup=to_good(fifo_lock)),
+    # 8. Every environment gets a message (issue 32).
+    Fault("the disk fills up during training, then is freed and the run continued", "environment", disk_full_then_resume,
+          r"(?s)error: Training stopped at 200 samples: metrics\.jsonl could not be written \(No space left on device\)\. "
+          r"The last good checkpoint in \S+/full is kept: free some space .* --resume \S+/full.*temporary files left: "
+          r"\[\].*status: finished", 1, changes={"full"}),
+    Fault("a file-size limit (ulimit -f) reached during training", "environment", file_size_limit,
+          r"error: Training stopped at [\d,]+ samples: metrics\.jsonl could not be written \(File too large\)\. The last "
+          r"good checkpoint in \S+/limited is kept", 1, changes={"limited"}),
+    Fault("train into a read-only runs folder", "environment",
+          lambda s: read_only(s, ("train", "--samples", "1000")),
+          r"the runs folder \S+ \(\$VAE_RUNS_DIR\) cannot be written \(Read-only file system\); give a folder you may write"),
+    Fault("--resume a run on a read-only file system", "environment",
+          lambda s: read_only(s, ("train", "--resume", "{good}", "--samples", "6000")),
+          r"\S+/good cannot be written \(Read-only file system\); give a folder you may write"),
+    Fault("VAE_RUNS_DIR naming a file", "environment",
+          with_env(("train", "--samples", "1000"), VAE_RUNS_DIR=lambda s: str(s.root / "a-file")),
+          r"the runs folder \S+/a-file \(\$VAE_RUNS_DIR\) is a file, not a folder",
+          setup=lambda s: s.root.joinpath("a-file").write_text("x")),
+    Fault("VAE_MAX_MEMORY=abc", "environment", with_env(("train", "--samples", "1000"), VAE_MAX_MEMORY="abc"),
+          r"\$VAE_MAX_MEMORY must be a number of bytes of at least 1, e\.g\. 8e9, got 'abc'"),
+    Fault("VAE_MAX_MEMORY=0", "environment", with_env(("train", "--samples", "1000"), VAE_MAX_MEMORY="0"),
+          r"\$VAE_MAX_MEMORY must be a number of bytes of at least 1, e\.g\. 8e9, got '0'"),
+    # 9. Every flag's range, checked before use (issue 32).
+    Fault("evaluate --marginal-likelihood --points -5", "limits", evaluate("--marginal-likelihood", "--points", "-5"),
+          r"--points must be a whole number from 1 to 100,000, got -5"),
+    Fault("evaluate --marginal-likelihood --points beyond the test set", "limits",
+          evaluate("--marginal-likelihood", "--points", "5000"),
+          r"--points must be at most the [\d,]+ points of the smaller set \(digits: 1,500 training, [\d,]+ test\), got 5,000"),
+    Fault("evaluate --seed -1", "limits", evaluate("--seed", "-1"), r"--seed must be a whole number from 0 to 4,294,967,295, got -1"),
+    Fault("variance --hidden 0", "limits", lambda s: cli("variance", "--untrained", "--dataset", "digits", "--hidden", "0"),
+          r"--hidden must be a whole number from 1 to 16,384, got 0"),
+    Fault("variance --seed -1 on a run", "limits", lambda s: cli("variance", str(s.run()), "--seed", "-1"),
+          r"--seed must be a whole number from 0 to 4,294,967,295, got -1"),
+    Fault("sweep --cpus-per-trial 0", "limits", lambda s: cli("sweep", "--seed", "0", "1", "--cpus-per-trial", "0"),
+          r"--cpus-per-trial must be a number from 0\.01 to 1,024, got 0\.0"),
+    Fault("sweep --gpus-per-trial nan", "limits", lambda s: cli("sweep", "--seed", "0", "1", "--gpus-per-trial", "nan"),
+          r"--gpus-per-trial must be a number from 0 to 1,024, got nan"),
+    Fault("sweep --max-concurrent 0", "limits", lambda s: cli("sweep", "--seed", "0", "1", "--max-concurrent", "0"),
+          r"--max-concurrent must be a whole number from 1 to 10,000, got 0"),
+    Fault("train --vb-logvar nan", "limits", lambda s: cli("train", "--algorithm", "full-vb", "--vb-logvar", "nan"),
+          r"vb_logvar must be a number from -80\.0 to 10\.0, got nan"),
+    Fault("train --checkpoint-seconds inf", "limits", lambda s: cli("train", "--checkpoint-seconds", "inf"),
+          r"checkpoint_seconds must be a positive number, got inf"),
+    # 10. Names are data, never paths (issue 32).
+    Fault("a sweep grid whose algorithm is '..'", "names", sweep_grid("--sweep-dir", "runs/sweep"),
+          r"no trial is made: algorithm must be one of .*got '\.\.'", setup=grid_file({"algorithm": ["..", "aevb"]})),
+    Fault("a sweep grid whose optimizer is '.', into the default sweep folder", "names", sweep_grid(),
+          r"no trial is made: optimizer must be one of .*got '\.'", setup=grid_file({"optimizer": ["adagrad", "."]})),
+    Fault("a sweep grid whose dataset is a path", "names", sweep_grid("--sweep-dir", "runs/sweep"),
+          r"no trial is made: dataset must be one of .*got '\.\./\.\./etc'",
+          setup=grid_file({"dataset": ["../../etc"], "seed": [0, 1]})),
+    Fault("a sweep grid of 10^6 combinations", "limits", sweep_grid("--sweep-dir", "runs/sweep"),
+          r"the grid has 1,000,000 combinations \(1000 seed x 1000 latent_dim\); a sweep runs at most 10,000",
+          setup=grid_file({"seed": list(range(1000)), "latent_dim": list(range(1, 1001))})),
+    Fault("train into a folder holding the user's own .lock and notes", "writer", train_into_mine,
+          r"(?s)already holds notes\.txt.*the folder's \.lock: kept as it was", setup=users_folder(".lock", "notes.txt")),
+    Fault("train into a folder holding only the user's own .lock", "writer", train_into_mine,
+          r"(?s)holds a \.lock that is not a run's lock.*the folder's \.lock: kept as it was", setup=users_folder(".lock")),
+    Fault("a refused train leaves no .lock behind", "writer", train_into_mine,
+          r"(?s)already holds config\.json.*the folder's \.lock: none left", setup=users_folder("config.json")),
+    Fault("train with a 300-character --run-dir", "names", lambda s: cli("train", "--run-dir", str(s.runs / ("r" * 300))),
+          r"the folder name r{40}\.\.\. is 300 bytes long; a file system takes at most 255"),
 ]
 
 
@@ -509,6 +698,276 @@ def test_fault_ends_in_a_clear_message_and_loses_nothing(fault, template, real_d
     assert changed <= fault.changes, f"{changed - fault.changes} changed"
 
 
+def test_two_same_named_trials_deleted_in_the_same_second_go_back_each_to_its_sweep(template, tmp_path, monkeypatch):
+    """Two sweeps' trials called J2, deleted within one second: each has its own trash entry and its own note of
+    origin, and each is restored to its own sweep. A note pointing outside the runs folder is not followed."""
+    import time as clock
+    root = tmp_path / "runs"
+    trials = []
+    for sweep in ("a", "b"):
+        (root / sweep).mkdir(parents=True)
+        (root / sweep / runs.SWEEP_FILE).write_text('{"trials": {}}')
+        shutil.copytree(template, root / sweep / "J2")
+        runs.label(root / sweep / "J2", note=f"trial of {sweep}")
+        trials.append(root / sweep / "J2")
+    monkeypatch.setattr(clock, "strftime", lambda fmt, *when: "20261201-120000")
+    trash = [runs.delete(t) for t in trials]
+    assert len(set(trash)) == 2 and not any(t.exists() for t in trials)
+    assert [runs.restore(t) for t in reversed(trash)] == [t.resolve() for t in reversed(trials)]
+    assert [runs.read_run(t).meta["note"] for t in trials] == ["trial of a", "trial of b"]
+    moved = runs.delete(trials[0])
+    (moved.parent / f"{moved.name}.from").write_text(str(tmp_path / "elsewhere"))
+    assert runs.restore(moved) == root / "J2" and not (tmp_path / "elsewhere").exists()
+
+
+SERVER = """
+import sys, time
+from vae_app.workers import WorkerPool
+from vae_core.config import TrainConfig
+
+if __name__ == "__main__":  # the app server: a pool, one run training in its worker
+    worker = WorkerPool(max_workers=1).start(TrainConfig(dataset="digits", samples=10**9, lr=0.02), "alice", sys.argv[1])
+    print(worker.run_dir, worker.process.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie left for its new parent to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_whose_server_is_killed_stops_at_a_checkpoint(tmp_path):
+    """kill -9 of the app server: its training worker notices (the sentinel pipe of its parent closes), stops after
+    the step in progress with a checkpoint, says so in status.json and exits, freeing its run's lock."""
+    (tmp_path / "server.py").write_text(SERVER)
+    server = subprocess.Popen([sys.executable, str(tmp_path / "server.py"), str(tmp_path / "runs")], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    run_dir, pid = server.stdout.readline().split()
+    run_dir, pid = Path(run_dir), int(pid)
+    try:
+        wait_until(lambda: (run_dir / runs.STATUS).is_file() and runs.read_run(run_dir).state == "running",
+                   "the run to start training")
+        server.kill()
+        server.wait(timeout=PATIENCE)
+        wait_until(lambda: process_gone(pid), "the worker to exit once its server had gone")
+    finally:
+        if not process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    record = runs.read_run(run_dir)
+    assert record.holder is None and record.state == "stopped" and record.samples_done > 0
+    assert record.status["samples_evaluated"] == record.samples_done  # a checkpoint of where it stopped
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "65", "2.5"])
+def test_a_bad_vae_max_trainings_is_named_with_its_range(value, monkeypatch):
+    from vae_app.workers import WorkerPool
+    monkeypatch.setenv("VAE_MAX_TRAININGS", value)
+    with pytest.raises(ValueError, match=rf"^\$VAE_MAX_TRAININGS must be a whole number from 1 to 64, got '{re.escape(value)}'"):
+        WorkerPool()
+    monkeypatch.setenv("VAE_MAX_TRAININGS", " ")
+    assert WorkerPool().max_workers == 2
+
+
+class Killed(BaseException):
+    """A kill -9 at a file write: the write does not happen, and nothing after it runs (no stop, no checkpoint)."""
+
+
+def test_a_kill_at_any_file_write_resumes_to_a_curve_with_every_evaluation(tmp_path, monkeypatch):
+    """A short run with a checkpoint after every step, killed before its 1st, 2nd, ... file write (so after each
+    write too), then continued: the curve it ends with is the uninterrupted run's, every evaluation and minibatch
+    row in place."""
+    config = lambda: TrainConfig(dataset="digits", samples=1000, lr=0.02, hidden=(20,), checkpoint_seconds=1e-9)
+    shown = lambda rows: [(r["kind"], r["samples_evaluated"], r.get("lower_bound"), r.get("test_lower_bound"))
+                          for r in rows]
+    whole = Trainer.from_config(config(), tmp_path / "whole")
+    whole.run()
+    expected = shown(runs.read_run(tmp_path / "whole").metrics)
+    assert sum(kind == "evaluation" for kind, *_ in expected) == 5  # after steps 1, 2, 3, 5 and 10
+    real, kills = runs.write_atomic, 0
+    while True:
+        run, writes = tmp_path / f"killed-at-{kills}", 0
+
+        def write(path, data):
+            nonlocal writes
+            writes += 1
+            if writes > kills:
+                raise Killed(path)
+            real(path, data)
+        monkeypatch.setattr(runs, "write_atomic", write)
+        try:
+            Trainer.from_config(config(), run).run()
+            break  # as many writes as the run makes: every one has been killed at
+        except Killed:
+            pass
+        finally:
+            monkeypatch.setattr(runs, "write_atomic", real)
+        if (run / runs.CHECKPOINT).is_file():
+            Trainer.resume_from(run).run()
+        else:  # killed before its first checkpoint: it starts again
+            runs.discard_unstarted(run)
+            Trainer.from_config(config(), run).run()
+        assert shown(runs.read_run(run).metrics) == expected, f"killed before write {kills + 1}"
+        kills += 1
+    assert kills == 2 + 2 * 10 + 5 + 1  # config and status; metrics and checkpoint at each of 10 steps, a model at
+    # each evaluation; the last status
+
+
+class Crafted:
+    """A pickle that runs code when loaded: what anyone who may write a sweep folder could leave in Tune's state."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_sweep_resume_restores_nothing_of_tunes_state(tmp_path, monkeypatch):
+    """`sweep --resume` runs the trials of sweep.json as a new Tune experiment: Tuner.restore (which unpickles
+    tuner.pkl and the trials in experiment_state-*.json) is never called, and a crafted tuner.pkl stays unread."""
+    import pickle
+
+    from ray import tune
+
+    from vae_core import sweep as sweeps
+    s = sweeps.Sweep.from_configs(tmp_path / "s", sweeps.expand({"seed": [0, 1]}, {"dataset": "digits"}))
+    s.sweep_dir.mkdir()
+    s.save(["sweep"])
+    marker = tmp_path / "the pickle ran"
+    for experiment in ("tune", "tune-20261201-120000-1"):
+        (s.sweep_dir / ".tune" / experiment).mkdir(parents=True)
+        (s.sweep_dir / ".tune" / experiment / "tuner.pkl").write_bytes(pickle.dumps(Crafted(marker)))
+    made = []
+
+    class Tuner:
+        def __init__(self, trainable, param_space, tune_config, run_config):
+            made.append((param_space, run_config))
+
+        def fit(self):
+            return []
+
+        @classmethod
+        def restore(cls, *args, **kwargs):
+            raise AssertionError("Tuner.restore was called")
+
+        @classmethod
+        def can_restore(cls, *args, **kwargs):
+            raise AssertionError("Tuner.can_restore was called")
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    monkeypatch.setattr(sweeps, "start_ray", lambda address: "local")
+    monkeypatch.chdir(tmp_path)
+    assert cli("sweep", "--resume", str(s.sweep_dir)).code == 0
+    [(space, run_config)] = made
+    assert {t["name"] for t in space["trial"]["grid_search"]} == {"seed0", "seed1"}
+    assert run_config.name.startswith("tune-") and not (s.sweep_dir / ".tune" / run_config.name).exists()
+    assert not marker.exists()
+
+
+def test_a_sweep_whose_ray_cannot_start_says_how_to_resume(tmp_path, monkeypatch):
+    from vae_core import sweep as sweeps
+
+    def fail(address):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to")
+    monkeypatch.setattr(sweeps, "start_ray", fail)
+    monkeypatch.chdir(tmp_path)
+    outcome = cli("sweep", "--dataset", "digits", "--seed", "0", "1", "--sweep-dir", "s", "--address", "auto")
+    assert outcome.code == 2 and "Traceback" not in outcome.text
+    assert re.search(r"^error: Ray could not be started or reached \(Could not find any running Ray instance\)\. "
+                     r"Nothing of the sweep has run; .*`python -m vae_core sweep --resume \S+/s`$", outcome.text, re.M)
+
+
+LEFT_BEHIND = """
+import os, sys, time
+from vae_core import runs
+lock = runs.RunLock(sys.argv[1], "the dashboard")
+child = os.fork()  # inherits the locked descriptor, as a process a trainer leaves behind would
+if child == 0:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # nothing of the test's pipes is kept open
+        os.dup2(devnull, fd)
+    time.sleep(600)
+    os._exit(0)
+print(child, flush=True)
+os._exit(0)  # the trainer the lock names is gone; the lock is still held
+"""
+
+
+def test_a_run_whose_recorded_trainer_is_gone_is_interrupted_and_can_be_deleted_or_continued(template, tmp_path):
+    run = tmp_path / "runs" / "left"
+    shutil.copytree(template, run)
+    edit_json(run / runs.STATUS, lambda s: s.update(state="running"))
+    out = subprocess.run([sys.executable, "-c", LEFT_BEHIND, str(run)], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=PATIENCE)
+    inheritor = int(out.stdout)
+    try:
+        assert runs.lock_holder(run, alive_only=False)["by"] == "the dashboard"  # the lock is held...
+        record = runs.read_run(run)
+        assert record.holder is None and record.state == "interrupted"  # ...by nobody who trains it
+        back = runs.restore(runs.delete(run))
+        assert back == run.resolve()
+        trainer = Trainer.resume_from(run, samples=6000)
+        assert runs.lock_holder(run)["pid"] == os.getpid()
+        assert trainer.run().kind == "finished"
+    finally:
+        os.kill(inheritor, signal.SIGKILL)
+
+
+MARKDOWN_NAMES = (":red[evil]", "[x](javascript:alert(1))", "**bold** _it_ $x$ <b>", "- a list")
+
+
+def test_markdown_in_names_is_shown_as_text(template, tmp_path, monkeypatch):
+    """Run folders named with Markdown, Streamlit's colour directive, a javascript: link, maths and HTML, one of them
+    damaged: the Runs page draws each name in its caption, its Delete button and its damage warning escaped, so it
+    reads as the name and renders as nothing else."""
+    from vae_app.text import plain
+    sandbox = Sandbox(tmp_path, tmp_path)
+    for name in MARKDOWN_NAMES:
+        shutil.copytree(template, sandbox.runs / name)
+    truncate(sandbox.runs / MARKDOWN_NAMES[1] / runs.CONFIG)
+    raw = {}
+
+    def act(at):
+        for name in MARKDOWN_NAMES:
+            at.selectbox(key="run").set_value(name).run()
+            raw[name] = ([c.value for c in at.caption if c.value.startswith("Name, note")],
+                         [b.label for b in at.button if b.label.startswith("Delete")])
+        raw["warnings"] = [w.value for w in at.warning]
+    monkeypatch.chdir(tmp_path)
+    outcome = app_page(sandbox, "app_pages/runs.py", act=act)
+    assert "exception" not in outcome.text
+    for name in MARKDOWN_NAMES:
+        assert raw[name] == ([f"Name, note and tags of {plain(name)}"], [f"Delete {plain(name)}"]), raw[name]
+        assert "\\" in plain(name) and unescaped(plain(name)) == name
+    assert raw["warnings"] == [f"\\[x\\](javascript\\:alert(1)) is damaged: "
+                               f"{plain(runs.read_run(sandbox.runs / MARKDOWN_NAMES[1]).describe_problems())}"]
+
+
+def test_a_runs_labels_are_bounded(template, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(template, run)
+    for labels, said in (({"name": "n" * 201}, "the name may hold at most 200 characters, got 201"),
+                         ({"note": "n" * 10_001}, "the note may hold at most 10,000 characters"),
+                         ({"tags": ["t" * 101]}, "a tag may hold at most 100 characters"),
+                         ({"tags": [str(i) for i in range(51)]}, "at most 50 tags, got 51")):
+        with pytest.raises(ValueError, match=said):
+            runs.label(run, **labels)
+    assert not (run / runs.META).exists()
+    assert runs.label(run, name="n" * 200)["name"] == "n" * 200
+
+
+def test_a_metrics_file_is_read_up_to_its_bound_and_says_so(template, tmp_path, monkeypatch):
+    rows = runs.read_metrics(template / runs.METRICS)[0]
+    size = (template / runs.METRICS).stat().st_size
+    monkeypatch.setattr(runs, "MAX_METRICS_BYTES", size // 2)
+    kept, said = runs.read_metrics(template / runs.METRICS)
+    assert 0 < len(kept) < len(rows) and kept == rows[:len(kept)]
+    assert said == f"it holds {size:,} bytes, more than the {size // 2:,} read; the {len(kept)} rows in them are kept"
+
+
 def test_an_unexpected_failure_anywhere_in_a_page_is_a_message(repo, monkeypatch):
     """dashboard.py runs each page inside page_guard: the same guard as the fragments', on a whole page."""
     from streamlit.testing.v1 import AppTest
@@ -527,6 +986,45 @@ def test_an_unexpected_failure_anywhere_in_a_page_is_a_message(repo, monkeypatch
     assert not at.exception and at.title[0].value == "before"
     assert "failed unexpectedly (KeyError). Nothing was lost" in at.error[0].value
     assert "secret" not in at.error[0].value
+
+
+def test_a_websocket_from_another_origin_is_refused(tmp_path):
+    """`streamlit run dashboard.py` on loopback: a WebSocket from a page of another localhost port (which Streamlit's own
+    check lets in) or another site is refused with 403 before it is accepted; the app's own page is accepted."""
+    import asyncio
+    import socket
+
+    import websockets
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port)],
+                              cwd=REPO, env={**os.environ, "VAE_RUNS_DIR": str(tmp_path / "runs")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    async def opened(origin: str) -> str:
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/_stcore/stream", origin=origin,
+                                          subprotocols=["streamlit"], open_timeout=PATIENCE):
+                return "accepted"
+        except websockets.InvalidStatus as e:
+            return f"refused {e.response.status_code}"
+    try:
+        wait_until(listening, "the app server to listen")
+        seen = {origin: asyncio.run(opened(origin)) for origin in
+                (f"http://127.0.0.1:{port}", "http://localhost:9999", f"http://127.0.0.1:{port + 1}", "http://evil.example")}
+    finally:
+        server.terminate()
+        server.wait(timeout=PATIENCE)
+    assert seen == {f"http://127.0.0.1:{port}": "accepted", "http://localhost:9999": "refused 403",
+                    f"http://127.0.0.1:{port + 1}": "refused 403", "http://evil.example": "refused 403"}
 
 
 def test_the_server_listens_on_loopback_and_shows_no_tracebacks():

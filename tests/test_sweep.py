@@ -52,6 +52,54 @@ def test_a_grid_file_in_yaml_or_json(tmp_path):
         sweep.parse_grid_file(tmp_path / "bad.json")
 
 
+def test_a_grid_of_values_the_config_refuses_is_refused_before_anything_is_made(tmp_path):
+    for grid in ({"algorithm": ["..", "aevb"]}, {"optimizer": ["adagrad", "."]}, {"latent_dim": [2, 0]}):
+        with pytest.raises(ValueError, match="no trial is made"):
+            sweep.Sweep.from_configs(tmp_path / "s", sweep.expand(grid, {"dataset": "digits"}))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "g.json").write_text('{"samples": ["1e3", 2000], "lr": ["auto", "0.02"]}')
+    assert sweep.parse_grid_file(tmp_path / "g.json") == {"samples": [1000, 2000], "lr": ["auto", 0.02]}
+
+
+def test_trial_names_are_plain_folder_names():
+    assert sweep.trial_name({"data_dir": "../x/y", "seed": 0}, ["data_dir", "seed"]) == "data_dir.._x_y-seed0"
+    assert sweep.trial_name({"algorithm": ".."}, ["algorithm"]) == "run"
+    long = sweep.trial_name({"data_dir": "d" * 400}, ["data_dir"])
+    assert len(long) == runs.NAME_LIMIT and long != sweep.trial_name({"data_dir": "d" * 401}, ["data_dir"])
+
+
+def test_a_trial_deletes_only_the_files_of_its_own_unstarted_run(tmp_path):
+    """A trial killed before its first checkpoint left its lock, config and status: the next attempt clears those and
+    starts again. A folder holding anything else under the trial's name is never emptied: the trial is refused."""
+    s = sweep.Sweep.from_configs(tmp_path / "s", sweep.expand({"seed": [0, 1]}, {"dataset": "digits", "samples": 300,
+                                                                               "lr": 0.02, "hidden": [20]}))
+    trial = lambda name: {"name": name, "config": s.trials[name], "run_dir": str(tmp_path / "s" / name), "cpus": 1,
+                          "gpus": 0}
+    killed = tmp_path / "s" / "seed0"
+    killed.mkdir(parents=True)
+    for name in (runs.LOCK, runs.CONFIG, runs.STATUS):
+        (killed / name).write_text("{}")
+    trainer = sweep.open_trial(trial("seed0"))
+    assert trainer.run().kind == "finished"
+    mine = tmp_path / "s" / "seed1"
+    mine.mkdir()
+    (mine / runs.CONFIG).write_text("{}")
+    (mine / "results.csv").write_text("the user's own\n")
+    with pytest.raises(runs.RunError, match="already holds config.json, results.csv"):
+        sweep.open_trial(trial("seed1"))
+    assert sorted(p.name for p in mine.iterdir()) == [runs.CONFIG, "results.csv"]
+    for bad in ({**trial("seed1"), "run_dir": str(tmp_path)}, {**trial("seed1"), "name": "..", "run_dir": str(tmp_path / "s" / "..")}):
+        with pytest.raises(runs.RunError, match="not a plain folder of its sweep"):
+            sweep.open_trial(bad)
+    assert isinstance(sweep.open_trial(trial("seed0")), runs.RunRecord)  # finished: read, not trained again
+
+
+def test_a_sweep_json_naming_paths_is_refused(tmp_path):
+    (tmp_path / "sweep.json").write_text(json.dumps({"trials": {"..": {"dataset": "digits"}}}))
+    with pytest.raises(runs.RunError, match="names trials that are not plain folder names"):
+        sweep.Sweep.load(tmp_path)
+
+
 def test_a_config_error_crosses_processes_with_its_problems():
     """Ray pickles a trial's exception to the driver: the message and the settings at fault must survive it."""
     import pickle
@@ -78,8 +126,9 @@ def test_the_summary_of_a_restored_sweep_stopped_again_lists_every_trial(tmp_pat
 
 @pytest.mark.slow
 def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
-    """2 settings x 2 seeds on digits, and a trial whose setting cannot train, which fails with its message while the
-    others finish; the runs are ordinary run folders, grouped under the sweep."""
+    """2 settings x 2 seeds on digits; the runs are ordinary run folders, grouped under the sweep. A grid with a value
+    the config refuses anywhere is refused whole, before anything touches the disk (a setting that fails only on
+    some machine, a GPU's, fails as its trial: test_gpus_per_trial_send_the_trial_to_cuda)."""
     out, result = run_sweep(*TINY, "--latent-dim", "2", "3", "--seed", "0", "1", "--samples", "2000",
                             "--sweep-dir", str(tmp_path / "s"), "--cpus-per-trial", "1")
     assert out.returncode == 0, out.stderr
@@ -93,10 +142,8 @@ def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
     assert "sweep: 4 done, 0 failed, 0 stopped of 4" in out.stderr
     assert {runs.sweep_of(p) for p in runs.list_runs(tmp_path)} == {"s"} and len(runs.list_runs(tmp_path)) == 4
     failing, result = run_sweep(*TINY, "--latent-dim", "2", "0", "--samples", "2000", "--sweep-dir", str(tmp_path / "f"))
-    assert failing.returncode == 1 and "trial J0 will fail: latent_dim must be a whole number" in failing.stderr
-    trials = {t["name"]: t for t in result["trials"]}
-    assert trials["J2"]["status"] == "finished" and trials["J0"]["status"] == "failed"
-    assert "latent_dim must be a whole number of at least 1" in trials["J0"]["message"]
+    assert failing.returncode == 2 and result is None and not (tmp_path / "f").exists()  # refused before Ray starts
+    assert "no trial is made: latent_dim must be a whole number of at least 1" in failing.stderr
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ import streamlit as st
 from vae_core import data
 from vae_core.config import ConfigError, TrainConfig, settings
 
+from .text import plain
+
 SECTIONS = ("data and model", "objective", "optimisation")  # three columns; "advanced" goes in an expander
 KEY = "train"
 
@@ -93,7 +95,7 @@ def _widget(container, name: str, default, problem: str | None) -> None:
         container.number_input(s.label, **({} if filled else {"value": default}), step=type(default)(1),
                                help=s.help, key=key)
     if problem:
-        container.error(problem, icon=":material/error:")
+        container.error(plain(problem), icon=":material/error:")  # it quotes what was typed
 
 
 def train_form(defaults: TrainConfig) -> TrainConfig | None:
@@ -108,8 +110,8 @@ def train_form(defaults: TrainConfig) -> TrainConfig | None:
             _widget(columns.get(section, advanced), f.name, getattr(defaults, f.name), problems.get(f.name))
         for name in ("memory", "form"):
             if name in problems:
-                st.error(problems[name])
+                st.error(plain(problems[name]))
         if problems:
-            st.error(f"Cannot start: {ConfigError(problems)}")
+            st.error(f"Cannot start: {plain(ConfigError(problems))}")  # it quotes what was typed
         st.form_submit_button("Start training", type="primary", key=START)
     return config

@@ -14,13 +14,15 @@ import streamlit as st
 
 from vae_core import ConfigError, DataError, RunError
 
+from .text import plain
+
 log = logging.getLogger("vae_app")
 EXPECTED = (DataError, RunError, ConfigError, ValueError, FileNotFoundError)  # their messages say what to do
 
 
 def show(error: Exception) -> None:
     if isinstance(error, EXPECTED):
-        st.error(str(error), icon=":material/error:")
+        st.error(plain(error), icon=":material/error:")  # it may quote names and files
         return
     log.error("a page failed", exc_info=error)
     st.error(f"This part of the page failed unexpectedly ({type(error).__name__}). Nothing was lost: runs and models "

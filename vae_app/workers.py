@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from vae_core import runs
+from vae_core import environment, runs
 from vae_core.config import TrainConfig
 from vae_core.events import EventKind, last_evaluation
 from vae_core.formatting import format_duration
@@ -28,6 +28,7 @@ from vae_core.runs import RunState
 from .components import LiveFeed
 
 SNAPSHOT_SECONDS = 2.0
+MAX_TRAININGS_ENV, MAX_TRAININGS = "VAE_MAX_TRAININGS", 64  # trainings at once: $VAE_MAX_TRAININGS, 1 to 64 (default 2)
 ORPHAN_SECONDS = 12.0  # an owner not seen for this long has gone (its page closed or reloaded; it shows itself every 5 s)
 
 
@@ -93,20 +94,37 @@ class PoolFull(RuntimeError):
     """As many runs are training as the pool allows."""
 
 
+class _Reports:
+    """The worker's side of its queue to the app. Once the app's process is gone, nothing is sent any more and the
+    process may exit without flushing what is queued: this process holds the queue's read end too, so the pipe
+    never breaks, and a write into it would wait for a reader forever."""
+
+    def __init__(self, events):
+        self.events, self.orphaned = events, threading.Event()
+
+    def put(self, report) -> None:
+        if not self.orphaned.is_set():
+            self.events.put(report)
+
+    def parent_gone(self) -> None:
+        self.orphaned.set()
+        self.events.cancel_join_thread()
+
+
 def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop) -> None:
     import torch
 
     from vae_core.training import Trainer
 
     tuner = ThreadTuner()
-
+    reports, parent = _Reports(events), mp.parent_process()
     reported = None
 
     def set_threads(threads: int | None):
         nonlocal reported
         if threads is not None and threads != reported:
             torch.set_num_threads(threads)  # from this thread: OpenMP's setting is per calling thread
-            events.put(("threads", threads))
+            reports.put(("threads", threads))
             reported = threads
     set_threads(tuner.threads)  # reported from the start, so the progress line says it
     try:
@@ -115,26 +133,31 @@ def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop) 
         else:
             trainer = Trainer.from_config(TrainConfig.from_dict(config), run_dir, by="the dashboard")
 
-        def watch():  # mirror the app's control events onto the trainer
+        def watch():  # mirror the app's control events onto the trainer; stop when the app's process is gone
             while not stop.wait(0.05):
+                if parent is not None and not parent.is_alive():  # its end of our sentinel pipe has closed
+                    reports.parent_gone()
+                    break
                 trainer.pause() if pause.is_set() else trainer.resume()
-            trainer.stop()
+            trainer.stop()  # after the step in progress, with a checkpoint where the run stands
         threading.Thread(target=watch, daemon=True).start()
         last_snapshot = 0.0
         for event in trainer.events():
             set_threads(tuner.update(event.seconds, event.samples_evaluated))
-            events.put(("event", event.to_row()))
+            reports.put(("event", event.to_row()))
             now = time.monotonic()
+            if reports.orphaned.is_set():
+                continue
             if event.kind in (EventKind.EVALUATION, EventKind.FINISHED, EventKind.STOPPED) or now - last_snapshot > SNAPSHOT_SECONDS:
                 last_snapshot = now
                 with torch.no_grad():
                     state = {k: v.detach().cpu().numpy().copy() for k, v in trainer.model.state_dict().items()}
-                events.put(("snapshot", {"state": state, "model_config": trainer.model.config.to_dict(),
-                                         "samples_evaluated": trainer.samples_evaluated}))
+                reports.put(("snapshot", {"state": state, "model_config": trainer.model.config.to_dict(),
+                                          "samples_evaluated": trainer.samples_evaluated}))
     except Exception as e:  # reported to the app as a message; the run's files say the rest
-        events.put(("error", f"{type(e).__name__}: {e}"))
+        reports.put(("error", f"{type(e).__name__}: {e}"))
     finally:
-        events.put(("exit", None))
+        reports.put(("exit", None))
 
 
 class TrainingWorker:
@@ -282,7 +305,7 @@ class WorkerPool:
     """The runs training in this app process, at most `max_workers` at a time: single runs and sweeps' trials."""
 
     def __init__(self, max_workers: int | None = None):
-        self.max_workers = max_workers or int(os.environ.get("VAE_MAX_TRAININGS", "2"))
+        self.max_workers = max_workers or environment.whole_number(MAX_TRAININGS_ENV, 2, 1, MAX_TRAININGS)
         self.workers: dict[str, TrainingWorker] = {}
         self.sweeps: list[SweepJob] = []
         self._lock = threading.Lock()

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .runs import RunError, read_header
+from .runs import RunError, read_bytes, read_header
 
 FORMAT = 2
 # Format 1 (before algorithms were objects) named the stream's order "order" and kept the one flat parameter's
@@ -68,7 +68,7 @@ def restore(path: str | Path, state: TrainingState) -> dict:
     for name, shape in shapes.items():  # optimizer state: per-parameter tensors or counters, nothing larger
         if name.startswith("optimizer.") and shape not in ((), (1,), expected["parameters"]):
             raise RunError(f"{Path(path).name} does not fit this run: {name} has shape {shape}")
-    tensors = load_safetensors(Path(path).read_bytes())
+    tensors = load_safetensors(read_bytes(path))  # a regular file, of the size its header said
     if legacy:
         tensors = {_FORMAT_1_NAMES.get(k, k): v for k, v in tensors.items()}
     device = state.parameters.device

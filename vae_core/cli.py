@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import data as data_module
 from . import paper, runs
 from .algorithms import ALGORITHMS
-from .config import TrainConfig, flag, parse_hidden, settings
+from .config import LIMITS, TrainConfig, flag, parse_hidden, settings
 from .estimators import importance_weighted_bound
 from .evaluation import dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
@@ -28,6 +28,17 @@ from .formatting import format_duration
 from .training import Trainer
 
 IW_SAMPLES_LIMIT = 100_000  # K: the importance-weighted bound is computed in memory-bounded chunks, so this bounds time
+POINTS_LIMIT = 100_000  # evaluate --points: Appendix D's estimate costs seconds per point
+TRIAL_RESOURCES_LIMIT = 1024  # --cpus-per-trial, --gpus-per-trial: beyond any node's
+
+
+def check_range(flag: str, value, low, high, whole: bool = True):
+    """`value` if it is a (whole) number from `low` to `high`; ValueError naming `flag` and its range otherwise, before
+    the command does anything with it."""
+    number = isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{flag} must be a {'whole ' if whole else ''}number from {low:,} to {high:,}, got {value!r}")
+    return value
 
 
 def _argument_type(parse):
@@ -152,7 +163,7 @@ def cmd_train(args) -> int:
 def _evaluated_run(run_dir: Path):
     """The config and model of a run that `evaluate` can score; what is wrong otherwise, as an error."""
     record = runs.read_run(run_dir, metrics=False)
-    if not (run_dir / runs.MODEL).is_file():
+    if not (run_dir / runs.MODEL).exists():  # a FIFO or a device there is reported as what it is, below
         raise FileNotFoundError(f"{run_dir} holds no {runs.MODEL}; give the folder of a run trained with `train`")
     for name in (runs.CONFIG, runs.MODEL):
         if name in record.problems:
@@ -192,11 +203,17 @@ def cmd_evaluate(args) -> int:
     run_dir = Path(args.run_dir)
     if not 1 <= args.iw_samples <= IW_SAMPLES_LIMIT:
         raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
+    check_range("--points", args.points, 1, POINTS_LIMIT)
+    check_range("--seed", args.seed, 0, LIMITS["seed"])
     config, model = _evaluated_run(run_dir)
     dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
     binarized = args.binarized or config.binarize  # a run trained on binary pixels is scored on binary pixels
     sets = evaluation_sets(torch.tensor(dataset.train[:config.train_size]), torch.tensor(dataset.test), binarized,
                            config.seed)
+    if args.marginal_likelihood and args.points > min(len(sets.train), len(sets.test)):
+        raise ValueError(f"--points must be at most the {min(len(sets.train), len(sets.test)):,} points of the smaller "
+                         f"set ({config.dataset}: {len(sets.train):,} training, {len(sets.test):,} test), got "
+                         f"{args.points:,}")
     generator = torch.Generator().manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, sets.test, generator)[0]
     iw = _iw_bound(model, sets.test, args.iw_samples, generator)  # (N_test,)
@@ -220,6 +237,9 @@ def cmd_variance(args) -> int:
 
     if args.untrained == (args.source is not None):
         raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
+    check_range("--seed", args.seed, 0, LIMITS["seed"])
+    if args.hidden is not None:
+        check_range("--hidden", args.hidden, 1, LIMITS["hidden_units"])
     config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
     config.validate()  # the limits, before any model is built
@@ -269,6 +289,10 @@ def cmd_sweep(args) -> int:
     from . import sweep as sweeps
 
     grid = {name: values for name in settings() if (values := getattr(args, name, None)) is not None}
+    check_range("--cpus-per-trial", args.cpus_per_trial, 0.01, TRIAL_RESOURCES_LIMIT, whole=False)
+    check_range("--gpus-per-trial", args.gpus_per_trial, 0, TRIAL_RESOURCES_LIMIT, whole=False)
+    if args.max_concurrent is not None:
+        check_range("--max-concurrent", args.max_concurrent, 1, sweeps.MAX_TRIALS)
     if args.resume:
         if not (Path(args.resume) / sweeps.SWEEP).is_file():
             raise FileNotFoundError(f"{args.resume} holds no {sweeps.SWEEP}; give the folder of a sweep to resume")
@@ -288,17 +312,23 @@ def cmd_sweep(args) -> int:
                 raise ValueError("give the grid: settings with several values (e.g. --latent-dim 2 5 --seed 0 1), "
                                  "a --grid file, or --figure 2")
             configs = sweeps.expand(grid)
-        sweep_dir = Path(args.sweep_dir) if args.sweep_dir else runs.new_run_dir(None, "sweep")
-        if (sweep_dir / sweeps.SWEEP).exists():
-            raise runs.RunError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir}")
-        sweep = sweeps.Sweep.from_configs(sweep_dir, configs)
-        sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+        sweep = sweeps.Sweep.from_configs(args.sweep_dir or "", configs)  # checked before anything touches the disk
+        if args.sweep_dir:
+            sweep.sweep_dir = Path(args.sweep_dir)
+            runs.check_name_lengths(sweep.sweep_dir)
+            if sweep.sweep_dir.exists() and not sweep.sweep_dir.is_dir():
+                raise runs.RunError(f"{sweep.sweep_dir} is a file, not a folder; give a folder for the sweep")
+            if (sweep.sweep_dir / sweeps.SWEEP).exists():
+                raise runs.RunError(f"{sweep.sweep_dir} already holds a sweep; continue it with --resume {sweep.sweep_dir}")
+            sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            sweep.sweep_dir = runs.new_run_dir(None, "sweep")
         sweep.save(sys.argv)
     for name, problem in sweep.problems().items():
         print(f"trial {name} will fail: {problem}", file=sys.stderr)
     print(f"sweep of {len(sweep.trials)} trials in {sweep.sweep_dir}", file=sys.stderr)
     result = sweeps.run(sweep, args.address, args.cpus_per_trial, args.gpus_per_trial, args.storage,
-                        resume=args.resume is not None, max_concurrent=args.max_concurrent)
+                        max_concurrent=args.max_concurrent)
     if args.json:
         print(json.dumps(result))
     else:
@@ -440,4 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (data_module.DataError, runs.RunError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # what the file system refused where nothing above says it in words of its own
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2

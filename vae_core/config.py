@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import algorithms
+from . import algorithms, environment
 from . import data as data_module
 from .algorithms import ALGORITHMS, fast_step_unavailable
 from .models import ACTIVATIONS, INITIALISATIONS, ModelConfig
@@ -30,8 +30,9 @@ DEVICES = ("auto", "cpu", "cuda")
 MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of the memory available now
 
 # Upper bounds, checked before anything is allocated (docs/RELIABILITY.md).
-LIMITS = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "samples_per_point": 10_000,
-          "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000}
+LIMITS: dict[str, Any] = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "samples_per_point": 10_000,
+          "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000,
+          "vb_logvar": (-80.0, 10.0)}  # full VB's initial log σ² of q(θ): σ from 4e-18 (θ as good as fixed) to 148
 
 
 def _datasets_help() -> str:
@@ -255,8 +256,11 @@ class TrainConfig:
         if self.lr != "auto" and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
                                       and math.isfinite(self.lr) and self.lr > 0):
             problems["lr"] = f"lr must be a positive number or 'auto', got {self.lr!r}"
-        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds > 0):
+        if not (isinstance(self.checkpoint_seconds, (int, float)) and 0 < self.checkpoint_seconds < math.inf):
             problems["checkpoint_seconds"] = f"checkpoint_seconds must be a positive number, got {self.checkpoint_seconds!r}"
+        if not (isinstance(self.vb_logvar, (int, float)) and LIMITS["vb_logvar"][0] <= self.vb_logvar <= LIMITS["vb_logvar"][1]):
+            problems["vb_logvar"] = (f"vb_logvar must be a number from {LIMITS['vb_logvar'][0]} to "
+                                     f"{LIMITS['vb_logvar'][1]}, got {self.vb_logvar!r}")
         if not machine:
             return problems
         if self.step == "fast" and "step" not in problems and "algorithm" not in problems:
@@ -334,8 +338,9 @@ def _whole(value) -> bool:
 
 def memory_allowed() -> int:
     """Bytes one setting may ask for: $VAE_MAX_MEMORY, or half of the memory available now."""
-    if os.environ.get(MEMORY_ENV):
-        return int(float(os.environ[MEMORY_ENV]))
+    given = environment.byte_count(MEMORY_ENV)
+    if given is not None:
+        return given
     try:
         with open("/proc/meminfo") as f:
             fields = dict(line.split(":", 1) for line in f)

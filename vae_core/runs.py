@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import fcntl
+import hashlib
+import itertools
 import json
 import math
 import os
+import re
 import secrets
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -27,6 +32,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from . import environment
 from .events import EVALUATION_KEYS, EventKind, TrainEvent, last_evaluation
 from .models import VAE, ModelConfig, upgrade_state_dict
 
@@ -37,6 +43,12 @@ TRASH = ".trash"  # deleted runs wait here, under the runs folder, until restore
 TRASH_STAMP = "%Y%m%d-%H%M%S"  # a deleted run's name in the trash: when it was deleted, a dash, its own name
 RUN_FILES = (CONFIG, METRICS, MODEL, CHECKPOINT, STATUS)
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header larger than this is not one of ours
+MAX_JSON_BYTES = 16 << 20  # config.json, status.json, meta.json, sweep.json: ours are a few kilobytes
+MAX_METRICS_BYTES = 256 << 20  # about 1.3 million rows: a run of 2.5e9 samples at M = 100 (schedules.log_every)
+LABEL_LIMITS = {"name": 200, "note": 10_000, "tag": 100, "tags": 50}  # characters of a run's name, note, each tag; tags
+NAME_LIMIT = 200  # characters of a name this project makes into a folder name (a file name is at most 255 bytes)
+NAME_BYTES = 255  # the longest file or folder name most file systems take
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
 
 class RunState(enum.StrEnum):
@@ -78,14 +90,40 @@ class RunError(RuntimeError):
 
 
 def default_runs_dir() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+    return Path(environment.folder(RUNS_DIR_ENV, "runs"))
+
+
+# Names are data, never paths.
+
+def safe_name(text, limit: int = NAME_LIMIT) -> str:
+    """`text` made into one folder name: every run of characters other than letters, digits and ``._+=-`` becomes
+    ``_``, with no leading dot or dash (never ``.``, ``..``, a hidden folder or a flag), at most `limit` characters (a
+    longer one keeps its start and a hash of the whole, so two long names stay apart)."""
+    name = _UNSAFE.sub("_", str(text)).lstrip(".-") or "run"
+    if len(name) > limit:
+        name = f"{name[:limit - 9]}-{hashlib.sha256(str(text).encode()).hexdigest()[:8]}"
+    return name
+
+
+def check_name_lengths(path: str | os.PathLike) -> None:
+    """RunError if a part of `path` is longer than a file system takes (255 bytes), before anything is made."""
+    for part in Path(path).parts:
+        if len(os.fsencode(part)) > NAME_BYTES:
+            raise RunError(f"the folder name {part[:40]}... is {len(os.fsencode(part)):,} bytes long; a file system "
+                           f"takes at most {NAME_BYTES}: give a shorter name")
 
 
 # Atomic files.
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Writes `data` to `path` through a temporary file, fsync and rename: the old file stays whole until the new
+    one is. An OSError (the disk full, a file-size limit, a read-only folder) names `path` and leaves no temporary
+    file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; runs and models are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -93,8 +131,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -102,8 +143,53 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+class RefusedFile(OSError):
+    """A file a reader will not read: not a regular file (a FIFO, a device, a socket, a link to one), or larger than
+    any file of its kind this project writes. Its message says which."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _open_regular(path: Path) -> tuple[int, int]:
+    """A descriptor of the regular file at `path` (links followed) and its size; RefusedFile for anything else.
+    Opened without blocking, so a FIFO is refused instead of waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        raise RefusedFile(f"{path.name} is {kind}, not a regular file")
+    return fd, info.st_size
+
+
+def read_bytes(path: str | os.PathLike, limit: int | None = None, whole: bool = True) -> bytes:
+    """The bytes of the regular file at `path`. With `limit`, RefusedFile for a larger file (`whole`), or its first
+    `limit` bytes (not `whole`); the file's size is checked before anything is read."""
+    path = Path(path)
+    fd, size = _open_regular(path)
+    try:
+        if limit is not None and size > limit and whole:
+            raise RefusedFile(f"{path.name} holds {size:,} bytes, more than the {limit:,} a file of its kind may hold")
+        want = size if limit is None else min(size, limit)
+        chunks, got = [], 0
+        while got < want:
+            chunk = os.read(fd, min(want - got, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+    return json.loads(read_bytes(path, MAX_JSON_BYTES))
 
 
 def write_metrics(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -112,12 +198,20 @@ def write_metrics(path: str | os.PathLike, rows: list[dict]) -> None:
 
 def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
     """The rows of a metrics file and, if some could not be read, what was lost; a missing file has no rows.
-    Rows are kept up to the first that cannot be read: a file cut mid-line keeps all its whole lines."""
+    Rows are kept up to the first that cannot be read: a file cut mid-line keeps all its whole lines. At most
+    MAX_METRICS_BYTES are read; a file that is not a regular file has no rows, and says so."""
     path = Path(path)
     if not path.exists():
         return [], None
+    try:
+        raw = read_bytes(path, MAX_METRICS_BYTES, whole=False)
+        size = path.stat().st_size
+    except OSError as e:
+        return [], f"cannot be read ({e}); no rows are kept"
     rows: list[dict] = []
-    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    if size > len(raw):  # only the first MAX_METRICS_BYTES: the last line read is cut
+        lines = lines[:-1]
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -128,6 +222,9 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
         except ValueError:
             return rows, f"line {number} of {len(lines)} cannot be read; the {len(rows)} rows before it are kept"
         rows.append(row)
+    if size > len(raw):
+        return rows, (f"it holds {size:,} bytes, more than the {MAX_METRICS_BYTES:,} read; the {len(rows)} rows in "
+                      f"them are kept")
     return rows, None
 
 
@@ -138,8 +235,8 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], di
     Raises RunError when the file is not a whole safetensors file."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        fd, size = _open_regular(path)
+        with os.fdopen(fd, "rb") as f:
             raw = f.read(8)
             if len(raw) < 8:
                 raise RunError(f"{path.name} is truncated ({size} bytes)")
@@ -197,7 +294,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     """A model saved by `save_model`, in eval mode, and the metadata saved with it. RunError if the file is
     damaged or its tensors do not match its metadata."""
     config, metadata = checked_model_config(path)
-    tensors = upgrade_state_dict(load_safetensors(Path(path).read_bytes()))
+    tensors = upgrade_state_dict(load_safetensors(read_bytes(path)))  # a regular file, of the size its header said
     model = VAE(config)
     model.load_state_dict(tensors)
     if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
@@ -209,51 +306,127 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 class RunLock:
     """An exclusive lock on a run folder, held while its holder trains the run; the lock file says who holds it
-    (by, pid, host, since). The operating system releases it when the holder's process ends, however it ends."""
+    (by, pid, host, since). The operating system releases it when the holder's process ends, however it ends. A
+    `.lock` that is not a run's lock (the user's own file) is refused, never overwritten; a lock whose recorded
+    holder no longer exists on this host (a process that inherited it lives on) is taken over."""
 
     def __init__(self, run_dir: str | os.PathLike, by: str):
         self._fd = None
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        self.made_folder = not self.run_dir.exists()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._fd, self.made_file = _open_lock(self.run_dir / LOCK)
+        except OSError as e:
+            raise RunError(f"{self.run_dir} cannot be written ({e.strerror}); give a folder you may write") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            holder = lock_holder(self.run_dir)
-            raise RunError(f"{self.run_dir} is being trained by {describe_holder(holder)}; wait for it to end or stop "
-                           f"it first (one writer per run)") from None
+            holder = lock_holder(self.run_dir, alive_only=False)
+            if holder is not None and not holder_alive(holder):
+                self._take_over()
+            else:
+                os.close(self._fd)
+                self._fd = None
+                raise RunError(f"{self.run_dir} is being trained by {describe_holder(holder)}; wait for it to end or "
+                               f"stop it first (one writer per run)") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, json.dumps({"by": by, "pid": os.getpid(), "host": socket.gethostname(),
                                        "since": time.time()}).encode())
+
+    def _take_over(self) -> None:
+        """A fresh lock file in place of one held by a process that is not the trainer it names."""
+        assert self._fd is not None  # the lock file is open
+        os.close(self._fd)
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f"{LOCK}.", suffix=".tmp")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.fchmod(fd, 0o644)
+        os.replace(tmp, self.run_dir / LOCK)
+        self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the lock
             self._fd = None
 
+    def abandon(self) -> None:
+        """Releases the lock of a claim that was refused, leaving the folder as it was: the lock file this lock made
+        is removed, and the folder too if it made it and nothing else is in it."""
+        self.release()
+        if self.made_file:
+            (self.run_dir / LOCK).unlink(missing_ok=True)
+        if self.made_folder and self.run_dir.is_dir() and not any(self.run_dir.iterdir()):
+            self.run_dir.rmdir()
+
     def __del__(self):
         self.release()
 
 
-def lock_holder(run_dir: str | os.PathLike) -> dict | None:
-    """Who trains the run now ({"by", "pid", "host", "since"}), or None if nobody holds its lock."""
+def _open_lock(path: Path) -> tuple[int, bool]:
+    """A descriptor of the lock file at `path`, and whether this call made it; RunError for a `.lock` that is not
+    a run's lock (a link, a FIFO, a folder, or a file that does not say who locked it)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), True
+    except FileExistsError:
+        pass
+    foreign = RunError(f"{path.parent} holds a {LOCK} that is not a run's lock; move it away, or give another folder")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise foreign from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 4096 or _lock_text(os.pread(fd, 4096, 0)) is None:
+        os.close(fd)
+        raise foreign
+    return fd, False
+
+
+def _lock_text(raw: bytes) -> dict | None:
+    """What a lock file says ({} when empty: made, not yet written), or None when it is not a run's lock."""
+    if not raw.strip():
+        return {}
+    try:
+        said = json.loads(raw)
+    except ValueError:
+        return None
+    return said if isinstance(said, dict) and "by" in said else None
+
+
+def holder_alive(holder: dict) -> bool:
+    """False when the holder's record names a process of this host that no longer exists (the lock is held by a
+    process it left behind, or its record is stale); True otherwise, a holder elsewhere included."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def lock_holder(run_dir: str | os.PathLike, alive_only: bool = True) -> dict | None:
+    """Who trains the run now ({"by", "pid", "host", "since"}), or None if nobody holds its lock (or, with
+    `alive_only`, if the process its lock names has ended on this host)."""
     path = Path(run_dir) / LOCK
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # not a lock of ours: nobody trains through it
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None  # nobody holds it exclusively
         except BlockingIOError:
-            try:
-                return json.loads(os.read(fd, 4096) or b"{}") or {"by": "another process"}
-            except ValueError:
-                return {"by": "another process"}
+            holder = _lock_text(os.pread(fd, 4096, 0)) or {"by": "another process"}
+            return None if alive_only and not holder_alive(holder) else holder
     finally:
         os.close(fd)
 
@@ -265,20 +438,42 @@ def describe_holder(holder: dict | None) -> str:
     return f"{who} (pid {holder['pid']})" if "pid" in holder else who
 
 
-def claim_new_run(run_dir: str | os.PathLike, by: str) -> RunLock:
-    """Locks `run_dir` for a new run, refusing a folder that already holds anything: a finished run, or files that
-    were never a run, are never overwritten. The check comes after the lock, so two claimants cannot both pass."""
+def _refuse_unnamed(run_dir: str | os.PathLike) -> None:
     if str(run_dir).strip() == "":
         raise RunError("the run folder is empty; give a folder name, or leave it out for a new folder under ./runs")
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"{run_dir} is a file, not a folder; give a new folder for the run")
-    lock = RunLock(run_dir, by)
-    present = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+
+
+def _refuse_held(run_dir: Path) -> None:
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunError(f"{run_dir} is being trained by {describe_holder(holder)}; wait for it to end or stop it first "
+                       f"(one writer per run)")
+
+
+def _refuse_occupied(run_dir: Path) -> None:
+    present = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if run_dir.is_dir() else []
     if present:
-        lock.release()
         raise RunError(f"{run_dir} already holds {', '.join(present[:5])}{' ...' if len(present) > 5 else ''}; a new "
                        f"run needs an empty or new folder (to continue a run there, use --resume {run_dir})")
+
+
+def claim_new_run(run_dir: str | os.PathLike, by: str) -> RunLock:
+    """Locks `run_dir` for a new run, refusing a folder that already holds anything: a finished run, or files that
+    were never a run, are never overwritten. It is checked before the lock (a refused claim touches nothing, a
+    `.lock` of the user's included) and again after it, so two claimants cannot both pass."""
+    _refuse_unnamed(run_dir)
+    run_dir = Path(run_dir)
+    check_name_lengths(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file, not a folder; give a new folder for the run")
+    _refuse_held(run_dir)
+    _refuse_occupied(run_dir)
+    lock = RunLock(run_dir, by)
+    try:
+        _refuse_occupied(run_dir)
+    except RunError:
+        lock.abandon()
+        raise
     return lock
 
 
@@ -288,8 +483,17 @@ def claimed_new_run(run_dir: str | os.PathLike | None, runs_dir: str | os.PathLi
     """The lock of a new run in `run_dir` (a new or empty folder) or a fresh folder under `runs_dir`, for the block
     that builds what trains it; if the block fails, the lock is released and the folder left as it was (one this
     call made is removed)."""
+    if run_dir is not None:
+        _refuse_unnamed(run_dir)
+        check_name_lengths(run_dir)
     created = run_dir is None or not Path(run_dir).exists()
-    lock = claim_new_run(new_run_dir(runs_dir, label) if run_dir is None else run_dir, by)  # "" is refused there
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, label)
+    try:
+        lock = claim_new_run(run_dir, by)
+    except BaseException:
+        if run_dir.is_dir() and created and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # the fresh folder new_run_dir made
+        raise
     try:
         yield lock
     except BaseException:
@@ -303,14 +507,16 @@ def claimed_new_run(run_dir: str | os.PathLike | None, runs_dir: str | os.PathLi
 @contextlib.contextmanager
 def claimed_run_to_continue(run_dir: str | os.PathLike, by: str) -> Iterator[tuple[RunLock, RunRecord]]:
     """The lock and record of a run that can be continued from its checkpoint, for the block that builds what
-    trains it; the lock is released if the block fails. Refuses while another process trains the run."""
+    trains it; the lock is released if the block fails. Refuses while another process trains the run, and before
+    taking the lock a folder that holds no checkpoint (nothing is written into a folder that is not a run)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder; give the folder of a run to continue")
+    _refuse_held(run_dir)
+    if not (run_dir / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({CHECKPOINT} is missing)")
     lock = RunLock(run_dir, by)
     try:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from ({CHECKPOINT} is missing)")
         record = read_run(run_dir)
         for name in (CONFIG, CHECKPOINT):
             if name in record.problems:
@@ -321,29 +527,54 @@ def claimed_run_to_continue(run_dir: str | os.PathLike, by: str) -> Iterator[tup
         raise
 
 
+def discard_unstarted(run_dir: str | os.PathLike) -> None:
+    """Removes the files of a run that ended before its first checkpoint (its lock, config, status, metrics, first
+    model), so that it can start again, when the folder holds nothing else: a folder with anything more (a
+    checkpoint, the user's own files) is left as it is, and a new run then refuses it. Nothing but those files is
+    ever deleted."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or lock_holder(run_dir) is not None:
+        return
+    present = {p.name for p in run_dir.iterdir()}
+    if present and present <= {LOCK, CONFIG, STATUS, METRICS, MODEL} and all((run_dir / n).is_file() and not (run_dir / n).is_symlink() for n in present):
+        for name in present:
+            (run_dir / name).unlink()
+
+
 def new_run_dir(runs_dir: str | os.PathLike | None, label: str) -> Path:
+    """A fresh folder under `runs_dir` (default: ./runs or $VAE_RUNS_DIR) named by the time, `label` and a token;
+    RunError saying what to do when the runs folder is a file or cannot be written."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
-    run_dir.mkdir()
+    where = f"the runs folder {root}" + (f" (${RUNS_DIR_ENV})" if runs_dir is None and os.environ.get(RUNS_DIR_ENV) else "")
+    if root.exists() and not root.is_dir():
+        raise RunError(f"{where} is a file, not a folder; give a folder for the runs")
+    check_name_lengths(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(label, 80)}-{secrets.token_hex(2)}"
+        run_dir.mkdir()
+    except OSError as e:
+        raise RunError(f"{where} cannot be written ({e.strerror}); give a folder you may write") from None
     return run_dir
 
 
 class RunRecorder:
     """Writes a run's files as the trainer's events arrive, a listener on the events: config.json when training
-    starts, status.json at each change of state, metrics.jsonl at each checkpoint (rewritten whole, atomically, so
-    the metrics always match the checkpoint)."""
+    starts, status.json at each change of state; and metrics.jsonl (rewritten whole, atomically) when the trainer
+    asks, before each checkpoint, so that every row a checkpoint covers is on disk before the checkpoint is. A
+    resume keeps the rows up to its checkpoint: a kill at any moment leaves no gap in the curve."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.rows: list[dict] = []
 
+    def save_metrics(self) -> None:
+        write_metrics(self.run_dir / METRICS, self.rows)
+
     def record(self, event: TrainEvent) -> None:
         if event.kind.logged:
             self.rows.append(event.to_row())
-        if event.kind == EventKind.CHECKPOINT:
-            write_metrics(self.run_dir / METRICS, self.rows)
-        elif event.kind == EventKind.STARTED:
+        if event.kind == EventKind.STARTED:
             write_json(self.run_dir / CONFIG, event.run_config)
         if event.kind in (EventKind.STARTED, EventKind.RESUMED, EventKind.PAUSED) or event.kind.ends:
             summary = {k: v for k, v in event.to_row().items() if k in EVALUATION_KEYS}
@@ -355,9 +586,15 @@ class RunRecorder:
         return last_evaluation(self.rows)
 
     def _status(self, state: RunState, event: TrainEvent, **extra) -> None:
-        write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
-                                           "samples_evaluated": event.samples_evaluated,
-                                           "total_samples": event.total_samples, "updated": time.time(), **extra})
+        try:
+            write_json(self.run_dir / STATUS, {"state": str(state), "message": event.message,
+                                               "samples_evaluated": event.samples_evaluated,
+                                               "total_samples": event.total_samples, "updated": time.time(), **extra})
+        except OSError:
+            if event.kind != EventKind.FAILED:
+                raise
+            # a failure that could not be written (the disk full, say): the run reads as interrupted, and the
+            # trainer's message says why
 
 
 # The one reader of run folders.
@@ -529,6 +766,12 @@ def label(run_dir: str | os.PathLike, name: str | None = None, note: str | None 
     """Names a run, or notes or tags it (meta.json, beside the files the trainer writes): what is given replaces
     what was there. Returns the run's labels."""
     path = Path(run_dir) / META
+    for what, text, most in [("the name", name, LABEL_LIMITS["name"]), ("the note", note, LABEL_LIMITS["note"]),
+                             *(("a tag", t, LABEL_LIMITS["tag"]) for t in tags or [])]:
+        if text is not None and len(text.strip()) > most:
+            raise ValueError(f"{what} may hold at most {most:,} characters, got {len(text.strip()):,}")
+    if tags is not None and len(tags) > LABEL_LIMITS["tags"]:
+        raise ValueError(f"a run may have at most {LABEL_LIMITS['tags']} tags, got {len(tags)}")
     meta = read_run(run_dir, metrics=False).meta
     for key, value in (("name", name), ("note", note), ("tags", tags)):
         if value is not None:
@@ -538,16 +781,31 @@ def label(run_dir: str | os.PathLike, name: str | None = None, note: str | None 
 
 
 def delete(run_dir: str | os.PathLike) -> Path:
-    """Moves a run that nobody trains to the runs folder's trash, whence `restore` brings it back."""
+    """Moves a run that nobody trains to the runs folder's trash, whence `restore` brings it back. Each deletion
+    has a trash entry of its own (runs of the same name deleted in the same second included), beside a note of
+    where it came from."""
     run_dir = Path(run_dir)
     holder = lock_holder(run_dir)
     if holder is not None:
         raise RunError(f"{run_dir.name} is being trained by {describe_holder(holder)}; stop it before deleting it")
     root = run_dir.parent.parent if sweep_of(run_dir) else run_dir.parent
-    trash = root / TRASH / f"{time.strftime(TRASH_STAMP)}-{run_dir.name}"
-    trash.parent.mkdir(parents=True, exist_ok=True)
-    (trash.parent / f"{trash.name}.from").write_text(str(run_dir.resolve()))  # where it goes back to
-    os.replace(run_dir, trash)
+    (root / TRASH).mkdir(parents=True, exist_ok=True)
+    stamp, name = time.strftime(TRASH_STAMP), safe_name(run_dir.name, NAME_LIMIT - 24)
+    for number in itertools.count(1):
+        trash = root / TRASH / (f"{stamp}-{name}" if number == 1 else f"{stamp}.{number}-{name}")
+        try:  # the note is made exclusively: a second deletion in the same second takes the next number
+            with open(trash.parent / f"{trash.name}.from", "x") as note:
+                note.write(str(run_dir.resolve()))  # where it goes back to
+        except FileExistsError:
+            continue
+        if not trash.exists():
+            break
+        (trash.parent / f"{trash.name}.from").unlink()
+    try:
+        os.replace(run_dir, trash)
+    except OSError:
+        (trash.parent / f"{trash.name}.from").unlink(missing_ok=True)
+        raise
     return trash
 
 
@@ -557,15 +815,23 @@ def trashed(runs_dir: str | os.PathLike | None = None) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []
 
 
+_TRASH_NAME = re.compile(r"^\d{8}-\d{6}(?:\.\d+)?-(.+)$")  # a trash entry's name: the stamp, a number, the run's
+
+
 def restore(trashed_run: str | os.PathLike) -> Path:
-    """Puts a deleted run back where it was; refuses when something else has taken its place."""
+    """Puts a deleted run back where it was; refuses when something else has taken its place. A note of origin that
+    points outside the runs folder the trash belongs to is not followed: the run goes back under its own name."""
     trashed_run = Path(trashed_run)
+    root = trashed_run.parent.parent
     origin_file = trashed_run.parent / f"{trashed_run.name}.from"
+    origin = None
     if origin_file.is_file():
-        origin = Path(origin_file.read_text())
-    else:  # where it was is lost: back into the runs folder under its own name, the deletion's time taken off
-        stamp = len(time.strftime(TRASH_STAMP)) + 1
-        origin = trashed_run.parent.parent / trashed_run.name[stamp:]
+        origin = Path(read_bytes(origin_file, 4096).decode(errors="replace").strip())
+        if not origin.is_absolute() or not origin.resolve().is_relative_to(root.resolve()):
+            origin = None
+    if origin is None:  # where it was is lost: back into the runs folder under its own name, the deletion's time taken off
+        match = _TRASH_NAME.match(trashed_run.name)
+        origin = root / (match.group(1) if match else trashed_run.name)
     if origin.exists():
         raise RunError(f"{origin} exists again; rename or delete it before restoring this run")
     origin.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@ folder under the sweep folder, and reporting its evaluations to Tune as it goes.
 Tune's own state under `.tune/` (or `--storage`, which may be a cloud URI).
 
 Trials are idempotent: a trial whose run folder has finished reports its results and returns; one with a
-checkpoint continues from it. So `--resume` (Tune's own restore, which skips finished trials) loses nothing
-finished and repeats nothing, even after the driver was killed.
+checkpoint continues from it. So `--resume`, which runs the trials of sweep.json again as a new Tune experiment
+(Tune's own saved state, pickles among it, is never restored), loses nothing finished and repeats nothing, even
+after the driver was killed.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,36 +30,55 @@ SHORT = {"dataset": "", "latent_dim": "J", "algorithm": "", "seed": "seed", "sam
          "estimator": "est", "lr": "lr", "samples": "n", "optimizer": "", "hidden": "h", "train_size": "N"}
 
 
+MAX_TRIALS = 10_000  # trials in one sweep: a grid beyond this is refused, its size said, before anything is built
+
+
 def parse_grid_file(path: str | Path) -> dict[str, list]:
-    """A grid from a JSON or YAML file: {"latent_dim": [2, 5], "algorithm": ["aevb", "wake-sleep"], ...}."""
-    text = Path(path).read_text()
+    """A grid from a JSON or YAML file: {"latent_dim": [2, 5], "algorithm": ["aevb", "wake-sleep"], ...}. A value
+    written as text goes through its setting's parser, as on the command line (``samples: [1e6]``)."""
+    raw = runs.read_bytes(path, runs.MAX_JSON_BYTES).decode(errors="replace")
     if str(path).endswith((".yaml", ".yml")):
         import yaml
-        grid = yaml.safe_load(text)
+        grid = yaml.safe_load(raw)
     else:
-        grid = json.loads(text)
+        grid = json.loads(raw)
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ValueError(f"{path} must map each setting to a non-empty list of values, e.g. {{\"latent_dim\": [2, 5]}}")
-    return grid
+    known = settings()
+    parsed = {}
+    for name, values in grid.items():
+        parse = known[name].parse if name in known else None
+        try:
+            parsed[name] = [parse(v) if parse and isinstance(v, str) else v for v in values]
+        except ValueError as e:
+            raise ValueError(f"{path}: {name}: {e}") from None
+    return parsed
 
 
 def expand(grid: dict[str, list], base: dict | None = None) -> list[dict]:
-    """Every combination of the grid's values, over `base`, each a TrainConfig's fields."""
+    """Every combination of the grid's values, over `base`, each a TrainConfig's fields; ValueError for an unknown
+    setting or a grid of more than MAX_TRIALS combinations, before any is made."""
     unknown = sorted(set(grid) - set(settings()))
     if unknown:
         raise ValueError(f"unknown settings in the grid: {', '.join(unknown)}; the settings are {', '.join(settings())}")
+    size = math.prod(len(values) for values in grid.values())
+    if size > MAX_TRIALS:
+        shape = " x ".join(f"{len(v)} {name}" for name, v in grid.items() if len(v) > 1)
+        raise ValueError(f"the grid has {size:,} combinations ({shape}); a sweep runs at most {MAX_TRIALS:,}: give "
+                         f"fewer values")
     names = list(grid)
     return [{**(base or {}), **dict(zip(names, values))} for values in itertools.product(*grid.values())]
 
 
 def trial_name(settings_: dict, varying: list[str]) -> str:
-    """A readable, filesystem-safe name from the settings that vary across the grid."""
+    """A readable, filesystem-safe name from the settings that vary across the grid (runs.safe_name: never a path,
+    never hidden, never too long)."""
     parts = []
     for name in varying:
         value = settings_[name]
         value = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
         parts.append(f"{SHORT.get(name, name)}{value}")
-    return "-".join(parts).replace("/", "_") or "trial"
+    return runs.safe_name("-".join(parts) or "trial")
 
 
 @dataclass
@@ -70,6 +89,18 @@ class Sweep:
 
     @classmethod
     def from_configs(cls, sweep_dir: str | Path, configs: list[dict]) -> Sweep:
+        """The sweep of `configs`, once every one passes the config's own checks (those that hold on any machine):
+        ValueError saying each value at fault otherwise, before anything touches the disk."""
+        refused: dict[str, None] = {}  # the problems, in order, each once
+        for config in configs:
+            try:
+                problems = TrainConfig.from_dict(config).problems(machine=False)
+            except (TypeError, ValueError) as e:
+                problems = {"config": str(e)}
+            for problem in problems.values():
+                refused.setdefault(problem, None)
+        if refused:
+            raise ValueError(f"the grid holds settings that cannot be trained, so no trial is made: {'; '.join(refused)}")
         varying = [k for k in configs[0] if len({json.dumps(c.get(k)) for c in configs}) > 1] if len(configs) > 1 else []
         trials = {}
         for config in configs:
@@ -84,8 +115,20 @@ class Sweep:
 
     @classmethod
     def load(cls, sweep_dir: str | Path) -> Sweep:
-        saved = runs.read_json(Path(sweep_dir) / SWEEP)
-        return cls(Path(sweep_dir), saved["trials"])
+        """The sweep saved in `sweep_dir`'s sweep.json; RunError if it is not one this project wrote (its trials'
+        names must be safe folder names, their settings objects)."""
+        path = Path(sweep_dir) / SWEEP
+        try:
+            trials = runs.read_json(path)["trials"]
+            if not isinstance(trials, dict) or not all(isinstance(c, dict) for c in trials.values()):
+                raise ValueError("its trials are not settings by name")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise runs.RunError(f"{path} cannot be read as a sweep ({e})") from None
+        unsafe = [name for name in trials if not isinstance(name, str) or name != runs.safe_name(name)]
+        if unsafe:
+            raise runs.RunError(f"{path} names trials that are not plain folder names ({', '.join(map(repr, unsafe[:3]))}); "
+                                f"it was not written by a sweep")
+        return cls(Path(sweep_dir), trials)
 
     def problems(self) -> dict[str, str]:
         """Trials whose settings cannot be trained here, with the reason: they fail at once, the others go on."""
@@ -103,6 +146,35 @@ def expected_cost(config: dict) -> float:
     return c.samples * c.samples_per_point * c.model_config().parameter_count() * ALGORITHMS[c.algorithm].relative_cost
 
 
+def trial_run_dir(trial: dict) -> Path:
+    """The run folder of a trial: a safe name directly inside its sweep's folder, or RunError."""
+    run_dir = Path(trial["run_dir"])
+    if run_dir.name != runs.safe_name(run_dir.name) or run_dir.name != trial.get("name", run_dir.name):
+        raise runs.RunError(f"the trial's run folder {run_dir} is not a plain folder of its sweep")
+    return run_dir
+
+
+def open_trial(trial: dict):
+    """The trainer of one trial (its run new, or continued from its checkpoint), or the record of its run if that
+    has finished. The config passes its checks before anything touches the disk, and nothing is deleted but the
+    run files of a trial killed before its first checkpoint (runs.discard_unstarted)."""
+    from .training import Trainer
+
+    config = TrainConfig.from_dict(trial["config"])
+    if trial["gpus"] > 0:
+        config.device = "cuda"
+    config.validate()
+    run_dir = trial_run_dir(trial)
+    record = runs.read_run(run_dir, metrics=False) if run_dir.exists() else None
+    if record is not None and record.state == runs.RunState.FINISHED:  # done before the driver was stopped
+        return record
+    if record is not None and (run_dir / runs.CHECKPOINT).is_file():
+        return Trainer.resume_from(run_dir, samples=config.samples, by="a sweep") if record.samples_done < config.samples \
+            else Trainer.resume_from(run_dir, by="a sweep")
+    runs.discard_unstarted(run_dir)
+    return Trainer.from_config(config, run_dir, by="a sweep")
+
+
 def train_trial(space: dict) -> None:
     """One trial, in a Ray worker: the ordinary training loop on the trial's run folder (new, continued from its
     checkpoint, or already finished), reporting each evaluation to Tune. Threads follow the CPUs it was given."""
@@ -111,34 +183,22 @@ def train_trial(space: dict) -> None:
     from ray import tune
 
     from .events import EventKind
-    from .training import Trainer
 
     trial = space["trial"]
     torch.set_num_threads(max(1, math.floor(trial["cpus"])))
-    run_dir = Path(trial["run_dir"])
     node = ray.get_runtime_context().get_node_id()
-    config = TrainConfig.from_dict(trial["config"])
-    if trial["gpus"] > 0:
-        config.device = "cuda"
-    record = runs.read_run(run_dir, metrics=False) if run_dir.exists() else None
-    if record is not None and record.state == runs.RunState.FINISHED:  # done before the driver was stopped
-        last = runs.read_run(run_dir).last_evaluation
-        tune.report({"samples_evaluated": record.samples_done, "node": node, "status": "finished", **_bounds(last)})
+    trainer = open_trial(trial)
+    if isinstance(trainer, runs.RunRecord):
+        last = runs.read_run(trainer.path).last_evaluation
+        tune.report({"samples_evaluated": trainer.samples_done, "node": node, "status": "finished", **_bounds(last)})
         return
-    if record is not None and (run_dir / runs.CHECKPOINT).is_file():
-        trainer = Trainer.resume_from(run_dir, samples=config.samples, by="a sweep") if record.samples_done < config.samples \
-            else Trainer.resume_from(run_dir, by="a sweep")
-    else:
-        if run_dir.exists():  # a trial killed before its first checkpoint left only a lock or a config
-            shutil.rmtree(run_dir)
-        trainer = Trainer.from_config(config, run_dir, by="a sweep")
     for event in trainer.events():
         if event.kind == EventKind.EVALUATION:
             tune.report({"samples_evaluated": event.samples_evaluated, "node": node, "status": "running",
                          "train_lower_bound": event.train_lower_bound, "test_lower_bound": event.test_lower_bound})
         elif event.kind == EventKind.FAILED:
             raise RuntimeError(event.message)
-    last = runs.read_run(run_dir).last_evaluation
+    last = runs.read_run(trainer.run_dir).last_evaluation
     tune.report({"samples_evaluated": trainer.samples_evaluated, "node": node, "status": "finished", **_bounds(last)})
 
 
@@ -194,29 +254,37 @@ def start_ray(address: str | None) -> str:
 
 
 def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-        storage: str | None = None, resume: bool = False, max_concurrent: int | None = None) -> dict:
+        storage: str | None = None, max_concurrent: int | None = None) -> dict:
     """Runs every trial of `sweep` on Ray Tune and returns the summary (engine, address, sweep_dir, wall_seconds,
-    trials); a trial that fails is reported with its message while the others go on."""
+    trials); a trial that fails is reported with its message while the others go on.
+
+    A stopped sweep is resumed by running it again: the trials come from sweep.json and their state from their run
+    folders (finished ones report and return, the others continue from their checkpoints), so Tune's own saved state
+    is never restored. `Tuner.restore` unpickles `tuner.pkl` and the pickled trials of `experiment_state-*.json`
+    from the storage folder, which anyone who may write the sweep folder could have crafted; each run here is a new
+    Tune experiment of its own name, and nothing of Tune's storage is read back."""
     from ray import tune
 
     started = time.perf_counter()
     sweep_dir = sweep.sweep_dir.resolve()
     storage = storage or str(sweep_dir / ".tune")
-    address = start_ray(address)
+    try:
+        address = start_ray(address)
+    except Exception as e:  # no cluster at that address, or Ray's own processes could not start
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+        raise runs.RunError(f"Ray could not be started or reached ({reason}). Nothing of the sweep has run; once Ray "
+                            f"is there, start it with `python -m vae_core sweep --resume {sweep_dir}`") from e
     trainable = tune.with_resources(train_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    experiment = os.path.join(storage, "tune") if "://" not in storage else storage.rstrip("/") + "/tune"
-    if resume and tune.Tuner.can_restore(experiment):
-        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        data_dir = os.environ.get("VAE_DATA_DIR")  # where this machine finds the data; workers' folders may differ
-        space = [{"name": name, "config": {**config, "data_dir": config["data_dir"] or (data_dir and str(Path(data_dir).resolve()))},
-                  "run_dir": str(sweep_dir / name), "cpus": cpus_per_trial, "gpus": gpus_per_trial}
-                 for name, config in sorted(sweep.trials.items(), key=lambda item: -expected_cost(item[1]))]
-        tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(space)},
-                           tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
-                           run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0,
-                                                     callbacks=[progress_callback(len(sweep.trials))],
-                                                     failure_config=tune.FailureConfig(max_failures=1)))  # a killed trial: once more
+    data_dir = os.environ.get("VAE_DATA_DIR")  # where this machine finds the data; workers' folders may differ
+    space = [{"name": name, "config": {**config, "data_dir": config["data_dir"] or (data_dir and str(Path(data_dir).resolve()))},
+              "run_dir": str(sweep_dir / name), "cpus": cpus_per_trial, "gpus": gpus_per_trial}
+             for name, config in sorted(sweep.trials.items(), key=lambda item: -expected_cost(item[1]))]
+    experiment = f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # a new experiment each time, never restored
+    tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(space)},
+                       tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+                       run_config=tune.RunConfig(name=experiment, storage_path=storage, verbose=0,
+                                                 callbacks=[progress_callback(len(sweep.trials))],
+                                                 failure_config=tune.FailureConfig(max_failures=1)))  # a killed trial: once more
     try:
         results = tuner.fit()
     except Exception as e:  # Ray stopped the whole sweep: a node out of memory, a lost cluster

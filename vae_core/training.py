@@ -258,16 +258,19 @@ class Trainer(Control):
 
     def _save_checkpoint(self, evaluated: dict[str, float] | None = None) -> TrainEvent:
         """What a resumed run continues from; with the scores of an evaluation, the model too. Between evaluations
-        model.safetensors stays the last evaluated model, which its metadata describes."""
+        model.safetensors stays the last evaluated model, which its metadata describes. The metrics go first, then
+        the model, then the checkpoint: whatever a checkpoint covers is on disk before it, so a kill between any two
+        writes resumes to a whole curve (a resume drops the rows past its checkpoint, which come again)."""
         progress = {"step": self.step, "position": self.stream.position, "seconds": self.seconds,
                     "samples_evaluated": self.samples_evaluated}
-        runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
+        self.recorder.save_metrics()
         if evaluated is not None:
             runs.save_model(self.algorithm.evaluation_model(), self.run_dir / runs.MODEL, {
                 "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
                 **evaluated})
+        runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
         self._saved_seconds = self.seconds
-        return self.emit(EventKind.CHECKPOINT)  # the recorder writes the metrics so far
+        return self.emit(EventKind.CHECKPOINT)
 
     def _evaluation(self) -> Iterator[TrainEvent]:
         """Scores the model with a generator of its own (evaluation never moves the training stream) on a subset
@@ -290,6 +293,14 @@ class Trainer(Control):
         return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what}. "
                          f"{kept} A smaller step size (lr {self.lr} was used) usually avoids this.")
 
+    def _fail_to_write(self, error: OSError) -> TrainEvent:
+        what = Path(error.filename).name if error.filename else "a file of the run"
+        kept = (f"The last good checkpoint in {self.run_dir} is kept: free some space (or raise the file-size limit) "
+                f"and continue it with `python -m vae_core train --resume {self.run_dir}`."
+                if (self.run_dir / runs.CHECKPOINT).is_file() else "No checkpoint had been saved yet.")
+        return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what} "
+                         f"could not be written ({error.strerror or error}). {kept}")
+
     # The loop.
     def events(self) -> Iterator[TrainEvent]:
         """Trains until the budget is spent or `stop()` is called, yielding progress as it goes."""
@@ -300,6 +311,8 @@ class Trainer(Control):
             yield from self._train()
         except TrainingFailed as failure:
             yield self._fail(str(failure))
+        except OSError as e:  # a file of the run could not be written: the disk full, a file-size limit, read-only
+            yield self._fail_to_write(e)
         else:
             last = self.recorder.last_evaluation
             ended = EventKind.FINISHED if self.step >= self.total_steps else EventKind.STOPPED
