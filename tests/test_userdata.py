@@ -191,7 +191,7 @@ def test_the_configuration_takes_a_path_keeps_it_absolute_and_names_its_runs_saf
         "batch_size M must be at most the 108 training datapoints of")
     gone = TrainConfig(dataset=str(tmp_path / "gone.npy"))
     assert gone.problems(machine=False) == {}  # a saved run's settings are checked without its data
-    assert "unknown dataset" in gone.problems()["dataset"]
+    assert gone.problems()["dataset"].startswith(f"{tmp_path / 'gone.npy'} does not exist: check the path")
 
 
 def test_inspect_says_what_the_project_would_make_of_the_data(sources):

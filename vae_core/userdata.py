@@ -124,6 +124,9 @@ def _existing(text: str) -> Path:
     try:
         path.stat()
     except FileNotFoundError:
+        if os.sep in str(text) or str(text).startswith(("~", ".")):
+            raise DataError(f"{text} does not exist: check the path (was the data moved or deleted?); give "
+                            f"{WHAT_TO_GIVE}.") from None
         raise DataError(f"unknown dataset {str(text)!r}: neither one of this project's ({', '.join(DATASETS)}) nor a "
                         f"file or folder on this machine. Check the path; give {WHAT_TO_GIVE}.") from None
     except OSError as e:
