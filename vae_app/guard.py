@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 
 import streamlit as st
 
@@ -16,6 +17,12 @@ from vae_core import ConfigError, DataError, RunError
 
 log = logging.getLogger("vae_app")
 EXPECTED = (DataError, RunError, ConfigError, ValueError, FileNotFoundError)  # their messages say what to do
+
+
+def literal(text: str) -> str:
+    """Text for an element that renders Markdown (st.error, st.caption, ...), shown as it is: every character Markdown
+    or Streamlit's own syntax (colours, icons, LaTeX) could read is escaped. For what users name: their data's paths."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])", r"\\\1", str(text))
 
 
 def show(error: Exception) -> None:
