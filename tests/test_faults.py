@@ -344,6 +344,29 @@ def own_run(sandbox: Sandbox) -> None:
     (folder / "late.png").write_bytes((folder / "0000.png").read_bytes())
 
 
+def own_data_on_the_train_page(give: Callable[[object, Sandbox], object]) -> Callable[[Sandbox], Outcome]:
+    """The Train page's "your own data", given as `give` says; then Start pressed, as a hasty user would."""
+    def act(at, sandbox):
+        give(at, sandbox)
+        at.run()
+        at.button(key="train.start").click().run()
+    return lambda sandbox: app_page(sandbox, "app_pages/train.py", act=lambda at: act(at, sandbox))
+
+
+def a_path(at, sandbox: Sandbox) -> None:
+    at.radio(key="own_from").set_value("a path on this server").run()
+    at.text_input(key="own_path").set_value(str(sandbox.root / "nowhere" / "faces"))
+
+
+def a_zip_with_notes(at, sandbox: Sandbox) -> None:
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("faces/0.png", png_bytes(digits(1)[0][0]))
+        archive.writestr("faces/notes.txt", "my faces")
+    at.file_uploader(key="own_upload").upload("faces.zip", buffer.getvalue())
+
+
 def set_form(key: str, value):
     def act(at):
         getattr(at, "number_input" if isinstance(value, int) else "text_input")(key=key).set_value(value)
@@ -545,6 +568,12 @@ FAULTS = [
           r"mine has changed since this run trained on it \(its SHA-256 was [0-9a-f]{64}, it is now", setup=own_run),
     Fault("evaluate a run whose data changed since", "own data", lambda s: cli("evaluate", str(s.runs / "own")),
           r"mine has changed since this run trained on it", setup=own_run),
+    Fault("the Train page given a path that does not exist, then Start", "own data",
+          own_data_on_the_train_page(a_path),
+          r"(?s)^(?!.*exception)(?=.*nowhere/faces does not exist\\: check the path)(?=.*Cannot start)", None),
+    Fault("the Train page given a zip with a text file among its images, then Start", "own data",
+          own_data_on_the_train_page(a_zip_with_notes),
+          r"(?s)^(?!.*exception)(?=.*faces\\\.zip\\: faces/notes\\\.txt is not an image)(?=.*Cannot start)", None),
     Fault("evaluate a run whose data was deleted", "own data", lambda s: cli("evaluate", str(s.runs / "own")),
           r"mine does not exist: check the path \(was the data moved or deleted\?\)",
           setup=lambda s: (own_run(s), shutil.rmtree(s.root / "mine"))),
