@@ -159,7 +159,7 @@ def _evaluated_run(run_dir: Path):
         if name in record.problems:
             raise runs.RunError(f"{run_dir} cannot be evaluated: {record.problems[name]}")
     return (TrainConfig.from_dict(record.train_config), runs.load_model(run_dir / runs.MODEL)[0],
-            record.config.get("data") or {})
+            (record.config or {}).get("data") or {})
 
 
 def _iw_bound(model, x: torch.Tensor, K: int, generator: torch.Generator, batch: int = 100) -> torch.Tensor:
@@ -462,9 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "training; or of one of its datasets, by name")
     for name in ("likelihood", "image_size", "scale"):  # how the data is read, as `train` takes it
         s = settings()[name]
+        parse = {"type": _argument_type(s.parse)} if s.parse else {}
         data.add_argument(flag(name), dest=name, default=getattr(TrainConfig, name), choices=s.choices,
-                          type=_argument_type(s.parse) if s.parse else None, metavar=s.metavar,
-                          help=f"with --inspect: {s.help}")
+                          metavar=s.metavar, help=f"with --inspect: {s.help}", **parse)
     data.add_argument("--json", action="store_true", help="with --inspect: one JSON object")
     data.set_defaults(func=cmd_data)
     return parser

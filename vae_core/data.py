@@ -363,9 +363,10 @@ def _user_data(path: str, image_size: str | None, scale: str, sha256: str | None
     from .userdata import user_dataset
 
     dataset = user_dataset(path, image_size, scale)
-    if sha256 is not None and dataset.spec.source.sha256 != sha256:
+    found = dataset.spec.source.sha256 if dataset.spec.source is not None else None
+    if sha256 is not None and found != sha256:
         raise DataError(f"{path} has changed since this run trained on it (its SHA-256 was {sha256}, it is now "
-                        f"{dataset.spec.source.sha256}): the run's numbers would not be of the same data. Put the data "
+                        f"{found}): the run's numbers would not be of the same data. Put the data "
                         f"back as it was, or train a new run on it as it is now.")
     return dataset
 

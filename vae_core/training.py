@@ -178,7 +178,7 @@ class Trainer(Control):
             if samples is not None:
                 config.samples = runs.check_continue_budget(run_dir, samples)
             config.validate()
-            dataset = _dataset(config, dataset, progress, record.config.get("data"))
+            dataset = _dataset(config, dataset, progress, (record.config or {}).get("data"))
             trainer = cls(config, _model(config, dataset), dataset, Path(run_dir), lock)
             trainer._restore(record)
             return trainer

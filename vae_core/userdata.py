@@ -93,7 +93,7 @@ def parse_image_size(text: str | None) -> str | None:
     return f"{rows}x{columns}"
 
 
-def _size(image_size: str | None) -> tuple[int, int] | str | None:
+def _size(image_size: str | None) -> tuple[int, ...] | str | None:
     """`image_size` as the readers take it: None, "auto", or (rows, columns)."""
     try:
         text = parse_image_size(image_size)
@@ -113,6 +113,8 @@ def user_dataset(path: str, image_size: str | None = None, scale: str = "auto") 
 
 def _reread(spec: DatasetSpec, paths: dict[str, Path]) -> Dataset:
     """A user spec's reader: its data again, as it was read."""
+    if spec.source is None:
+        raise DataError(f"{spec.name} is one of this project's datasets, read by its own reader")
     return user_dataset(spec.name, spec.source.image_size, spec.source.scale)
 
 
@@ -596,7 +598,7 @@ def _scaled(parts: dict[str, np.ndarray], scale: str, path: Path, steps: list[st
                     f"Scaling), or scale it yourself.")
 
 
-def _shaped(array: np.ndarray, size, raw: _Raw, where: str) -> tuple[np.ndarray, tuple[int, int]]:
+def _shaped(array: np.ndarray, size, raw: _Raw, where: str) -> tuple[np.ndarray, tuple[int, ...]]:
     """Datapoints as rows (N, D) and their shape: images as they are, or resized to `size`; rows as vectors (1, D),
     or read as images of `size` when it holds D pixels."""
     if array.ndim == 3:
@@ -649,7 +651,9 @@ def _made(path: Path, raw: _Raw, image_size: str | None, scale: str) -> Dataset:
     train, test = (np.ascontiguousarray(parts[s], dtype=np.float32) for s in ("train", "test"))
     source = Source(str(path), raw.format, raw.sha256, image_size, scale, value_range, binary, split,
                     tuple(raw.steps), raw.classes)
-    spec = DatasetSpec(str(path), path.name or str(path), shape, "bernoulli", len(train), paper_hidden(len(train)),
+    rows, columns = shape  # (1, D) for rows of numbers
+    spec = DatasetSpec(str(path), path.name or str(path), (rows, columns), "bernoulli", len(train),
+                       paper_hidden(len(train)),
                        (DataFile(path.name or str(path), raw.sha256, ()),), _reread, source=source)
     return Dataset(spec, train, test, labels.get("train"), labels.get("test"))
 
