@@ -9,7 +9,8 @@ A variational autoencoder (Kingma & Welling, 2014) learns an encoder q(z|x) and 
 maximising a lower bound on log p(x), the ELBO, with the reparameterisation z = μ + σ ⊙ ε that makes its
 gradient a low-variance Monte Carlo estimate (the SGVB estimator).
 
-- **Train**: pick Frey Face, MNIST or the small digits set, press Start, and watch the bound climb.
+- **Train**: pick Frey Face, MNIST or the small digits set, or bring your own data (images, arrays, a CSV), press
+  Start, and watch the bound climb.
 - **Latent explorer**: drag across the learned 2-D manifold and watch faces and digits morph (Fig. 4),
   samples (Fig. 5), reconstructions and interpolations; works at once with the shipped pretrained models.
 - **Estimator variance**: measure how the variance of estimators A, B, the score function and others falls

@@ -1,3 +1,5 @@
+import dataclasses
+
 import streamlit as st
 
 from vae_app import figures, images, session
@@ -6,7 +8,6 @@ from vae_app.guard import guarded
 from vae_app.sources import LiveRun, model_sources
 from vae_app.views import explorer as views
 from vae_app.views import pool
-from vae_core import data
 
 st.title("Latent explorer")
 sources = model_sources(pool().get(session.run_dir()))
@@ -25,7 +26,7 @@ follow = live and st.toggle("Follow the training live", value=True, key="follow"
 if live:  # frozen: keep the snapshot seen when the toggle went off
     if follow or session.FROZEN not in st.session_state:
         st.session_state[session.FROZEN] = sources[name].snapshot
-    sources[name] = LiveRun(sources[name].run_dir, sources[name].dataset, st.session_state[session.FROZEN])
+    sources[name] = dataclasses.replace(sources[name], snapshot=st.session_state[session.FROZEN])
 
 
 @st.fragment(run_every=2.0 if follow else None)
@@ -35,11 +36,22 @@ def explore():
     source = sources[name]
     if follow:  # the worker's latest snapshot
         worker = pool().get(source.run_dir)
-        source = LiveRun(source.run_dir, source.dataset, worker.snapshot)
+        source = dataclasses.replace(source, snapshot=worker.snapshot)
     space = views.latent_space(source)
     if source.card:
         with st.expander("Model card"):
             st.markdown(source.card)
+    if not space.is_image:  # rows of numbers, not images: plots of them
+        decoder, samples, recon, scatter = st.tabs(["Decoder", "Samples", "Reconstructions", "Latent scatter"])
+        with decoder:
+            vector_decoder_tab(space)
+        with samples:
+            st.plotly_chart(views.vector_samples(space, st.session_state.setdefault(session.SEED, 0)), key="samples")
+        with recon:
+            vector_reconstructions_tab(space)
+        with scatter:
+            scatter_tab(space)
+        return
     pad, manifold, between, samples, recon, scatter = st.tabs(
         ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"])
     with pad:
@@ -80,7 +92,7 @@ def manifold_tab(space):
     """Fig. 4: the decoded grid over z, at first as many images a side as the dataset's spec says; a clicked cell
     shown large with its z."""
     left, right = st.columns(2)
-    grid = left.slider("Grid size", 5, 30, data.dataset_spec(space.dataset).manifold_grid, key="grid",
+    grid = left.slider("Grid size", 5, 30, space.manifold_grid, key="grid",
                        help="images per side of the grid (Fig. 4 uses 20)")
     edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
                         help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "
@@ -101,7 +113,7 @@ def interpolation_tab(space):
     left, right = st.columns(2)
     first = left.number_input("From test image", 0, space.test_size - 1, 0, key="from",
                               help="the path starts at this image's encoding (the mean of q(z|x))")
-    second = right.number_input("To test image", 0, space.test_size - 1, 1, key="to",
+    second = right.number_input("To test image", 0, space.test_size - 1, min(1, space.test_size - 1), key="to",
                                 help="and goes in a straight line in z to this one's")
     st.image(views.strip(space.interpolation(first, second, 12), space.image_shape), caption="decoded path")
 
@@ -114,7 +126,10 @@ def samples_tab(space):
     chosen = st.multiselect("Side by side (Fig. 5)", list(sources), default=[name], key="side_by_side")
     for column, other in zip(st.columns(max(1, len(chosen))), chosen):
         other_space = views.latent_space(sources[other])
-        column.image(views.sample_mosaic(other_space, seed), caption=f"{other} (J = {other_space.latent_dim})")
+        if other_space.is_image:
+            column.image(views.sample_mosaic(other_space, seed), caption=f"{other} (J = {other_space.latent_dim})")
+        else:
+            column.plotly_chart(views.vector_samples(other_space, seed), key=f"samples {other}")
 
 
 def reconstructions_tab(space):
@@ -135,8 +150,30 @@ def scatter_tab(space):
     event = st.plotly_chart(figures.scatter_figure(space, method), on_select="rerun", selection_mode="points",
                             key="scatter")
     index = views.picked_point(event)
-    if index is not None:
+    if index is not None and space.is_image:
         st.image(images.png(space.test_images([index])[0], scale=8), caption=f"test image {index}")
+    elif index is not None:
+        st.plotly_chart(figures.vectors_figure({f"test point {index}": space.test_images([index])[0]},
+                                               f"test point {index}"), key="picked")
+
+
+def vector_decoder_tab(space):
+    """The decoder's mean for a z the sliders set: the morph pad of data that is not images."""
+    st.caption("Move z: the plot is the decoder's mean p(x|z) for it, each of the data's numbers a bar or a point.")
+    shown = min(space.latent_dim, views.VECTOR_SLIDERS)
+    columns = st.columns(min(shown, 4))
+    z = [columns[j % len(columns)].slider(f"z{j + 1}", -3.0, 3.0, 0.0, 0.1, key=f"vector z{j + 1}") for j in range(shown)]
+    if space.latent_dim > shown:
+        st.caption(f"z{shown + 1} to z{space.latent_dim} stay at 0.")
+    st.plotly_chart(views.vector_decoded(space, z), key="decoded")
+
+
+def vector_reconstructions_tab(space):
+    if not space.has_test_set:
+        st.info(views.needs_test_set(space))
+        return
+    index = st.number_input("Test point", 0, space.test_size - 1, 0, key="recon_point")
+    st.plotly_chart(views.vector_reconstruction(space, index), key="reconstruction")
 
 
 explore()

@@ -47,7 +47,11 @@ if not shown.empty:
     model = views.model_file(paths[run])
     if model is not None:
         middle.download_button("Model (safetensors)", model, file_name=f"{Path(run).name}.safetensors")
-    if chosen_run["state"] in ("stopped", "interrupted", "failed", "finished"):  # from its last checkpoint
+    problem = views.data_problem(paths[run]) if chosen_run["state"] in ("stopped", "interrupted", "failed",
+                                                                         "finished") else None
+    if problem:  # the user's data is gone or changed: continuing would train on other data
+        right.warning(plain(f"Cannot continue {run}: {problem}"), icon=":material/error:")
+    elif chosen_run["state"] in ("stopped", "interrupted", "failed", "finished"):  # from its last checkpoint
         further = chosen_run["budget"] * (10 if chosen_run["state"] == "finished" else 1)
         budget = right.text_input("Continue to (training samples)", value=str(further), key="continue_budget")
         if right.button("Continue training", key="continue"):

@@ -1,3 +1,5 @@
+import os
+
 import streamlit as st
 
 from vae_app import forms, session
@@ -8,7 +10,7 @@ from vae_app.views import pool
 from vae_app.views import train as views
 from vae_app.views.home import dataset_table
 from vae_app.workers import PoolFull
-from vae_core import TrainConfig
+from vae_core import DataError, TrainConfig
 
 st.title("Train")
 owner = session.owner()
@@ -17,7 +19,60 @@ if attached is not None and st.session_state.get(session.FORM_SHOWS) != str(atta
     forms.fill(TrainConfig.from_dict(attached.config))  # the settings of the run this page follows
     st.session_state[session.FORM_SHOWS] = str(attached.run_dir)
 frey_here = dataset_table().set_index("dataset")["available"]["frey"]
-config = forms.train_form(TrainConfig(dataset="frey" if frey_here else "digits"))
+defaults = TrainConfig(dataset="frey" if frey_here else "digits")
+
+
+def own_data_path() -> str | None:
+    """The user's data: an upload (kept on the server, so that its runs find it again) or a path on the server."""
+    limit = st.get_option("server.maxUploadSize")
+    if st.radio("From", ["an upload", "a path on this server"], horizontal=True, key="own_from") == "a path on this server":
+        return st.text_input("Path on this server", key="own_path",
+                             placeholder="/data/faces, ~/fashion-mnist, ./digits.npz").strip() or None
+    upload = st.file_uploader(f"A file of data, at most {limit} MB", type=list(views.UPLOAD_TYPES), key="own_upload",
+                              help=f"the server takes uploads of up to {limit} MB (its server.maxUploadSize); larger "
+                                   f"data: put it on the server and give its path")
+    if upload is None:
+        return None
+    kept = st.session_state.get(session.UPLOADED)
+    if kept is None or kept[0] != upload.file_id:
+        kept = st.session_state[session.UPLOADED] = (upload.file_id, str(views.stored_upload(upload.name,
+                                                                                              upload.getvalue())))
+    return kept[1]
+
+
+def own_data() -> None:
+    """What the project makes of the user's data, before Start. Once given, the form's dataset is it, read or not:
+    Start then trains on it, or says why it cannot (never on another dataset behind the user's back)."""
+    with st.expander("Your own data", expanded=bool(st.session_state.get(session.OWN_DATA))):
+        st.caption("A NumPy file (.npy, or .npz with x_train and x_test), a CSV of numbers (a row a datapoint) or a "
+                   ".zip of images (PNG, JPEG); on the server also a folder of images or of IDX files (as Fashion-MNIST "
+                   "ships). Values are scaled to [0, 1]; binary and grey data take the Bernoulli decoder, as the "
+                   "paper's MNIST (Decoder p(x|z): gaussian for the Gaussian one).")
+        path = own_data_path()
+        forms.data_widgets(st.columns(2), defaults)
+        if path is None:
+            return
+        given = os.path.abspath(os.path.expanduser(path))
+        if st.session_state.get(session.OWN_DATA) != given:  # newly given: the form trains on it from now
+            st.session_state[session.OWN_DATA] = given
+            st.session_state[forms.widget_key("dataset")] = given
+        try:
+            rows, preview = views.inspection(given, st.session_state.get(forms.widget_key("image_size")) or "",
+                                             st.session_state.get(forms.widget_key("scale"), "auto"),
+                                             st.session_state.get(forms.widget_key("likelihood"), "auto"))
+        except (DataError, ValueError) as e:  # the reader's message, naming the user's file: as text
+            st.error(plain(str(e)), icon=":material/error:")
+            return
+        st.dataframe(rows, hide_index=True, width="stretch", key="own_inspection")
+        if "image" in preview:
+            st.image(preview["image"], caption="its first training images, as the VAE will see them")
+        else:
+            st.plotly_chart(preview["figure"], key="own_preview")
+        st.caption("The form below trains on it (Dataset: your data); press Start training when it is set.")
+
+
+own_data()
+config = forms.train_form(defaults)
 if config is not None:
     try:
         worker = pool().start(config, owner)
@@ -78,6 +133,10 @@ def live_view():
     if worker.snapshot is not None:
         images = views.gallery(worker)
         left, right = st.columns(2)
+        if isinstance(images["samples"], dict):  # data that is not images: plots
+            left.plotly_chart(images["reconstructions"], key="gallery_reconstructions")
+            right.plotly_chart(images["samples"], key="gallery_samples")
+            return
         left.image(images["reconstructions"], caption="test images (top) and their reconstructions (bottom)")
         right.image(images["samples"], caption="samples from the prior, decoded")
 

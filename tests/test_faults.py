@@ -22,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PATIENCE, wait_until
+from own_data import digits, png_bytes, write_pngs
 
 from vae_app.text import unescaped
 from vae_core import runs
@@ -399,6 +401,84 @@ def read_only(sandbox: Sandbox, argv: tuple[str, ...]) -> Outcome:
         return cli(*(a.replace("{good}", str(sandbox.run())) for a in argv))
 
 
+def own(make: Callable[[Path], object], name: str = "mine") -> Callable[[Sandbox], object]:
+    """A setup that writes the user's data (bad, for these rows) at <sandbox>/<name>."""
+    return lambda sandbox: make(sandbox.root / name)
+
+
+def train_on(name: str = "mine", *extra: str) -> Callable[[Sandbox], Outcome]:
+    """`train --dataset <sandbox>/<name>`: the user's data, as a new user gives it."""
+    return lambda sandbox: cli("train", "--dataset", str(sandbox.root / name), "--samples", "1000", "--batch-size", "2",
+                               *extra)
+
+
+def pngs_and(extra: Callable[[Path], object]) -> Callable[[Path], object]:
+    """A folder of five good PNGs, and something else in it."""
+    return lambda folder: (write_pngs(folder, digits(5)[0]), extra(folder))
+
+
+def an_array(change: Callable[[np.ndarray], np.ndarray], shape=(20, 5)) -> Callable[[Path], None]:
+    return lambda path: np.save(path, change(np.random.default_rng(0).random(shape)))
+
+
+def with_nan(x: np.ndarray) -> np.ndarray:
+    x[3, 2] = np.nan
+    return x
+
+
+def a_sparse_npy(path: Path, rows: int = 5_000_000, columns: int = 1000) -> None:
+    """A .npy of 20 GB of float32 whose header is whole and whose body is a hole: no disk is spent on it."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, columns)})
+        header = f.tell()
+    os.truncate(path, header + rows * columns * 4)
+
+
+def unreadable_folder(sandbox: Sandbox) -> Outcome:
+    """Root reads any folder whatever its mode, so the OS's refusal is stood in for where the folder is listed."""
+    target = sandbox.root / "mine"
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "scandir", scandir)
+        return train_on()(sandbox)
+
+
+def own_run(sandbox: Sandbox) -> None:
+    """A finished run on the user's folder of PNGs (runs/own), after which the folder gains an image."""
+    folder = write_pngs(sandbox.root / "mine", digits(30)[0])
+    Trainer.from_config(TrainConfig(dataset=str(folder), samples=600, batch_size=20, hidden=(16,), lr=0.02),
+                        sandbox.runs / "own").run()
+    (folder / "late.png").write_bytes((folder / "0000.png").read_bytes())
+
+
+def own_data_on_the_train_page(give: Callable[[object, Sandbox], object]) -> Callable[[Sandbox], Outcome]:
+    """The Train page's "your own data", given as `give` says; then Start pressed, as a hasty user would."""
+    def act(at, sandbox):
+        give(at, sandbox)
+        at.run()
+        at.button(key="train.start").click().run()
+    return lambda sandbox: app_page(sandbox, "app_pages/train.py", act=lambda at: act(at, sandbox))
+
+
+def a_path(at, sandbox: Sandbox) -> None:
+    at.radio(key="own_from").set_value("a path on this server").run()
+    at.text_input(key="own_path").set_value(str(sandbox.root / "nowhere" / "faces"))
+
+
+def a_zip_with_notes(at, sandbox: Sandbox) -> None:
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("faces/0.png", png_bytes(digits(1)[0][0]))
+        archive.writestr("faces/notes.txt", "my faces")
+    at.file_uploader(key="own_upload").upload("faces.zip", buffer.getvalue())
+
+
 def set_form(key: str, value):
     def act(at):
         getattr(at, "number_input" if isinstance(value, int) else "text_input")(key=key).set_value(value)
@@ -554,7 +634,62 @@ FAULTS = [
           lambda s: app_page(s, "app_pages/estimator_variance.py", act=lambda at: wait_for_error(at.button(key="compute").click().run())),
           r"Cannot compute shipped: frey-J2: frey_rawface\.mat was not found .*python -m vae_core data --dataset frey",
           None),
-    # 6. A closed server.
+    # 6. The user's own data: each bad input ends in the reader's message naming the file, and nothing is written.
+    Fault("train on an empty folder", "own data", train_on(), r"mine holds no images \(PNG, JPEG\) and no IDX files",
+          setup=own(lambda p: p.mkdir())),
+    Fault("train on images of two sizes", "own data", train_on(),
+          r"the images are of 2 sizes, 8x8 \(5 images\), 10x12 \(1 image\); .*odd\.png is 10x12\. Give --image-size 8x8",
+          setup=own(pngs_and(lambda f: (f / "odd.png").write_bytes(png_bytes(np.zeros((10, 12), np.uint8)))))),
+    Fault("train on images with a text file among them", "own data", train_on(),
+          r"mine/notes\.txt is not an image: a folder of data holds images only",
+          setup=own(pngs_and(lambda f: (f / "notes.txt").write_text("my faces")))),
+    Fault("train on images with a damaged PNG among them", "own data", train_on(),
+          r"mine/broken\.png is not an image Pillow can read", setup=own(pngs_and(
+              lambda f: (f / "broken.png").write_bytes(b"\x89PNG not really")))),
+    Fault("train on an array holding NaN", "own data", train_on("mine.npy"),
+          r"mine\.npy holds 1 NaN or infinite value \(the first in datapoint 3, value 2\)",
+          setup=own(an_array(with_nan), "mine.npy")),
+    Fault("train on an array of negative values", "own data", train_on("mine.npy"),
+          r"mine\.npy: its values run from -[\d.]+ to [\d.]+, outside both \[0, 1\] and .* Give --scale range",
+          setup=own(an_array(lambda x: x - 0.5), "mine.npy")),
+    Fault("train on an array of huge values", "own data", train_on("mine.npy"),
+          r"mine\.npy: its values run from [\d.]+e\+\d+ to [\d.]+e\+\d+, outside both",
+          setup=own(an_array(lambda x: x * 1e30 + 1e29), "mine.npy")),
+    Fault("train on one datapoint", "own data", train_on("mine.npy"),
+          r"mine\.npy holds 1 datapoint: a VAE needs at least two", setup=own(an_array(lambda x: x, (1, 5)), "mine.npy")),
+    Fault("train on a CSV with words in it", "own data", train_on("mine.csv"),
+          r"mine\.csv, line 3, column 2 holds 'abc', not a number",
+          setup=own(lambda p: p.write_text("1,2,3\n4,5,6\n7,abc,9\n0,1,1\n"), "mine.csv")),
+    Fault("train on a 20 GB file", "own data",
+          lambda s: with_memory_limit(("train", "--dataset", str(s.root / "mine.npy")), "4e9")(s),
+          r"mine\.npy is 20\.0 GB \(5,000,000,000 values\): reading it would take about [\d.]+ GiB of memory, more "
+          r"than the 3\.7 GiB allowed here", setup=own(a_sparse_npy, "mine.npy")),
+    Fault("train on a path that does not exist", "own data", train_on("nowhere/faces"),
+          r"nowhere/faces does not exist: check the path"),
+    Fault("train on a name that is no dataset", "own data", lambda s: cli("train", "--dataset", "fashion"),
+          r"unknown dataset 'fashion': neither one of this project's \(mnist, frey, digits\)"),
+    Fault("train on a folder the user may not read", "own data", unreadable_folder,
+          r"mine cannot be read \(Permission denied\): check that you may read", setup=own(pngs_and(lambda f: None))),
+    Fault("train on a .npy holding pickled objects", "own data", train_on("mine.npy"),
+          r"mine\.npy holds Python objects \(pickled data\), which this project never loads",
+          setup=own(lambda p: np.save(p, np.array([{"x": 1}, {"x": 2}], dtype=object), allow_pickle=True), "mine.npy")),
+    Fault("data --inspect on an empty folder", "own data", lambda s: cli("data", "--inspect", str(s.root / "mine")),
+          r"mine holds no images", setup=own(lambda p: p.mkdir())),
+    Fault("--resume a run whose data changed since", "own data",
+          lambda s: cli("train", "--resume", str(s.runs / "own"), "--samples", "1200"),
+          r"mine has changed since this run trained on it \(its SHA-256 was [0-9a-f]{64}, it is now", setup=own_run),
+    Fault("evaluate a run whose data changed since", "own data", lambda s: cli("evaluate", str(s.runs / "own")),
+          r"mine has changed since this run trained on it", setup=own_run),
+    Fault("the Train page given a path that does not exist, then Start", "own data",
+          own_data_on_the_train_page(a_path),
+          r"(?s)^(?!.*exception)(?=.*nowhere/faces does not exist\\: check the path)(?=.*Cannot start)", None),
+    Fault("the Train page given a zip with a text file among its images, then Start", "own data",
+          own_data_on_the_train_page(a_zip_with_notes),
+          r"(?s)^(?!.*exception)(?=.*faces\\\.zip\\: faces/notes\\\.txt is not an image)(?=.*Cannot start)", None),
+    Fault("evaluate a run whose data was deleted", "own data", lambda s: cli("evaluate", str(s.runs / "own")),
+          r"mine does not exist: check the path \(was the data moved or deleted\?\)",
+          setup=lambda s: (own_run(s), shutil.rmtree(s.root / "mine"))),
+    # 7. A closed server.
     Fault("a page that fails unexpectedly", "server", page_that_fails_unexpectedly,
           r"(?s)^(?!.*exception)(?!.*secret)(?=.*failed unexpectedly \(RuntimeError\)\. Nothing was lost)", None),
     # 7. Readers read regular files only, and a bounded amount of each (issue 32).

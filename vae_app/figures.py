@@ -181,3 +181,23 @@ def scatter_figure(space: LatentSpace, method: str):
     figure.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), dragmode="select",
                          xaxis_title=axes[0], yaxis_title=axes[1])
     return figure
+
+
+BARS_UP_TO = 24  # datapoints of at most this many numbers are drawn as bars, longer ones as lines
+
+
+def vectors_figure(vectors: dict[str, np.ndarray], title: str, height: int = 320) -> dict:
+    """Datapoints that are not images (rows of a CSV, say), each a trace over its D numbers: bars for short ones,
+    lines for long ones. A plain dict in Plotly's schema; the names are the legend's, as text."""
+    traces = []
+    for name, vector in vectors.items():
+        values = np.asarray(vector, dtype=float).reshape(-1)
+        x = list(range(1, len(values) + 1))
+        if len(values) <= BARS_UP_TO:
+            traces.append({"type": "bar", "x": x, "y": values.tolist(), "name": name})
+        else:
+            traces.append(_line(x, values.tolist(), name))
+    return {"data": traces, "layout": {
+        "title": {"text": title}, "height": height, "barmode": "group", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "legend": {"orientation": "h", "y": -0.25}, "xaxis": {"title": {"text": "value number (1 to D)"}},
+        "yaxis": {"title": {"text": "value in [0, 1]"}, "range": [0, 1]}}}

@@ -16,12 +16,11 @@ from vae_core.formatting import format_duration
 
 def _measure_variance(source, settings, reports) -> None:
     """In the job's process: the variance lab's measurement of `source` (an app source) with `settings`."""
-    from vae_core import data
     from vae_core import variance as lab
 
     try:
         space = source.load()
-        train = data.load(space.dataset, download=False).train
+        train = space.load_data().train
         settings.validate(space.model, len(train))
         x = lab.fixed_minibatch(train, settings.batch_size, settings.seed)
         result = lab.measure_variance(space.model, x, settings, lambda f: reports.put(("progress", f)))

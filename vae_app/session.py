@@ -18,6 +18,8 @@ MODEL = "model"  # the Latent explorer's model picker
 FROZEN = "frozen"  # the Latent explorer's snapshot of a live run, kept while it does not follow the training
 SEED = "seed"  # the seed of the Latent explorer's samples; Reseed adds one
 VARIANCE = "variance"  # the Estimator variance page's request: the model names and the settings
+OWN_DATA = "own_data"  # the path of the user's data last inspected on the Train page (an upload's copy, or theirs)
+UPLOADED = "uploaded"  # the Train page's last upload: (its file id, where the server keeps it)
 
 
 def owner() -> str:

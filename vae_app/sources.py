@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from vae_core import data, runs
+from vae_core.config import TrainConfig
 from vae_core.latent import LatentSpace
 from vae_core.models import VAE, ModelConfig
 
@@ -51,15 +52,23 @@ class ModelFile:
 
     def load(self) -> LatentSpace:
         model, metadata = runs.load_model(self.path)
-        return LatentSpace(model, metadata["dataset"], self.name)
+        return LatentSpace(model, metadata["dataset"], self.name, metadata.get("data_options"))
 
 
 @dataclass(frozen=True)
 class LiveRun:
-    """The run training in this session, at one parameter snapshot (numpy arrays sent by its worker)."""
+    """The run training in this session, at one parameter snapshot (numpy arrays sent by its worker); for the user's
+    data, the options it is read with (`TrainConfig.data_options`)."""
     run_dir: Path
     dataset: str
     snapshot: dict = field(compare=False, hash=False, repr=False)
+    data_options: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def of(cls, worker) -> LiveRun:
+        """The worker's run at its latest snapshot."""
+        return cls(worker.run_dir, worker.config["dataset"], worker.snapshot,
+                   TrainConfig.from_dict(worker.config).data_options)
 
     @property
     def label(self) -> str:
@@ -72,7 +81,8 @@ class LiveRun:
     card = ""
 
     def load(self) -> LatentSpace:
-        return LatentSpace.from_state(self.snapshot["model_config"], self.snapshot["state"], self.dataset)
+        return LatentSpace.from_state(self.snapshot["model_config"], self.snapshot["state"], self.dataset,
+                                      data_options=self.data_options)
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,7 @@ def model_sources(live_worker=None, untrained: tuple[str, ...] = ()) -> dict[str
     model file is whole, then untrained models of the datasets given."""
     sources: list[Source] = []
     if live_worker is not None and live_worker.snapshot is not None:
-        sources.append(LiveRun(live_worker.run_dir, live_worker.config["dataset"], live_worker.snapshot))
+        sources.append(LiveRun.of(live_worker))
     sources += [ModelFile(path) for path in shipped_models().values()]
     for run_dir in runs.list_runs():
         record = runs.read_run(run_dir, metrics=False)

@@ -333,7 +333,7 @@ class WorkerPool:
         config.validate()
         with self._lock:
             self._admit()
-            run_dir = runs.new_run_dir(runs_dir, f"{config.dataset}-J{config.latent_dim}")
+            run_dir = runs.new_run_dir(runs_dir, config.run_label)
             worker = TrainingWorker(run_dir, config.to_dict(), owner)
             self.workers[str(run_dir)] = worker
             return worker

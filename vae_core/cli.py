@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as data_module
-from . import paper, runs
+from . import paper, runs, userdata
 from .algorithms import ALGORITHMS
 from .config import LIMITS, TrainConfig, flag, parse_hidden, settings
 from .estimators import importance_weighted_bound
@@ -161,14 +161,16 @@ def cmd_train(args) -> int:
 
 
 def _evaluated_run(run_dir: Path):
-    """The config and model of a run that `evaluate` can score; what is wrong otherwise, as an error."""
+    """The config, model and recorded data (config.json's `data`) of a run that `evaluate` can score; what is wrong
+    otherwise, as an error."""
     record = runs.read_run(run_dir, metrics=False)
     if not (run_dir / runs.MODEL).exists():  # a FIFO or a device there is reported as what it is, below
         raise FileNotFoundError(f"{run_dir} holds no {runs.MODEL}; give the folder of a run trained with `train`")
     for name in (runs.CONFIG, runs.MODEL):
         if name in record.problems:
             raise runs.RunError(f"{run_dir} cannot be evaluated: {record.problems[name]}")
-    return TrainConfig.from_dict(record.train_config), runs.load_model(run_dir / runs.MODEL)[0]
+    return (TrainConfig.from_dict(record.train_config), runs.load_model(run_dir / runs.MODEL)[0],
+            (record.config or {}).get("data") or {})
 
 
 def _iw_bound(model, x: torch.Tensor, K: int, generator: torch.Generator, batch: int = 100) -> torch.Tensor:
@@ -205,8 +207,9 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
     check_range("--points", args.points, 1, POINTS_LIMIT)
     check_range("--seed", args.seed, 0, LIMITS["seed"])
-    config, model = _evaluated_run(run_dir)
-    dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars())
+    config, model, recorded = _evaluated_run(run_dir)
+    dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars(),
+                               **config.data_options, sha256=recorded.get("sha256"))
     binarized = args.binarized or config.binarize  # a run trained on binary pixels is scored on binary pixels
     sets = evaluation_sets(torch.tensor(dataset.train[:config.train_size]), torch.tensor(dataset.test), binarized,
                            config.seed)
@@ -264,8 +267,31 @@ def cmd_variance(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    """What the project would make of a dataset (the user's, at a path, or one of its own), without training."""
+    config = TrainConfig(dataset=args.inspect, likelihood=args.likelihood, image_size=args.image_size, scale=args.scale)
+    problems = {k: v for k, v in config.problems(machine=False).items() if k in ("dataset", "image_size", "scale")}
+    if problems:
+        raise ValueError("; ".join(problems.values()))
+    dataset = data_module.load(config.dataset, args.data_dir, download=False, **config.data_options)
+    about = userdata.describe(dataset, config.likelihood)
+    if args.json:
+        print(json.dumps(about))
+        return 0
+    for what, text in userdata.summary(about):
+        print(f"{what + ':':<16} {text}")
+    options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("likelihood", args.likelihood), ("image_size",
+                      config.image_size), ("scale", config.scale)) if v not in (None, "auto"))
+    quoted = config.dataset if " " not in config.dataset else f"'{config.dataset}'"
+    print(f"\ntrain on it: python -m vae_core train --dataset {quoted}{options} --latent-dim 2")
+    return 0
+
+
 def cmd_data(args) -> int:
-    """Downloads what is missing, or with --verify checks every file on this machine and reports each."""
+    """Downloads what is missing, or with --verify checks every file on this machine and reports each; with
+    --inspect PATH, says what the project would make of a dataset."""
+    if args.inspect is not None:
+        return cmd_inspect(args)
     names = [args.dataset] if args.dataset else list(data_module.DATASETS)
     failures = 0
     for name in names:
@@ -420,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     variance = sub.add_parser("variance", help="measure the estimators' variance against the number of samples L")
     variance.add_argument("source", nargs="?", default=None, help="a run folder or a model .safetensors file")
     variance.add_argument("--untrained", action="store_true", help="measure a freshly initialised model instead")
-    variance.add_argument("--dataset", choices=data_module.DATASETS, default=None)
+    variance.add_argument("--dataset", default=None, metavar="NAME|PATH",
+                          help=f"with --untrained: one of {', '.join(data_module.DATASETS)}, or the path of your own data")
     variance.add_argument("--latent-dim", type=int, default=2, metavar="J")
     variance.add_argument("--hidden", type=int, default=None, metavar="H")
     variance.add_argument("--L", type=int, nargs="+", default=list(var_defaults.samples))
@@ -456,10 +483,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "inside it are included)")
     report.set_defaults(func=cmd_report)
 
-    data = sub.add_parser("data", help="download the datasets, or check the copies on this machine")
+    data = sub.add_parser("data", help="download the datasets, check the copies on this machine, or inspect your own")
     data.add_argument("--dataset", choices=data_module.DATASETS, default=None)
     data.add_argument("--verify", action="store_true", help="check checksums and shapes; download nothing")
     data.add_argument("--data-dir", default=None)
+    data.add_argument("--inspect", metavar="PATH", default=None,
+                      help="what the project would make of your data (N, D, shape, values, decoder, split), without "
+                           "training; or of one of its datasets, by name")
+    for name in ("likelihood", "image_size", "scale"):  # how the data is read, as `train` takes it
+        s = settings()[name]
+        parse = {"type": _argument_type(s.parse)} if s.parse else {}
+        data.add_argument(flag(name), dest=name, default=getattr(TrainConfig, name), choices=s.choices,
+                          metavar=s.metavar, help=f"with --inspect: {s.help}", **parse)
+    data.add_argument("--json", action="store_true", help="with --inspect: one JSON object")
     data.set_defaults(func=cmd_data)
     return parser
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from . import algorithms, environment
 from . import data as data_module
 from .algorithms import ALGORITHMS, fast_step_unavailable
-from .models import ACTIVATIONS, INITIALISATIONS, ModelConfig
+from .models import ACTIVATIONS, INITIALISATIONS, LIKELIHOODS, ModelConfig
+from .userdata import SCALES, parse_image_size
 
 STEP_SIZE_CANDIDATES = {  # `lr auto` tries these for a few steps each and keeps the best (Section 5)
     "adagrad": (0.01, 0.02, 0.1),  # the paper's set
@@ -43,7 +45,8 @@ def _datasets_help() -> str:
 
 def _paper_networks() -> str:
     """The paper's hidden layers for each dataset (its spec's), as help text says them: "500 for mnist, ..."."""
-    return ", ".join(f"{' '.join(map(str, s.hidden))} for {s.name}" for s in data_module.DATASETS.values())
+    return (", ".join(f"{' '.join(map(str, s.hidden))} for {s.name}" for s in data_module.DATASETS.values())
+            + f", for your own data 500 from N = {data_module.SMALL_DATASET:,} training points up, 200 below")
 
 
 def _data_folders() -> str:
@@ -111,6 +114,7 @@ class Setting:
     flag: str | None = None  # default: --field-name
     nargs: str | None = None  # "+": the CLI takes several values (hidden layers)
     placeholder: str | None = None  # what the form's empty field says
+    suggestions: tuple | None = None  # values offered first where other values are allowed too (a dataset's path)
 
 
 def setting(default, help: str, label: str, section: str, **kw):
@@ -145,8 +149,21 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     """Defaults follow Section 5 of the paper; `hidden=None` takes the paper's size for the dataset."""
-    dataset: str = setting("digits", f"the data: {_datasets_help()}", "Dataset", "data and model",
-                           choices=tuple(data_module.DATASETS))
+    dataset: str = setting("digits", f"the data: {_datasets_help()}; or the path of your own: a .npy or .npz file, a "
+                           ".csv of numbers, a .zip of images, or a folder of images or IDX files (a name of this "
+                           "project's is the dataset, ./name the path)", "Dataset", "data and model",
+                           suggestions=tuple(data_module.DATASETS), metavar="NAME|PATH")
+    likelihood: str = setting("auto", "the decoder p(x|z): auto (the paper's for its datasets; Bernoulli for your own "
+                              "data, binary or grey, as the paper treats MNIST's grey pixels), bernoulli or gaussian",
+                              "Decoder p(x|z)", "data and model", choices=("auto", *LIKELIHOODS))
+    image_size: str | None = setting(None, "your own data: rows x columns to resize every image to (e.g. 28x28), or "
+                                     "auto, the most common size among them; for rows of numbers, the image each row "
+                                     "is (empty: images as they are, which must then share one size; rows as vectors)",
+                                     "Image size", "your data", parse=parse_image_size, metavar="RxC|auto",
+                                     placeholder="as they are")
+    scale: str = setting("auto", "your own data: how its values become [0, 1]: auto (as they are when in [0, 1], "
+                         "divided by 255 when whole numbers from 0 to 255, otherwise refused) or range (the data's own "
+                         "minimum and maximum to 0 and 1)", "Scaling to [0, 1]", "your data", choices=SCALES)
     latent_dim: int = setting(2, "J, the dimensions of the latent variable z", "Latent dimensions J",
                               "data and model", metavar="J")
     hidden: tuple[int, ...] | None = setting(
@@ -210,15 +227,44 @@ class TrainConfig:
     checkpoint_seconds: float = setting(60.0, "training seconds between checkpoints besides those at evaluations",
                                         "Seconds between checkpoints", "advanced")
 
+    def __post_init__(self):
+        """A path to the user's data is kept absolute, so that a run finds its data from any folder."""
+        if (isinstance(self.dataset, str) and self.dataset not in data_module.DATASETS and self.dataset.strip()
+                and os.path.exists(os.path.expanduser(self.dataset))):
+            self.dataset = os.path.abspath(os.path.expanduser(self.dataset))
+
+    @property
+    def own_data(self) -> bool:
+        """Whether the dataset is the user's, at a path, rather than one of DATASETS."""
+        return self.dataset not in data_module.DATASETS
+
+    @property
+    def data_options(self) -> dict:
+        """How the user's data is read (`data.load`'s image_size and scale); none for this project's datasets."""
+        return {"image_size": self.image_size, "scale": self.scale} if self.own_data else {}
+
     @property
     def spec(self) -> data_module.DatasetSpec:
-        """The dataset's spec: its image shape, N, likelihood and the paper's network for it."""
-        return data_module.dataset_spec(self.dataset)
+        """The dataset's spec: its image shape, N, likelihood (as `likelihood` says) and the paper's network for it;
+        for the user's data, found by reading it."""
+        return self._decoded(data_module.dataset_spec(self.dataset, **self.data_options))
+
+    def _decoded(self, spec: data_module.DatasetSpec) -> data_module.DatasetSpec:
+        return spec if self.likelihood == "auto" else dataclasses.replace(spec, likelihood=self.likelihood)
 
     def model_config(self, spec: data_module.DatasetSpec | None = None) -> ModelConfig:
         """The network this configuration trains, on the data of `spec` (default: its dataset's); without hidden
         layers given, the paper's for the dataset."""
-        return ModelConfig.for_dataset(spec or self.spec, self.latent_dim, self.hidden, self.activation, self.init)
+        spec = self._decoded(spec) if spec is not None else self.spec
+        return ModelConfig.for_dataset(spec, self.latent_dim, self.hidden, self.activation, self.init)
+
+    @property
+    def run_label(self) -> str:
+        """What a new run's folder is named after: the dataset (the user's file or folder name, made safe for a
+        folder's: a name is data, never a path) and J."""
+        name = self.dataset if not self.own_data else re.sub(r"[^A-Za-z0-9_-]+", "_", os.path.basename(
+            os.path.normpath(str(self.dataset))).rsplit(".", 1)[0]).strip("_-")[:40] or "data"
+        return f"{name}-J{self.latent_dim}"
 
     def problems(self, machine: bool = True) -> dict[str, str]:
         """What is wrong, by setting; empty when the configuration can be trained. With `machine` False, only what
@@ -245,8 +291,9 @@ class TrainConfig:
                                       f"{LIMITS['hidden_units']:,} units each, got {list(self.hidden)}")
         if self.train_size is not None and (not _whole(self.train_size) or not 1 <= self.train_size):
             problems["train_size"] = f"train_size must be a whole number of at least 1, got {self.train_size!r}"
-        if "dataset" not in problems:
-            self._dataset_problems(problems)
+        self._data_options_problems(problems)
+        if not problems.keys() & {"dataset", "image_size", "scale"}:
+            self._dataset_problems(problems, machine)
         if "algorithm" not in problems and not ALGORITHMS[self.algorithm].learns_encoder and self.evaluation != "marginal":
             problems["evaluation"] = (f"{self.algorithm} learns no encoder, so its lower bound says nothing: it needs "
                                       f"evaluation 'marginal' (Appendix D's estimate of log p(x))")
@@ -279,10 +326,32 @@ class TrainConfig:
                                       f"${MEMORY_ENV} in bytes to change that): lower J, hidden units, L or M")
         return problems
 
-    def _dataset_problems(self, problems: dict[str, str]) -> None:
+    def _data_options_problems(self, problems: dict[str, str]) -> None:
+        """The dataset named, and how the user's data is read: options that apply to it alone."""
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            problems["dataset"] = (f"dataset must be one of {', '.join(data_module.DATASETS)} or the path of your own "
+                                   f"data, got {self.dataset!r}")
+            return
+        try:
+            parse_image_size(self.image_size)
+        except ValueError as e:
+            problems["image_size"] = str(e)
+        for name, default in (("image_size", None), ("scale", "auto")):
+            if not self.own_data and getattr(self, name) != default and name not in problems:
+                problems[name] = (f"{name} applies to your own data (a path), not to {self.dataset}, which is read as "
+                                  f"the paper reads it")
+
+    def _dataset_problems(self, problems: dict[str, str], machine: bool) -> None:
         """Adds to `problems` what the dataset's spec rules out: more training points, or a larger minibatch, than it
-        has (N), and binarising data that is not Bernoulli."""
-        spec = self.spec
+        has (N), and binarising data that is not Bernoulli. The user's data is read for it only with `machine`: it
+        is where it trains that the data must be, and a saved run's settings are checked without it."""
+        if self.own_data and not machine:
+            return
+        try:
+            spec = self.spec
+        except data_module.DataError as e:  # the user's data cannot be read, or is not data: the reader's message
+            problems["dataset"] = str(e)
+            return
         if "train_size" not in problems and self.train_size is not None and self.train_size > spec.train_size:
             problems["train_size"] = (f"train_size must be at most the {spec.train_size} training datapoints of "
                                       f"{self.dataset}, got {self.train_size}")

@@ -8,6 +8,8 @@ Files are looked up in `--data-dir` (if given, and only there), else `$VAE_DATA_
 per-user cache (`$XDG_CACHE_HOME/vae_core/<name>/`), and are otherwise downloaded from their canonical
 sources into the cache (never with `VAE_OFFLINE=1`). Every file is checked against the SHA-256 of its decompressed content; a
 file that fails is moved aside and never used.
+
+A name that is not in `DATASETS` is the path of the user's own data (`userdata.py`): its spec is found when it is read.
 """
 from __future__ import annotations
 
@@ -24,12 +26,19 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from . import userdata
 
 DATA_DIR_ENV = "VAE_DATA_DIR"
 OFFLINE_ENV = "VAE_OFFLINE"  # set to 1 to never download
 Progress = Callable[[str, int, int | None], None]  # (file name, bytes so far, total bytes or None)
+
+
+MANIFOLD_GRID = 20  # images per side of Fig. 4's manifold
 
 
 class DataError(RuntimeError):
@@ -55,11 +64,32 @@ class DatasetSpec:
     hidden: tuple[int, ...]  # the paper's network for it: units of each hidden layer (Section 5)
     files: tuple[DataFile, ...]  # its canonical files, each with the checksum it must pass; none: bundled
     read: Callable[[DatasetSpec, dict[str, Path]], Dataset]  # the data from its verified files, by file name
-    manifold_grid: int = 20  # images per side of the explorer's Fig. 4 manifold at first (Fig. 4: 20)
+    manifold_grid: int = MANIFOLD_GRID  # images per side of the explorer's Fig. 4 manifold at first
+    source: userdata.Source | None = None  # the user's own data: what was read and done to it; None in DATASETS
 
     @property
     def data_dim(self) -> int:
         return math.prod(self.image_shape)
+
+    @property
+    def is_image(self) -> bool:
+        return is_image(self.image_shape)
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """Whether data of this shape is drawn as images; (1, D) is a vector of D numbers (a row of a CSV, say)."""
+    return len(shape) == 2 and min(shape) > 1
+
+
+SMALL_DATASET = 10_000  # training points below which the paper's rule gives a dataset the narrower network
+
+
+def paper_hidden(train_size: int) -> tuple[int, ...]:
+    """The paper's network width for a dataset of N training points. Section 5 gives MNIST (N = 60,000) 500 hidden
+    units and Frey Face (N = 1,965) 200, the fewer because it is a much smaller dataset (to keep it from overfitting):
+    the width follows N, not D. Between its two sizes the paper says nothing; this project's rule puts the line at
+    10,000, near their geometric mean (about 10,900): 500 units from there up, 200 below (digits, N = 1,797: 200)."""
+    return (500,) if train_size >= SMALL_DATASET else (200,)
 
 
 @dataclass(frozen=True)
@@ -215,20 +245,35 @@ def _something_there(name: str, file: DataFile, data_dir) -> bool:
     return any(os.path.lexists(d / file.name) for d in _search_dirs(name, data_dir))
 
 
-def _idx(path: Path, file: DataFile, magic: int, count: int, item_shape: tuple[int, ...]) -> np.ndarray:
-    content = _verified_content(path, file)
-    ndim = len(item_shape) + 1
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # unsigned bytes in 3 dimensions (N, rows, columns), and in 1 (N,)
+
+
+def parse_idx(content: bytes, path: Path, magic: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's format: a magic number, then each dimension's size, then the bytes) as
+    an array of the shape its header gives; DataError naming the file when the header or the length is wrong."""
+    ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(content) < header or struct.unpack(">I", content[:4])[0] != magic:
-        raise DataError(f"{path} is not an IDX file of {ndim} dimensions (bad magic number).")
+        raise DataError(f"{path} is not an IDX file of unsigned bytes in {ndim} dimensions (bad magic number).")
     dims = struct.unpack(f">{ndim}I", content[4:header])
-    if dims != (count, *item_shape) or len(content) != header + int(np.prod(dims)):
-        raise DataError(f"{path} holds shape {dims}, expected {(count, *item_shape)}.")
+    if len(content) != header + math.prod(dims):
+        raise DataError(f"{path}: its header gives shape {dims}, {math.prod(dims):,} bytes, but it holds "
+                        f"{len(content) - header:,}: the file is truncated or not an IDX file.")
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def _idx(path: Path, file: DataFile, magic: int, count: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    array = parse_idx(_verified_content(path, file), path, magic)
+    if array.shape != (count, *item_shape):
+        raise DataError(f"{path} holds shape {array.shape}, expected {(count, *item_shape)}.")
+    return array
+
+
+SPLIT_SEED = 0  # the seed of every split this project makes (Frey Face, digits, the user's data without a test set)
+
+
 def _seeded_split(n: int, n_train: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(0).permutation(n)  # fixed, so every run sees the same split
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)  # fixed, so every run sees the same split
     return order[:n_train], order[n_train:]
 
 
@@ -237,8 +282,8 @@ def _read_mnist(spec: DatasetSpec, paths: dict[str, Path]) -> Dataset:
     parts = {}
     for split, count in (("train", spec.train_size), ("t10k", 10000)):
         image_file, label_file = f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz"
-        images = _idx(paths[image_file], files[image_file], 2051, count, spec.image_shape)
-        labels = _idx(paths[label_file], files[label_file], 2049, count, ())
+        images = _idx(paths[image_file], files[image_file], IDX_MAGIC["images"], count, spec.image_shape)
+        labels = _idx(paths[label_file], files[label_file], IDX_MAGIC["labels"], count, ())
         parts[split] = (images.reshape(count, -1).astype(np.float32) / 255.0, labels.astype(np.int64))
     return Dataset(spec, parts["train"][0], parts["t10k"][0], parts["train"][1], parts["t10k"][1])
 
@@ -283,7 +328,7 @@ _MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 # Section 5: a Bernoulli decoder for MNIST, a Gaussian one for Frey Face's grey levels; 500 hidden units for MNIST,
-# 200 for Frey Face (less data, less overfitting); digits, small too, takes Frey Face's 200.
+# 200 for Frey Face (less data, less overfitting); digits, small too, takes Frey Face's 200 (`paper_hidden`'s rule).
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("mnist", "MNIST", (28, 28), "bernoulli", train_size=60000, hidden=(500,),
                 files=tuple(DataFile(n, h, tuple(m + n for m in _MNIST_MIRRORS)) for n, h in _MNIST_SHA256.items()),
@@ -297,11 +342,33 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
 )}
 
 
-def dataset_spec(name: str) -> DatasetSpec:
-    """The dataset of that name; DataError listing the known ones when there is none."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name]
+def dataset_spec(name: str, image_size: str | None = None, scale: str = "auto") -> DatasetSpec:
+    """The dataset of that name, or the spec of the user's data at that path, read with `image_size` and `scale`
+    (`userdata.user_dataset`); DataError saying what is wrong when there is neither."""
+    if name in DATASETS:
+        _only_for_own_data(name, image_size, scale)
+        return DATASETS[name]
+    return _user_data(name, image_size, scale).spec
+
+
+def _only_for_own_data(name: str, image_size: str | None, scale: str) -> None:
+    given = [f"{option} {value}" for option, value, default in (("image_size", image_size, None),
+                                                                ("scale", scale, "auto")) if value != default]
+    if given:
+        raise DataError(f"{' and '.join(given)} apply to your own data (a path), not to {name}, which is read as the "
+                        f"paper reads it")
+
+
+def _user_data(path: str, image_size: str | None, scale: str, sha256: str | None = None) -> Dataset:
+    from .userdata import user_dataset
+
+    dataset = user_dataset(path, image_size, scale)
+    found = dataset.spec.source.sha256 if dataset.spec.source is not None else None
+    if sha256 is not None and found != sha256:
+        raise DataError(f"{path} has changed since this run trained on it (its SHA-256 was {sha256}, it is now "
+                        f"{found}): the run's numbers would not be of the same data. Put the data "
+                        f"back as it was, or train a new run on it as it is now.")
+    return dataset
 
 
 @functools.lru_cache(maxsize=4)
@@ -313,8 +380,14 @@ def _load_cached(spec: DatasetSpec, files: tuple[tuple[str, Path, int, int], ...
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
-         progress: Progress | None = None) -> Dataset:
-    """Loads a dataset by name (a key of DATASETS); raises DataError with advice if it cannot."""
+         progress: Progress | None = None, image_size: str | None = None, scale: str = "auto",
+         sha256: str | None = None) -> Dataset:
+    """Loads a dataset by name (a key of DATASETS), or the user's data at the path `name`, read with `image_size` and
+    `scale`, refused when its content's SHA-256 is not `sha256` (when given: the data a run trained on); raises
+    DataError with advice if it cannot."""
+    if name not in DATASETS:
+        return _user_data(name, image_size, scale, sha256)
+    _only_for_own_data(name, image_size, scale)
     paths = locate(name, data_dir, download, progress)
     files = tuple(sorted((file, path, path.stat().st_mtime_ns, path.stat().st_size) for file, path in paths.items()))
     return _load_cached(dataset_spec(name), files)  # a file replaced in place is read again
@@ -335,7 +408,10 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, st
 
 
 def available(name: str, data_dir: str | os.PathLike | None = None) -> bool:
-    """Whether the dataset's files are on this machine (nothing is downloaded)."""
+    """Whether the dataset's files are on this machine (nothing is downloaded); for the user's data, whether its path
+    is there."""
+    if name not in DATASETS:
+        return os.path.exists(name)
     try:
         locate(name, data_dir, download=False)
         return True

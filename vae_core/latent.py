@@ -16,19 +16,23 @@ from .models import VAE, ModelConfig
 
 
 class LatentSpace:
-    """A trained model and the name of its dataset."""
+    """A trained model and the name of its dataset; for the user's data (a path), the options it is read with and
+    the SHA-256 it was trained on (`data.load`'s image_size, scale and sha256)."""
 
-    def __init__(self, model: VAE, dataset: str, label: str = ""):
+    def __init__(self, model: VAE, dataset: str, label: str = "", data_options: dict | None = None):
         self.model = model.eval()
         self.dataset = dataset
         self.label = label
+        self.data_options = dict(data_options or {})
 
     @classmethod
-    def from_state(cls, model_config: dict, state: dict, dataset: str, label: str = "live") -> LatentSpace:
+    def from_state(cls, model_config: dict, state: dict, dataset: str, label: str = "live",
+                   data_options: dict | None = None) -> LatentSpace:
         """From a parameter snapshot: the ModelConfig as a dict and numpy arrays by parameter name."""
         model = VAE(ModelConfig.from_dict(model_config))
         model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
-        return cls(model, dataset, label)
+        return cls(model, dataset, label, data_options)
+
     @property
     def latent_dim(self) -> int:
         return self.model.config.latent_dim
@@ -37,15 +41,38 @@ class LatentSpace:
     def image_shape(self) -> tuple[int, int]:
         return self.model.config.image_shape
 
+    @property
+    def is_image(self) -> bool:
+        """Whether its data are images (else vectors, drawn as plots)."""
+        return data.is_image(self.image_shape)
+
+    @property
+    def manifold_grid(self) -> int:
+        """Images per side of the Fig. 4 manifold at first: its dataset's spec's, else Fig. 4's."""
+        return data.DATASETS[self.dataset].manifold_grid if self.dataset in data.DATASETS else data.MANIFOLD_GRID
+
+    def load_data(self) -> data.Dataset:
+        """The data the model was trained on (nothing is downloaded; the user's data is refused if it changed)."""
+        return data.load(self.dataset, download=False, **self.data_options)
+
     @functools.cached_property
     def _test(self) -> data.Dataset:
-        return data.load(self.dataset, download=False)
+        return self.load_data()
+
+    @functools.cached_property
+    def data_problem(self) -> str | None:
+        """Why the user's data cannot be read (moved, changed since the model trained on it), or None."""
+        try:
+            _ = self._test  # read once; kept for the encodings
+        except data.DataError as e:
+            return str(e)
+        return None
 
     @property
     def has_test_set(self) -> bool:
         """Whether the dataset is on this machine: encodings, reconstructions and interpolations need its test set;
         decoding (manifolds, samples, the pad) needs none."""
-        return data.available(self.dataset)
+        return data.available(self.dataset) if self.dataset in data.DATASETS else self.data_problem is None
 
     @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:

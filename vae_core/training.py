@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, runs, schedules
+from . import checkpoint, runs, schedules, userdata
 from . import data as data_module
 from .algorithms import Algorithm, Minibatch, make_algorithm
 from .config import STEP_SIZE_CANDIDATES, TrainConfig, resolve_device
@@ -119,9 +119,12 @@ class Control:
             pass
 
 
-def _dataset(config: TrainConfig, dataset: data_module.Dataset | None, progress) -> data_module.Dataset:
-    """The dataset `config` names: the one given, checked, or loaded."""
-    dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress)
+def _dataset(config: TrainConfig, dataset: data_module.Dataset | None, progress,
+             recorded: dict | None = None) -> data_module.Dataset:
+    """The dataset `config` names: the one given, checked, or loaded; for a run that recorded the SHA-256 of the
+    user's data it trained on (its config.json's `data`), refused when the data is no longer the same."""
+    dataset = dataset or data_module.load(config.dataset, config.data_dir, progress=progress, **config.data_options,
+                                          sha256=(recorded or {}).get("sha256"))
     if dataset.name != config.dataset:
         raise ValueError(f"the dataset given is {dataset.name!r} but the config names {config.dataset!r}")
     return dataset
@@ -163,7 +166,7 @@ class Trainer(Control):
         who trains it (the run's lock shows it). If the trainer cannot be built, the folder is left as it was."""
         config.validate()
         dataset = _dataset(config, dataset, progress)
-        with runs.claimed_new_run(run_dir, runs_dir, f"{config.dataset}-J{config.latent_dim}", by) as lock:
+        with runs.claimed_new_run(run_dir, runs_dir, config.run_label, by) as lock:
             return cls(config, _model(config, dataset), dataset, lock.run_dir, lock)
 
     @classmethod
@@ -175,7 +178,7 @@ class Trainer(Control):
             if samples is not None:
                 config.samples = runs.check_continue_budget(run_dir, samples)
             config.validate()
-            dataset = _dataset(config, dataset, progress)
+            dataset = _dataset(config, dataset, progress, (record.config or {}).get("data"))
             trainer = cls(config, _model(config, dataset), dataset, Path(run_dir), lock)
             trainer._restore(record)
             return trainer
@@ -251,10 +254,17 @@ class Trainer(Control):
         return event
 
     def _run_config(self) -> dict:
-        """What config.json records: the settings, the network, the step size chosen and how, where it trained."""
+        """What config.json records: the settings, the network, the step size chosen and how, where it trained, and
+        the data (for the user's: its path, SHA-256, preprocessing and split, which a resumed run checks)."""
         return {"train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(), "lr": self.lr,
                 "trial_scores": self.trial_scores, "device": str(self.device), "algorithm": self.algorithm.name,
-                "step": self.algorithm.step, "evaluation_data": describe_sets(self.config.binarize)}
+                "step": self.algorithm.step, "evaluation_data": describe_sets(self.config.binarize),
+                "data": userdata.describe(self.dataset, self.config.likelihood)}
+
+    def _data_options(self) -> dict:
+        """How a model file's reader finds the data it was trained on: the user's data's options and SHA-256."""
+        source = self.dataset.spec.source
+        return {} if source is None else {"data_options": {**self.config.data_options, "sha256": source.sha256}}
 
     def _save_checkpoint(self, evaluated: dict[str, float] | None = None) -> TrainEvent:
         """What a resumed run continues from; with the scores of an evaluation, the model too. Between evaluations
@@ -267,7 +277,7 @@ class Trainer(Control):
         if evaluated is not None:
             runs.save_model(self.algorithm.evaluation_model(), self.run_dir / runs.MODEL, {
                 "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
-                **evaluated})
+                **self._data_options(), **evaluated})
         runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
         self._saved_seconds = self.seconds
         return self.emit(EventKind.CHECKPOINT)

@@ -314,7 +314,7 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
         if not path.is_file():
             raise FileNotFoundError(f"{source} is neither a run folder holding {runs.MODEL} nor a model file")
         model, metadata = runs.load_model(path)
-        return model, data.load(metadata["dataset"], data_dir, download=False)
+        return model, data.load(metadata["dataset"], data_dir, download=False, **metadata.get("data_options", {}))
     if dataset is None:
         raise ValueError("give a run folder or model file, or --untrained with --dataset")
     from .config import TrainConfig

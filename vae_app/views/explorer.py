@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from vae_core import data
 from vae_core.latent import LatentSpace
 
 from ..components import pad_config
+from ..figures import vectors_figure
 from ..images import mosaic, scale_for
 from ..sources import Source
+from ..text import plain
+
+VECTOR_SLIDERS = 12  # sliders of z drawn for data that is not images; the others stay at 0
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -23,7 +28,11 @@ def latent_space(source: Source) -> LatentSpace:
 
 
 def needs_test_set(space: LatentSpace) -> str:
-    """What to do when the model's test set is not on this machine."""
+    """What to do when the model's test set is not on this machine; for the user's data, why it cannot be read (as
+    text: it names their files)."""
+    if space.dataset not in data.DATASETS:
+        return plain(f"This needs the test set of the data the model was trained on, which cannot be read: "
+                       f"{space.data_problem}")
     return (f"This needs the {space.dataset} test set, which is not on this machine: run `python -m vae_core data "
             f"--dataset {space.dataset}`, or set VAE_DATA_DIR to a folder holding {space.dataset}/.")
 
@@ -90,5 +99,25 @@ def sample_mosaic(space: LatentSpace, seed: int) -> np.ndarray:
 
 
 def reconstruction_mosaic(space: LatentSpace, count: int = 12) -> np.ndarray:
+    count = min(count, space.test_size)  # a user's small data may hold fewer test images
     originals, reconstructions = space.reconstructions(np.arange(count))
     return mosaic(np.concatenate([originals, reconstructions]), count, scale_for(space.image_shape, 72))
+
+
+def vector_decoded(space: LatentSpace, z) -> dict:
+    """The decoder's mean at z (its first dimensions given, the others 0), as a plot."""
+    full = np.zeros((1, space.latent_dim), dtype=np.float32)
+    full[0, :len(z)] = z
+    return vectors_figure({"decoder mean": space.decode(full)[0]}, "p(x|z): the decoder's mean")
+
+
+def vector_samples(space: LatentSpace, seed: int, count: int = 4) -> dict:
+    """Fig. 5 for data that is not images: decoded samples from the prior, as plots."""
+    return vectors_figure({f"sample {i + 1}": s for i, s in enumerate(space.samples(count, seed))},
+                          f"{count} samples from the prior, decoded")
+
+
+def vector_reconstruction(space: LatentSpace, index: int) -> dict:
+    originals, reconstructions = space.reconstructions([index])
+    return vectors_figure({f"test point {index}": originals[0], "its reconstruction": reconstructions[0]},
+                          "a test point and its reconstruction")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vae_core import runs
-from vae_core.config import parse_sample_count
+from vae_core import data, runs
+from vae_core.config import TrainConfig, parse_sample_count
 from vae_core.runs import check_continue_budget
 
 
@@ -26,7 +26,7 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
                      "sweep": sweep or "", "state": str(state),
                      "trained by": runs.describe_holder(record.holder) if record.holder else "",
                      "algorithm": (record.config or {}).get("algorithm", "aevb") if record.config else None,
-                     "dataset": config.get("dataset"), "J": config.get("latent_dim"),
+                     "dataset": dataset_name(record), "J": config.get("latent_dim"),
                      "estimator": config.get("estimator"), "L": config.get("samples_per_point"),
                      "M": config.get("batch_size"), "optimizer": config.get("optimizer"),
                      "lr": (record.config or {}).get("lr"), "samples": record.samples_done,
@@ -38,6 +38,28 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
         if column in table:
             table[column] = table[column].astype("Int64")
     return table
+
+
+def dataset_name(record: runs.RunRecord) -> str | None:
+    """A run's dataset as the table names it: this project's by name, the user's by its file or folder's name."""
+    dataset = record.train_config.get("dataset")
+    if dataset is None or dataset in data.DATASETS:
+        return dataset
+    return f"{Path(str(dataset)).name} (your data)"
+
+
+def data_problem(run_dir: str | Path) -> str | None:
+    """Why a run on the user's data cannot be continued: its data gone, unreadable, or changed since it trained
+    (the SHA-256 its config.json recorded); None when the data is the same, or is this project's."""
+    record = runs.read_run(run_dir, metrics=False)
+    if record.config is None or record.train_config.get("dataset") in data.DATASETS:
+        return None
+    config = TrainConfig.from_dict(record.train_config)
+    try:
+        data.load(config.dataset, **config.data_options, sha256=(record.config.get("data") or {}).get("sha256"))
+    except data.DataError as e:
+        return str(e)
+    return None
 
 
 def matching(table: pd.DataFrame, words: str) -> pd.DataFrame:
