@@ -20,8 +20,7 @@ from . import data as data_module
 from . import paper, runs
 from .algorithms import ALGORITHMS
 from .config import TrainConfig, flag, settings
-from .estimators import importance_weighted_bound
-from .evaluation import dataset_lower_bound, evaluation_sets
+from .evaluation import dataset_iw_bound, dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
 from .formatting import format_duration
 from .training import Trainer
@@ -142,6 +141,8 @@ def cmd_train(args) -> int:
         return 1
     _emit({"run_dir": str(trainer.run_dir), "status": str(last.kind), "samples_evaluated": last.samples_evaluated,
            "train_lower_bound": last.train_lower_bound, "test_lower_bound": last.test_lower_bound,
+           **({"iw_k": trainer.config.iw_k, "train_iw_bound": last.train_iw_bound, "test_iw_bound": last.test_iw_bound}
+              if trainer.config.iw_k is not None else {}),
            "samples_per_second": last.samples_per_second, "wall_seconds": time.perf_counter() - started,
            "lr": trainer.lr, "algorithm": trainer.algorithm.name, "step": trainer.algorithm.step,
            "device": str(trainer.device)}, args.json)
@@ -161,13 +162,9 @@ def _evaluated_run(run_dir: Path):
 
 def _iw_bound(model, x: torch.Tensor, K: int, generator: torch.Generator, batch: int = 100) -> torch.Tensor:
     """The importance-weighted bound with K samples of each row of x, (N,), with a progress bar."""
-    parts = []
     with _progress_bar(len(x), "point") as bar:
         bar.set_postfix_str(f"importance-weighted bound, K = {K}", refresh=False)
-        for start in range(0, len(x), batch):
-            parts.append(importance_weighted_bound(model, x[start:start + batch], K, generator=generator))
-            bar.update(len(parts[-1]))
-    return torch.cat(parts)
+        return dataset_iw_bound(model, x, K, generator, batch, bar.update)
 
 
 def _marginal(model, sets, points: int, learns_encoder: bool, generator: torch.Generator) -> dict:
