@@ -296,6 +296,9 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     assert shown["fraction"] == 0.5 and shown["state"] == "running"
     assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {os.cpu_count()} "
                              "cores, train -120.50 / test -119.25 nats")
+    iwae = SimpleNamespace(**{**vars(running), "rows": [*rows[:-1], {**rows[-1], "train_iw_bound": -115.0,
+                                                                       "test_iw_bound": -114.5}]})
+    assert progress(iwae)["text"].endswith("train -120.50 / test -119.25 nats, train -115.00 / test -114.50 nats (IW bound)")
     paused = SimpleNamespace(**{**vars(running), "state": "paused"})
     assert "left" not in progress(paused)["text"] and progress(paused)["text"].startswith("paused: 5,000 / 10,000")
     stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
@@ -331,7 +334,7 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
     feed.update(rows, "running", lambda: running)
     read = lambda: json.loads(feed.path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the feed"))
     assert read() == {"active": True, "progress": running, "parts": 0, "part_rows": PART_ROWS, "minibatch": [[100, None, -90.0, 5.0]],
-                      "evaluation": [[100, None, -100.0, None, None]]}
+                      "evaluation": [[100, None, -100.0, None, None, None, None]]}
     rows.append({"kind": "minibatch", "samples_evaluated": 200, "lower_bound": -80.0, "reconstruction": -75.0, "kl": 5.0})
     feed.update(rows, "running", lambda: pytest.fail("the progress line made while the feed waits"))
     assert len(read()["minibatch"]) == 1  # written within the minute: it waits, and makes no progress line

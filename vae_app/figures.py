@@ -57,7 +57,8 @@ def _figure(traces: list[dict], title: str, log_x: bool, **layout) -> dict:
 
 
 EVALUATED = {"train_lower_bound": "train", "test_lower_bound": "test",  # what an evaluation may hold, as the legend says
-             "train_marginal_log_likelihood": "train log p(x)", "test_marginal_log_likelihood": "test log p(x)"}
+             "train_marginal_log_likelihood": "train log p(x)", "test_marginal_log_likelihood": "test log p(x)",
+             "train_iw_bound": "train IW bound L_K", "test_iw_bound": "test IW bound L_K"}
 
 
 def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing: float = 0.6) -> dict:
@@ -80,7 +81,8 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
         for key, name in EVALUATED.items():
             scored = [r for r in evaluations if r.get(key) is not None]
             if scored:
-                dash = "dash" if key.startswith("test") else "solid"
+                dash = ("dashdot" if key.startswith("test") else "dot") if "iw" in key else \
+                    ("dash" if key.startswith("test") else "solid")
                 traces.append(_line([r["samples_evaluated"] for r in scored], [r[key] for r in scored],
                                     f"{prefix}{name}", mode="lines+markers", line={"dash": dash, **colour}))
     return _figure(traces, "Lower bound (ELBO)", log_x)
