@@ -25,6 +25,7 @@ from .events import EventKind, TrainEvent
 from .formatting import format_duration
 from .training import Trainer
 
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "mnist-J2.safetensors"  # variance's default
 IW_SAMPLES_LIMIT = 100_000  # K: the importance-weighted bound is computed in memory-bounded chunks, so this bounds time
 
 
@@ -212,11 +213,17 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_variance(args) -> int:
-    from .variance import VarianceConfig, fixed_minibatch, measure_variance, subject
+    from .variance import VarianceConfig, fixed_minibatch, measure_iw_tradeoff, measure_variance, snr_slopes, subject
 
-    if args.untrained == (args.source is not None):
+    if args.untrained and args.source is not None:
         raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
-    config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
+    if not args.untrained and args.source is None and SHIPPED_MODEL.is_file():
+        args.source = str(SHIPPED_MODEL)
+        print(f"no model given: measuring the shipped {SHIPPED_MODEL.stem} model", file=sys.stderr)
+    if not args.untrained and args.source is None:
+        raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
+    ks = tuple(args.iw_k) if args.iw_k else None  # the k trade-off of IWAE and DReG instead of the estimators against L
+    config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=ks or tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
     config.validate()  # the limits, before any model is built
     model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
@@ -224,9 +231,12 @@ def cmd_variance(args) -> int:
     started = time.perf_counter()
     with _progress_bar(1000, "‰") as bar:
         bar.set_postfix_str("measuring", refresh=False)
-        result = measure_variance(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
-                                  progress=lambda f: bar.update(int(1000 * f) - bar.n))
+        measure = measure_iw_tradeoff if ks else measure_variance
+        result = measure(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
+                         progress=lambda f: bar.update(int(1000 * f) - bar.n))
     seconds = time.perf_counter() - started
+    if ks:
+        return _show_tradeoff(args, dataset, result, snr_slopes(result), seconds)
     if args.json:
         print(json.dumps({"model": args.source or f"untrained {args.dataset} J={args.latent_dim}", "dataset": dataset.name,
                           "settings": result.settings, "seconds": seconds, "rows": result.rows}))
@@ -237,6 +247,24 @@ def cmd_variance(args) -> int:
         print(f"{row['estimator']:<15} {row['L']:>4} {cell('value_variance', '11.4g')} {cell('phi_total_variance', '13.4g')} "
               f"{cell('theta_total_variance', '15.4g')} {cell('phi_snr', '8.3f')}")
     print(f"per datapoint, M = {config.batch_size}, R = {config.repeats}; {seconds:.1f} s")
+    return 0
+
+
+def _show_tradeoff(args, dataset, result, slopes: dict, seconds: float) -> int:
+    """The k trade-off: a row per estimator and K (the bound, the SNR of the decoder's and the encoder's gradient),
+    and the log-log slopes of the SNRs against K (Rainforth et al. 2018: +1/2 and -1/2; DReG's encoder: +1/2)."""
+    if args.json:
+        print(json.dumps({"model": args.source or f"untrained {args.dataset} J={args.latent_dim}", "dataset": dataset.name,
+                          "settings": result.settings, "seconds": seconds, "rows": result.rows, "snr_slopes": slopes}))
+        return 0
+    print(f"{'estimator':<9} {'K':>6} {'IW bound':>10} {'SNR theta':>10} {'SNR phi':>9}")
+    for row in result.rows:
+        print(f"{row['estimator']:<9} {row['K']:>6} {row['value_mean']:>10.3f} {row['theta_snr']:>10.4g} "
+              f"{row['phi_snr']:>9.4g}")
+    for name, slope in slopes.items():
+        print(f"{name}: SNR slope against K on a log-log scale: theta {slope['theta']:+.3f} ± {slope['theta_error']:.3f}, "
+              f"phi {slope['phi']:+.3f} ± {slope['phi_error']:.3f}")
+    print(f"per datapoint, M = {result.settings['M']}, R = {result.settings['R']}; {seconds:.1f} s")
     return 0
 
 
@@ -384,12 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .variance import GRADIENT_ESTIMATORS, VarianceConfig
     var_defaults = VarianceConfig()
     variance = sub.add_parser("variance", help="measure the estimators' variance against the number of samples L")
-    variance.add_argument("source", nargs="?", default=None, help="a run folder or a model .safetensors file")
+    variance.add_argument("source", nargs="?", default=None, help="a run folder or a model .safetensors file "
+                          "(default: the shipped MNIST J = 2 model, assets/models/mnist-J2.safetensors)")
     variance.add_argument("--untrained", action="store_true", help="measure a freshly initialised model instead")
     variance.add_argument("--dataset", choices=data_module.DATASETS, default=None)
     variance.add_argument("--latent-dim", type=int, default=2, metavar="J")
     variance.add_argument("--hidden", type=int, default=None, metavar="H")
     variance.add_argument("--L", type=int, nargs="+", default=list(var_defaults.samples))
+    variance.add_argument("--iw-k", type=int, nargs="+", default=None, metavar="K",
+                          help="measure the k trade-off instead: the SNR of the IWAE and DReG gradients' decoder and "
+                               "encoder parts, and the IW bound, at each K (e.g. 1 10 100)")
     variance.add_argument("--repeats", type=int, default=var_defaults.repeats, metavar="R")
     variance.add_argument("--batch-size", type=int, default=var_defaults.batch_size, metavar="M")
     variance.add_argument("--estimators", nargs="+", choices=GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS))
