@@ -245,6 +245,43 @@ def test_estimator_variance_page_computes_and_charts(app):
     assert labels == ["Download CSV"]
 
 
+def test_estimator_variance_page_shows_the_k_tradeoff(app):
+    """The k trade-off of the chosen model: the SNRs of the decoder's and the encoder's gradients (IWAE and DReG)
+    against K with √K and 1/√K lines, the bound against K, and the two sentences that say what they show."""
+    app.switch_page("app_pages/estimator_variance.py").run()
+    app.selectbox(key="model").set_value("untrained digits (J = 2)")
+    app.number_input(key="iw_R").set_value(8)
+    app.text_input(key="iw_K").set_value("1 4 16")
+    app.button(key="compute_tradeoff").click().run()
+    deadline = time.monotonic() + PATIENCE  # the measurement runs in a process of its own
+    while not app.dataframe and time.monotonic() < deadline:
+        time.sleep(0.5)
+        app.run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert set(table["K"]) == {1, 4, 16} and set(table["estimator"]) == {"iwae", "dreg"}
+    snr, bound = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert [t["name"] for t in snr["data"]] == ["decoder θ (IWAE and DReG alike)", "encoder φ, IWAE",
+                                                "encoder φ, DReG", "√K", "1/√K"]
+    assert snr["layout"]["xaxis"]["type"] == snr["layout"]["yaxis"]["type"] == "log"
+    assert [t["name"] for t in bound["data"]] == ["IW bound L_K"]
+    captions = texts(app)
+    assert "Rainforth et al. 2018" in captions and "Tucker et al. 2019" in captions and "Slopes of log SNR" in captions
+    app.text_input(key="iw_K").set_value("1 k")
+    app.button(key="compute_tradeoff").click().run()
+    assert "the values of K must be whole numbers" in app.error[0].value
+
+
+def test_the_train_form_offers_iwae_with_k(app):
+    app.switch_page("app_pages/train.py").run()
+    assert "iwae" in app.selectbox(key="train.algorithm").options
+    app.selectbox(key="train.dataset").set_value("digits")
+    app.selectbox(key="train.algorithm").set_value("iwae")
+    app.button(key="train.start").click().run()
+    assert "iwae needs iw_k" in texts(app)  # said under the K field, which is empty until K is given
+    assert app.text_input(key="train.iw_k").placeholder == "iwae only, e.g. 5"
+
+
 def test_estimator_variance_page_rejects_bad_l(app):
     app.switch_page("app_pages/estimator_variance.py").run()
     app.text_input(key="L").set_value("1 two")

@@ -146,6 +146,58 @@ def snr_figure(results: dict[str, VarianceResult]):
     return figure
 
 
+TRADEOFF_LINES = (("theta_snr", "iwae", "decoder θ (IWAE and DReG alike)", "solid", "x"),
+                  ("phi_snr", "iwae", "encoder φ, IWAE", "dash", "circle-open"),
+                  ("phi_snr", "dreg", "encoder φ, DReG", "dot", "triangle-up"))
+
+
+def iw_tradeoff_figure(result: VarianceResult):
+    """The k trade-off: log-log SNR of the IW bound's gradient against K, the decoder's and the encoder's by IWAE and
+    DReG, with error bars, √K through the decoder's first point and 1/√K through the IWAE encoder's, and the 1/√R
+    floor."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    anchors = {}
+    for key, estimator, name, dash, symbol in TRADEOFF_LINES:
+        K, snr = result.table(key, estimator, x="K")
+        _, error = result.table(key + "_error", estimator, x="K")
+        figure.add_scatter(x=K, y=snr, error_y=dict(type="data", array=error, visible=True), mode="lines+markers",
+                           name=name, line=dict(dash=dash, width=2), marker=dict(symbol=symbol, size=9))
+        if estimator == "iwae" and K:
+            anchors[key] = (K[0], snr[0])  # the reference lines start at the IWAE estimator's first point
+    Ks = result.settings["K"]
+    for key, power, label in (("theta_snr", 0.5, "√K"), ("phi_snr", -0.5, "1/√K")):
+        if anchors.get(key):
+            K0, s0 = anchors[key]
+            figure.add_scatter(x=Ks, y=[s0 * (k / K0) ** power for k in Ks], mode="lines", name=label,
+                               line=dict(color="grey", dash="dot"))
+    R = result.settings["R"]
+    figure.add_hline(y=1 / math.sqrt(R), line=dict(color="grey", dash="dashdot"),
+                     annotation_text=f"1/√R: the floor that {R} replicates can resolve", annotation_position="bottom right")
+    figure.update_xaxes(type="log", title="importance samples K")
+    figure.update_yaxes(type="log", title="mean |E g| / std g")
+    figure.update_layout(title="Signal-to-noise ratio of the IW bound's gradient against K", height=420,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def iw_bound_figure(result: VarianceResult):
+    """The IW bound L_K against K (its mean over the replicates, with its standard error): it rises toward log p(x)."""
+    import plotly.graph_objects as go
+
+    K, bound = result.table("value_mean", "iwae", x="K")
+    _, spread = result.table("minibatch_value_variance", "iwae", x="K")
+    R = result.settings["R"]
+    figure = go.Figure(go.Scatter(x=K, y=bound, mode="lines+markers", name="IW bound L_K",
+                                  error_y=dict(type="data", array=[math.sqrt(v / R) for v in spread], visible=True)))
+    figure.update_xaxes(type="log", title="importance samples K")
+    figure.update_yaxes(title="nats per datapoint")
+    figure.update_layout(title="The bound itself: L_K against K (K = 1 is the ELBO)", height=340,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
 def manifold_figure(space: LatentSpace, grid: int, edge: float):
     """Fig. 4 as a Plotly image with a transparent point per cell that carries z (hover, click); also returns the
     picture in [0, 1], each cell's z and the cells' images."""

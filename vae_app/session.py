@@ -18,6 +18,7 @@ MODEL = "model"  # the Latent explorer's model picker
 FROZEN = "frozen"  # the Latent explorer's snapshot of a live run, kept while it does not follow the training
 SEED = "seed"  # the seed of the Latent explorer's samples; Reseed adds one
 VARIANCE = "variance"  # the Estimator variance page's request: the model names and the settings
+IW_TRADEOFF = "iw_tradeoff"  # the same page's request for the k trade-off: the model name and the settings
 
 
 def owner() -> str:
