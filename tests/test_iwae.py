@@ -163,3 +163,21 @@ def test_aevb_runs_report_no_iw_bound(tmp_path):
     trainer = Trainer.from_config(TrainConfig(dataset="digits", samples=2_000, lr=0.02, hidden=(20,)), tmp_path / "r")
     trainer.run()
     assert not any("test_iw_bound" in r for r in trainer.metrics)
+
+
+def test_active_units_count_the_latent_dimensions_whose_encoder_mean_varies_over_the_data():
+    """Burda et al.'s A_j = Cov_x(E_q[z_j]) against numpy's variance of the encoder's means; a dimension whose mean
+    ignores x (its weights zeroed) is inactive, one whose mean varies barely (weights scaled down) too."""
+    import numpy as np
+
+    from vae_core.evaluation import active_units
+    model, x = make_model("bernoulli", J=4), data(M=500)
+    out = model.encoder.out  # the mean's J rows come first, then the log-variances'
+    with torch.no_grad():
+        out.weight[0].zero_()
+        out.weight[1].mul_(1e-3)
+    count, activity = active_units(model, x, batch_size=128)
+    means = model.encoder(x).mean.detach().numpy()
+    np.testing.assert_allclose(activity.numpy(), means.var(0, ddof=1), rtol=1e-10, atol=1e-20)
+    assert activity[0] == 0 and activity[1] < 1e-2 < activity[2:].min()
+    assert count == 2

@@ -20,7 +20,7 @@ from . import data as data_module
 from . import paper, runs
 from .algorithms import ALGORITHMS
 from .config import TrainConfig, flag, settings
-from .evaluation import dataset_iw_bound, dataset_lower_bound, evaluation_sets
+from .evaluation import active_units, dataset_iw_bound, dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
 from .formatting import format_duration
 from .training import Trainer
@@ -197,8 +197,10 @@ def cmd_evaluate(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, sets.test, generator)[0]
     iw = _iw_bound(model, sets.test, args.iw_samples, generator)  # (N_test,)
+    active, _ = active_units(model, sets.test)  # Burda et al.'s count, on the test set
     result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": iw.mean().item(),
-              "iw_samples": args.iw_samples, "binarized": binarized}
+              "iw_samples": args.iw_samples, "binarized": binarized, "active_units": active,
+              "latent_dim": model.config.latent_dim}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
         result.update(_marginal(model, sets, args.points, ALGORITHMS[config.algorithm].learns_encoder, generator))
         result["marginal_points"] = args.points

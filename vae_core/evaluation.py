@@ -64,6 +64,18 @@ def dataset_iw_bound(model: VAE, x: torch.Tensor, K: int, generator: torch.Gener
     return torch.cat(parts)
 
 
+ACTIVE_UNIT_THRESHOLD = 1e-2  # Burda et al. (2016), Section 5.2: a unit is active when Cov_x(E_q[z_j]) exceeds it
+
+
+@torch.no_grad()
+def active_units(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[int, torch.Tensor]:
+    """Burda et al.'s active units: the number of latent dimensions j whose A_j = Cov_x(E_q(z|x)[z_j]), the variance
+    over the rows of x of the encoder's mean, exceeds ACTIVE_UNIT_THRESHOLD; and every A_j, (J,)."""
+    means = torch.cat([model.encoder(x[start:start + batch_size]).mean for start in range(0, len(x), batch_size)])
+    activity = means.double().var(0)  # (J,)
+    return int((activity > ACTIVE_UNIT_THRESHOLD).sum()), activity
+
+
 def scores(model: VAE, sets: EvaluationSets, generator: torch.Generator, learns_encoder: bool,
            marginal_points: int | None = None, iw_k: int | None = None) -> dict[str, float]:
     """The lower bound (estimator B, L = 1) on both sets, when the encoder is learned (with an untrained one, as
