@@ -223,19 +223,25 @@ def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_da
     assert array_length(scatter["marker"]["color"]) == 10000  # coloured by label
 
 
-def test_estimator_variance_page_computes_and_charts(app):
+def measure_on_the_variance_page(app, replicates: str, values: str, compute: str):
+    """The untrained digits model measured from the Estimator variance page's form whose widgets' keys are given
+    (R, the values of L or K, the button); returns the first table, once the measurement's process has finished."""
     app.switch_page("app_pages/estimator_variance.py").run()
     assert not app.exception
     app.selectbox(key="model").set_value("untrained digits (J = 2)")
-    app.number_input(key="R").set_value(8)
-    app.text_input(key="L").set_value("1 4 16")
-    app.button(key="compute").click().run()
+    app.number_input(key=replicates).set_value(8)
+    app.text_input(key=values).set_value("1 4 16")
+    app.button(key=compute).click().run()
     deadline = time.monotonic() + PATIENCE  # the measurement runs in a process of its own
     while not app.dataframe and time.monotonic() < deadline:
         time.sleep(0.5)
         app.run()
     assert not app.exception and not app.error
-    table = app.dataframe[0].value
+    return app.dataframe[0].value
+
+
+def test_estimator_variance_page_computes_and_charts(app):
+    table = measure_on_the_variance_page(app, "R", "L", "compute")
     assert set(table["L"]) == {1, 4, 16} and set(table["estimator"]) == {"A", "B", "score", "score-baseline", "stl", "iw"}
     figure = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in figure["data"]] == ["A", "B", "iw", "1/L"]
@@ -248,17 +254,7 @@ def test_estimator_variance_page_computes_and_charts(app):
 def test_estimator_variance_page_shows_the_k_tradeoff(app):
     """The k trade-off of the chosen model: the SNRs of the decoder's and the encoder's gradients (IWAE and DReG)
     against K with √K and 1/√K lines, the bound against K, and the two sentences that say what they show."""
-    app.switch_page("app_pages/estimator_variance.py").run()
-    app.selectbox(key="model").set_value("untrained digits (J = 2)")
-    app.number_input(key="iw_R").set_value(8)
-    app.text_input(key="iw_K").set_value("1 4 16")
-    app.button(key="compute_tradeoff").click().run()
-    deadline = time.monotonic() + PATIENCE  # the measurement runs in a process of its own
-    while not app.dataframe and time.monotonic() < deadline:
-        time.sleep(0.5)
-        app.run()
-    assert not app.exception and not app.error
-    table = app.dataframe[0].value
+    table = measure_on_the_variance_page(app, "iw_R", "iw_K", "compute_tradeoff")
     assert set(table["K"]) == {1, 4, 16} and set(table["estimator"]) == {"iwae", "dreg"}
     snr, bound = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
     assert [t["name"] for t in snr["data"]] == ["decoder θ (IWAE and DReG alike)", "encoder φ, IWAE",
