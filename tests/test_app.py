@@ -160,6 +160,19 @@ def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     assert labels == ["Metrics (CSV)", "Model (safetensors)"]
 
 
+def test_runs_page_shows_a_run_with_no_metrics_yet(app, tmp_path):
+    """A run that has written its config and status but no metrics (opened within a second of Start, or a stopped
+    sweep's trial): the page says so where the chart would be, and offers everything below it."""
+    run = tmp_path / "runs" / "fresh"
+    run.mkdir(parents=True)
+    runs.write_json(run / runs.CONFIG, {"train_config": TrainConfig(dataset="digits").to_dict(), "lr": 0.02})
+    runs.write_json(run / runs.STATUS, {"state": "stopped", "samples_evaluated": 0, "total_samples": 1000})
+    app.switch_page("app_pages/runs.py").run()
+    assert not app.exception
+    assert "No curve yet" in app.info[0].value and not app.get("plotly_chart")
+    assert app.selectbox(key="run").value == "fresh" and app.button(key="continue")
+
+
 def test_runs_page_continues_a_finished_run_to_a_larger_budget(app, tmp_path):
     Trainer.from_config(TrainConfig(dataset="digits", samples=3000, lr=0.02), runs_dir=tmp_path / "runs").run()
     app.switch_page("app_pages/runs.py").run()
@@ -440,7 +453,7 @@ def test_paper_page_draws_a_sweep_of_three_seeds(app, tmp_path):
             write_finished_run(sweep_dir / f"frey-J2-{algorithm}-seed{seed}",
                                TrainConfig(dataset="frey", latent_dim=2, algorithm=algorithm, samples=10**6, seed=seed),
                                train)
-    app.switch_page("pages/paper.py").run()
+    app.switch_page("app_pages/paper.py").run()
     assert not app.exception and not app.error
     figure = app.get("plotly_chart")[0].proto.spec
     assert figure.count('"name":"aevb (train)"') == 3 and figure.count("(seed 2)") == 4  # train and test, each algorithm

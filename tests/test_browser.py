@@ -93,6 +93,7 @@ def page(server, chromium):
     return page
 
 
+@pytest.mark.slow
 def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     from playwright.sync_api import expect
 
@@ -133,6 +134,7 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     assert "Traceback" not in log and "ScriptRunContext" not in log, log
 
 
+@pytest.mark.slow
 def test_morph_pad_follows_the_pointer_while_dragging(page):
     from playwright.sync_api import expect
 
@@ -158,6 +160,7 @@ def test_morph_pad_follows_the_pointer_while_dragging(page):
     assert change > 0.1  # the face changed while the button was still down
 
 
+@pytest.mark.slow
 def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromium, tmp_path):
     """The Train page's charts, served over HTTP as Streamlit serves them and fed as the app feeds them (a feed file
     they fetch on their own): the first rows draw the charts, later ones are appended (extendTraces, no new draw),
@@ -240,6 +243,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     httpd.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_page_in_light_and_dark_at_1400_and_800_px(server, chromium, scheme):
     """Each page, as a new user opens it, in the system's light or dark scheme (Streamlit follows it) and at two

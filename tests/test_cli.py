@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import PATIENCE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +17,7 @@ def cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     trained = cli("train", "--dataset", "frey", "--latent-dim", "2", "--samples", "3e4", "--lr", "0.02",
@@ -62,6 +64,7 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
     assert missing.returncode == 2 and "holds no model.safetensors" in missing.stderr
 
 
+@pytest.mark.slow
 def test_variance_command_on_an_untrained_model(data_dir):
     measured = cli("variance", "--untrained", "--dataset", "digits", "--L", "1", "4", "--repeats", "8",
                    "--batch-size", "5", "--estimators", "A", "B", "score", "--json")
@@ -115,6 +118,7 @@ def test_ctrl_c_stops_after_the_step_and_saves_where_the_run_stands(tmp_path):
     assert runs.read_json(run_dir / runs.STATUS)["state"] == "stopped"
 
 
+@pytest.mark.slow
 def test_evaluate_binarized_scores_binary_images(tmp_path):
     run_dir = tmp_path / "run"
     assert cli("train", "--dataset", "digits", "--samples", "3000", "--lr", "0.02", "--run-dir", str(run_dir)).returncode == 0

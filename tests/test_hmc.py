@@ -72,6 +72,7 @@ def test_kde_is_scipys_gaussian_kde_and_approaches_the_density_it_was_fitted_to(
 
 @pytest.mark.parametrize("samples, mean_bias, per_point, start", [(2000, 0.02, 0.05, "encoder"), (50, 0.5, 3.0, "encoder"),
                                                                  (2000, 0.02, 0.05, "modes")])
+@pytest.mark.slow
 def test_the_appendix_d_estimator_recovers_the_exact_log_px(linear_gaussian, samples, mean_bias, per_point, start):
     """Exact on average with many samples, and each point within three of its stated errors (the worst points of
     2000 samples are off by about 0.3 nats, where the stated error is 0.27 to 0.31); at the paper's 50 it reads a
@@ -90,6 +91,7 @@ def test_the_estimator_is_for_few_latent_dimensions():
         MarginalConfig().validate(5)
 
 
+@pytest.mark.slow
 def test_the_appendix_d_estimator_agrees_with_the_importance_weighted_bound_on_a_trained_model(tmp_path, data_dir):
     """On an MNIST VAE with J = 3 trained for 10^5 samples, whose ELBO lies 2.6 nats below log p(x), Appendix D's
     estimate with many posterior samples and the IW bound at K = 20,000 agree on average within a few hundredths of a

@@ -76,6 +76,7 @@ def test_the_summary_of_a_restored_sweep_stopped_again_lists_every_trial(tmp_pat
     assert rows[1]["run_dir"] == str((tmp_path / "s" / "J3").resolve()) and rows[1]["samples_evaluated"] == 0
 
 
+@pytest.mark.slow
 def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
     """2 settings x 2 seeds on digits, and a trial whose setting cannot train, which fails with its message while the
     others finish; the runs are ordinary run folders, grouped under the sweep."""
@@ -98,6 +99,7 @@ def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
     assert "latent_dim must be a whole number of at least 1" in trials["J0"]["message"]
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_its_trials_on_both_nodes_of_a_cluster(tmp_path):
     """A simulated two-node cluster on this machine (ray.cluster_utils.Cluster), the sweep given its address."""
     from ray.cluster_utils import Cluster
@@ -115,6 +117,7 @@ def test_a_sweep_runs_its_trials_on_both_nodes_of_a_cluster(tmp_path):
         cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_gpus_per_trial_send_the_trial_to_cuda(tmp_path):
     """A cluster whose node declares a GPU: a trial given half of it trains with device "cuda". Where PyTorch sees no
     GPU (this machine, CI) the trial fails with the device's message, which says the device reached it."""
@@ -133,6 +136,7 @@ def test_gpus_per_trial_send_the_trial_to_cuda(tmp_path):
         assert trial["status"] == "failed" and "device 'cuda' was asked for" in trial["message"], trial
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_losing_no_finished_trial_and_repeating_none(tmp_path):
     args = [*TINY, "--seed", "0", "1", "2", "--samples", "30000", "--sweep-dir", str(tmp_path / "s"),
             "--max-concurrent", "1", "--json"]

@@ -19,6 +19,7 @@ def digits_config(**kw):
     return TrainConfig(**{"dataset": "digits", "samples": 20_000, "lr": 0.02, "hidden": (50,), **kw})
 
 
+@pytest.mark.slow
 def test_short_frey_run_raises_the_test_bound(data_dir, tmp_path):
     trainer = Trainer.from_config(TrainConfig(dataset="frey", samples=100_000, lr=0.02, data_dir=str(data_dir)), tmp_path / "run")
     last = trainer.run()
@@ -79,6 +80,7 @@ def test_thread_count_leaves_the_run_unchanged(tmp_path, name, J, L):
     assert torch.equal(finals[0], finals[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam", "sgd"])
 def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, optimizer):
     whole = Trainer.from_config(digits_config(optimizer=optimizer, binarize=True), tmp_path / "whole")
@@ -189,6 +191,7 @@ def test_time_left_reads_in_hours_minutes_and_seconds(seconds, shown):
     assert format_duration(seconds) == shown
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_timed_checkpoint_as_if_never_killed(tmp_path):
     """Evaluations thin out on a log scale, so checkpoints also come every `checkpoint_seconds` of training: a
     process killed between evaluations loses at most that much, and its continuation is the uninterrupted run."""
@@ -217,6 +220,7 @@ def test_continuing_to_a_budget_not_above_the_checkpoint_is_refused(tmp_path):
         Trainer.resume_from(tmp_path / "run", samples=5_000)
 
 
+@pytest.mark.slow
 def test_a_timed_checkpoint_never_saves_non_finite_parameters(tmp_path):
     trainer = Trainer.from_config(digits_config(samples=10**6, checkpoint_seconds=1e-9), tmp_path / "run")  # one after each step
     step = trainer.train_step
@@ -234,6 +238,7 @@ def test_a_timed_checkpoint_never_saves_non_finite_parameters(tmp_path):
     assert torch.isfinite(Trainer.resume_from(tmp_path / "run").params.flat).all()
 
 
+@pytest.mark.slow
 def test_the_autograd_step_trains_to_the_fast_steps_bound(tmp_path):
     """`--step autograd` is the same algorithm as the fast step: the same run, to within 1% of its test bound."""
     bounds = {}
@@ -248,6 +253,7 @@ def test_the_autograd_step_trains_to_the_fast_steps_bound(tmp_path):
 @pytest.mark.parametrize("change, step", [({}, "fast"), ({"activation": "relu"}, "fast"),
                                           ({"activation": "softplus", "init": "default"}, "fast"),
                                           ({"hidden": (40, 30)}, "fast"), ({"algorithm": "full-vb"}, "autograd")])
+@pytest.mark.slow
 def test_auto_step_takes_the_fast_step_only_for_the_papers_network(tmp_path, change, step):
     trainer = Trainer.from_config(digits_config(**change), tmp_path / "run")
     assert trainer.algorithm.step == step
@@ -259,6 +265,7 @@ def test_asking_for_the_fast_step_where_it_does_not_apply_is_refused():
         digits_config(step="fast", algorithm="full-vb").validate()
 
 
+@pytest.mark.slow
 def test_a_short_frey_run_of_wake_sleep_raises_the_bound(data_dir, tmp_path):
     trainer = Trainer.from_config(TrainConfig(dataset="frey", algorithm="wake-sleep", samples=100_000, lr=0.02,
                                               data_dir=str(data_dir)), tmp_path / "run")
@@ -269,6 +276,7 @@ def test_a_short_frey_run_of_wake_sleep_raises_the_bound(data_dir, tmp_path):
     assert json.loads((tmp_path / "run" / runs.CONFIG).read_text())["algorithm"] == "wake-sleep"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["aevb", "wake-sleep"])
 def test_stop_then_resume_equals_an_uninterrupted_run_for_each_algorithm(tmp_path, algorithm):
     whole = Trainer.from_config(digits_config(algorithm=algorithm), tmp_path / "whole")
@@ -289,6 +297,7 @@ def test_evaluations_land_on_the_papers_budgets(tmp_path):
     assert {100_000, 300_000, 1_000_000} <= set(samples) and len(samples) == 18
 
 
+@pytest.mark.slow
 def test_mcem_raises_the_marginal_likelihood_and_resumes_exactly(tmp_path):
     """Appendix E on digits: persistent chains, an HMC E-step, 5 updates of θ a minibatch; the chains are part of the
     checkpoint, so a stopped and resumed run equals an uninterrupted one."""

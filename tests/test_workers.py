@@ -17,6 +17,7 @@ def wait_until(condition, seconds=60):
     return False
 
 
+@pytest.mark.slow
 def test_pool_bounds_trainings_and_keeps_sessions_apart(tmp_path):
     pool = WorkerPool(max_workers=1)
     config = TrainConfig(dataset="digits", samples=10**9, lr=0.02)
@@ -107,6 +108,7 @@ def test_a_worker_reports_the_thread_count_it_trains_with(tmp_path):
     assert wait_until(lambda: not worker.active)
 
 
+@pytest.mark.slow
 def test_a_run_nobody_watches_is_followed_to_its_end(tmp_path):
     """No page reads the run, yet its rows, last snapshot and state keep up, and its slot frees when it ends."""
     pool = WorkerPool(max_workers=1)

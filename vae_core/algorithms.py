@@ -38,7 +38,7 @@ STEPS = ("fast", "autograd")  # the implementations an algorithm's gradient can 
 
 class Minibatch(NamedTuple):
     x: torch.Tensor  # (M, D)
-    index: torch.Tensor  # (M,) rows of the training set
+    rows: torch.Tensor  # (M,) which rows of the training set
 
 
 class Algorithm:
@@ -238,12 +238,12 @@ class MonteCarloEM(Algorithm):
         from .hmc import Sampler, log_joint
 
         sampler = Sampler(leapfrog_steps=10, step_size=float(self.hmc_step), target=0.9)  # Appendix E
-        z, _, _ = sampler.transition(log_joint(self.model, batch.x), self.chains[batch.index][None], generator)
-        self.chains[batch.index] = z[0].detach()
+        z, _, _ = sampler.transition(log_joint(self.model, batch.x), self.chains[batch.rows][None], generator)
+        self.chains[batch.rows] = z[0].detach()
         self.hmc_step.fill_(sampler.step_size)
 
     def autograd_gradient(self, batch, noise, grads, with_values):
-        z = self.chains[batch.index]  # (M, J), the E-step's samples
+        z = self.chains[batch.rows]  # (M, J), the E-step's samples
         with torch.enable_grad():
             log_px = self.model.decoder(z).log_prob(batch.x)  # (M,)
             autograd_into(self.model, -log_px.mean(), grads)  # log p(z) has no θ
@@ -271,7 +271,7 @@ class DecoderPosterior(nn.Module):
 
     def kl(self) -> torch.Tensor:
         """KL(q(θ) || p(θ)) with p(θ) = N(0, I), in closed form (Appendix B's formula, over the parameters)."""
-        total = 0.0
+        total = torch.zeros(())
         for name, mu in self.decoder.named_parameters():
             lv = self.decoder_logvar[name.replace(".", "_")]
             total = total + 0.5 * (lv.exp() + mu.square() - 1 - lv).sum()

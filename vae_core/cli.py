@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from . import data as data_module
 from . import paper, runs
 from .algorithms import ALGORITHMS
-from .config import TrainConfig, flag, settings
+from .config import TrainConfig, flag, parse_hidden, settings
 from .evaluation import active_units, dataset_iw_bound, dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
 from .formatting import format_duration
@@ -103,7 +104,7 @@ def _emit(result: dict, as_json: bool) -> None:
 def _config_from(args) -> TrainConfig:
     given = {name: getattr(args, name) for name in settings() if hasattr(args, name)}
     if "hidden" in given:
-        given["hidden"] = settings()["hidden"].parse(given["hidden"])
+        given["hidden"] = parse_hidden(given["hidden"])
     return TrainConfig(**given)
 
 
@@ -355,9 +356,9 @@ def add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     for name, s in settings().items():
         default = getattr(defaults, name)
         parse = _parse_switch if isinstance(default, bool) else (s.parse or (type(default) if isinstance(default, (int, float)) else str))
-        kwargs = {"choices": s.choices} if s.choices else {}
+        kwargs: dict[str, Any] = {"choices": s.choices} if s.choices else {}
         if name == "hidden":  # each value is a whole network: "500" or "200,200"
-            parse = lambda text: settings()["hidden"].parse(text.replace(",", " "))
+            parse = lambda text: parse_hidden(text.replace(",", " "))
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+", type=_argument_type(parse),
                             metavar=s.metavar or "V", help=f"{s.help} (one or more values)", **kwargs)
 
@@ -368,7 +369,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     for name, s in settings().items():
         default = getattr(defaults, name)
-        kw = {"dest": name, "default": argparse.SUPPRESS, "help": f"{s.help} (default: {default})"}
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f"{s.help} (default: {default})"}
         if isinstance(default, bool):
             kw["action"] = "store_false" if default else "store_true"
         else:

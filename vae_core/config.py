@@ -331,7 +331,7 @@ class TrainConfig:
         network = self.model_config()
         D, N, J = network.data_dim, self.train_size or self.spec.train_size, self.latent_dim
         per_row = sum(network.hidden) * 2 + network.decoder_outputs + 3 * J  # one sample's activations, both networks
-        draws = self.samples_per_point * (self.iw_k if _whole(self.iw_k) else 1)  # samples of z per datapoint a step
+        draws = self.samples_per_point * (self.iw_k if isinstance(self.iw_k, int) else 1)  # z per datapoint a step
         activations = 3 * draws * self.batch_size * per_row + 3 * 1000 * per_row  # step; evaluation
         return 4 * (6 * network.parameter_count() + activations + 2 * N * D)
 

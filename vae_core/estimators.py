@@ -23,6 +23,9 @@ class ModelView:
         self.encoder, self.decoder, self.prior = model.encoder, decoder, model.prior
 
 
+Model = VAE | ModelView  # what the estimators take
+
+
 def standard_normal_noise(L: int, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """ε ~ p(ε) = N(0, I), shape (L, *like.shape)."""
     return torch.randn((L, *like.shape), generator=generator, dtype=like.dtype, device=like.device)
@@ -39,14 +42,14 @@ def kl_to_standard_normal(posterior: DiagonalGaussian) -> torch.Tensor:
     return -0.5 * (1 + z_logvar - z_mean.square() - z_logvar.exp()).sum(-1)  # (M,)  Appendix B
 
 
-def _posterior_samples(model: VAE, x, L, eps, generator):
+def _posterior_samples(model: Model, x, L, eps, generator):
     posterior = model.encoder(x)  # q_φ(z|x), (M, J)
     if eps is None:
         eps = standard_normal_noise(L, posterior.mean, generator)
     return posterior, reparameterize(posterior, eps)  # z: (L, M, J)
 
 
-def log_weight(model: VAE, x: torch.Tensor, z: torch.Tensor, posterior: DiagonalGaussian) -> torch.Tensor:
+def log_weight(model: Model, x: torch.Tensor, z: torch.Tensor, posterior: DiagonalGaussian) -> torch.Tensor:
     """log p_θ(x, z) - log q_φ(z|x) = log p_θ(x|z) + log p(z) - log q_φ(z|x) for z (L, M, J): (L, M).
 
     The summand of estimator A (eq. 6) and the log importance weight of the IW bound; `posterior` may be a
@@ -54,14 +57,14 @@ def log_weight(model: VAE, x: torch.Tensor, z: torch.Tensor, posterior: Diagonal
     return model.decoder(z).log_prob(x) + model.prior(z).log_prob(z) - posterior.log_prob(z)  # (L, M)
 
 
-def estimator_a(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
+def estimator_a(model: Model, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """SGVB estimator A (eq. 6): (1/L) Σ_l [log p_θ(x, z^(l)) - log q_φ(z^(l)|x)], per datapoint (M,)."""
     posterior, z = _posterior_samples(model, x, L, eps, generator)  # z: (L, M, J)
     return log_weight(model, x, z, posterior).mean(0)  # (M,)  eq. 6
 
 
-def estimator_b_terms(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
+def estimator_b_terms(model: Model, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two terms of estimator B (eq. 7): the reconstruction (1/L) Σ_l log p_θ(x|z^(l)) and the
     analytic KL(q_φ(z|x) || p(z)), each per datapoint (M,)."""
@@ -70,7 +73,7 @@ def estimator_b_terms(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor
     return reconstruction, kl_to_standard_normal(posterior)  # (M,), (M,)
 
 
-def estimator_b(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
+def estimator_b(model: Model, x: torch.Tensor, L: int = 1, eps: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """SGVB estimator B (eq. 7, eq. 10 for the Gaussian encoder): -KL(q||p) + (1/L) Σ_l log p_θ(x|z^(l))."""
     reconstruction, kl = estimator_b_terms(model, x, L, eps, generator)
@@ -80,7 +83,7 @@ def estimator_b(model: VAE, x: torch.Tensor, L: int = 1, eps: torch.Tensor | Non
 ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {"A": estimator_a, "B": estimator_b}
 
 
-def estimator_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
+def estimator_terms(model: Model, x: torch.Tensor, eps: torch.Tensor, estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The reconstruction (1/L) Σ_l log p_θ(x|z^(l)) and the KL part of `estimator`, per datapoint (M,): B's
     analytic KL (eq. 7), or for A the Monte Carlo estimate (1/L) Σ_l [log q_φ(z^(l)|x) - log p(z^(l))] (eq. 6)."""
     reconstruction, kl = estimator_b_terms(model, x, eps=eps)
@@ -95,7 +98,7 @@ def minibatch_lower_bound(per_datapoint: torch.Tensor, N: int) -> torch.Tensor:
     return N / M * per_datapoint.sum()  # eq. 8
 
 
-def importance_weighted_bound(model: VAE, x: torch.Tensor, K: int, eps: torch.Tensor | None = None,
+def importance_weighted_bound(model: Model, x: torch.Tensor, K: int, eps: torch.Tensor | None = None,
                               generator: torch.Generator | None = None, max_elements: int = 2**24) -> torch.Tensor:
     """The importance-weighted bound (Burda et al. 2015): log (1/K) Σ_k p_θ(x, z_k) / q_φ(z_k|x), per datapoint (M,).
 
@@ -112,6 +115,7 @@ def importance_weighted_bound(model: VAE, x: torch.Tensor, K: int, eps: torch.Te
         z = reparameterize(posterior, e)  # (k, M, J)
         part = torch.logsumexp(log_weight(model, x, z, posterior), 0)  # (M,)
         running = part if running is None else torch.logaddexp(running, part)
+    assert running is not None  # K >= 1
     return running - math.log(K)  # (M,)
 
 

@@ -184,7 +184,9 @@ def lower_bound_gradient(model: VAE, x: torch.Tensor, eps: torch.Tensor, estimat
     z = torch.addcmul(z_mean, z_std, eps).view(L * M, J)  # eq. 4: z = μ + σ ⊙ ε, (L·M, J)
     gs, out = decoder_forward(model.decoder, z, act)
     d_out, log_px_sum = output_gradient(model.config.likelihood, out, x, L, per_sample)
-    d_z = decoder_backward(model.decoder, d_out, gs, grads, activation=act).view(L, M, J)  # (L, M, J)
+    d_z = decoder_backward(model.decoder, d_out, gs, grads, activation=act)
+    assert d_z is not None  # with_z
+    d_z = d_z.view(L, M, J)  # (L, M, J)
     z = z.view(L, M, J)
     if estimator == "A":
         d_z.add_(z, alpha=per_sample)  # eq. 6 term -log p(z) = ½‖z‖² + c

@@ -70,6 +70,7 @@ class Sampler:
 
     def _tune(self, accept: torch.Tensor) -> None:
         if self.per_chain:
+            assert torch.is_tensor(self.step_size)  # made per chain by the first transition
             self.step_size = self.step_size * torch.exp(accept.to(self.step_size.dtype)[..., None] - self.target)
         else:
             factor = min(1.25, 1.02 ** min(100, accept.numel()))

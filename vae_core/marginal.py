@@ -161,8 +161,8 @@ def marginal_log_likelihood(model, x: torch.Tensor, config: MarginalConfig = Mar
             inverses.append(torch.logsumexp(log_ratio, 1) - math.log(n))  # log of Appendix D's 1/p(x)
             var = log_ratio.var(1)
             variances.append(var / n + var.square() / (n - 1))  # the authors' normal approximation
-        inverses = torch.stack(inverses)  # (2, M)
-        estimates.append((-(torch.logsumexp(inverses, 0) - math.log(2))).to(part.dtype))  # Appendix D, both ways
-        spread = (inverses[0] - inverses[1]).square() / 4
+        both = torch.stack(inverses)  # (2, M)
+        estimates.append((-(torch.logsumexp(both, 0) - math.log(2))).to(part.dtype))  # Appendix D, both ways
+        spread = (both[0] - both[1]).square() / 4
         errors.append(torch.sqrt((variances[0] + variances[1]) / 4 + spread).to(part.dtype))
     return torch.cat(estimates), torch.cat(errors)

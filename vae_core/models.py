@@ -7,8 +7,9 @@ is the default; other activations, initialisations and several hidden layers are
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .data import DatasetSpec
 
 _LOG_2PI = math.log(2 * math.pi)
-ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "softplus": F.softplus}
+ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {"tanh": torch.tanh, "relu": F.relu, "softplus": F.softplus}
 INITIALISATIONS = ("paper", "default")  # paper: N(0, 0.01²) (Section 5); default: PyTorch's nn.Linear initialisation
 
 
@@ -109,19 +110,25 @@ def _layer_sizes(inputs: int, hidden: tuple[int, ...], outputs: int) -> list[int
 
 class MLP(nn.Module):
     """Hidden layers `hidden.0`, `hidden.1`, ... each followed by the activation, then the linear layer `out`."""
+    hidden: list[nn.Linear]  # an nn.ModuleList of them
+    out: nn.Linear
+    outputs_per_pixel: int = 0  # a decoder's: the parameters of p(x|z) for each pixel
 
     def __init__(self, inputs: int, hidden: tuple[int, ...], outputs: int, activation: str):
         super().__init__()
         sizes = _layer_sizes(inputs, hidden, outputs)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-2], sizes[1:-1]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-2], sizes[1:-1]))  # type: ignore[assignment]
         # The output layer stacks the distribution's parameters ([μ, log σ²]) in one matrix: one GEMM, not two.
         self.out = nn.Linear(sizes[-2], sizes[-1])
         self.activation = ACTIVATIONS[activation]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The output layer's values: the stacked parameters of the distribution the subclass returns."""
         for layer in self.hidden:
             x = self.activation(layer(x))
         return self.out(x)
+
+    forward = outputs
 
 
 class GaussianMLPEncoder(MLP):
@@ -130,8 +137,8 @@ class GaussianMLPEncoder(MLP):
     def __init__(self, data_dim: int, hidden: tuple[int, ...], latent_dim: int, activation: str = "tanh"):
         super().__init__(data_dim, hidden, 2 * latent_dim, activation)
 
-    def forward(self, x: torch.Tensor) -> DiagonalGaussian:  # x: (..., D)
-        z_mean, z_logvar = super().forward(x).chunk(2, dim=-1)  # (..., J) each
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:  # type: ignore[override]  # x: (..., D)
+        z_mean, z_logvar = self.outputs(x).chunk(2, dim=-1)  # (..., J) each
         return DiagonalGaussian(z_mean, z_logvar)
 
 
@@ -139,16 +146,18 @@ class BernoulliMLPDecoder(MLP):
     """p_θ(x|z) = Bernoulli(y), y = sigmoid(W2 tanh(W1 z + b1) + b2) (Appendix C.1)."""
     outputs_per_pixel = 1  # its logit
 
-    def forward(self, z: torch.Tensor) -> BernoulliImage:  # z: (..., J)
-        return BernoulliImage(super().forward(z))  # logits (..., D)
+    def forward(self, z: torch.Tensor) -> BernoulliImage:  # type: ignore[override]  # z: (..., J)
+        return BernoulliImage(self.outputs(z))  # logits (..., D)
 
 
 class GaussianMLPDecoder(MLP):
-    """p_θ(x|z) = N(μ, σ²I) with μ = sigmoid(W4 h + b4) kept in (0, 1) for Frey Face pixels (Appendix C.2)."""
+    """p_θ(x|z) = N(μ, σ²I) with h = tanh(W3 z + b3) and log σ² = W5 h + b5 as in Appendix C.2, but the mean is
+    μ = sigmoid(W4 h + b4), which keeps it in (0, 1) like Frey Face's pixels: Appendix C.2 writes μ = W4 h + b4; the
+    sigmoid is the authors' code's `sigmoidgaussian` decoder (dpkingma/anglepy), beside its plain `gaussian`."""
     outputs_per_pixel = 2  # its mean's logit and its log-variance
 
-    def forward(self, z: torch.Tensor) -> DiagonalGaussian:
-        mean_logits, x_logvar = super().forward(z).chunk(2, dim=-1)  # (..., D) each
+    def forward(self, z: torch.Tensor) -> DiagonalGaussian:  # type: ignore[override]
+        mean_logits, x_logvar = self.outputs(z).chunk(2, dim=-1)  # (..., D) each
         return DiagonalGaussian(torch.sigmoid(mean_logits), x_logvar)
 
 
@@ -210,7 +219,10 @@ class VAE(nn.Module):
 _LEGACY_NAMES = {".to_hidden.": ".hidden.0.", ".to_z_params.": ".out.", ".to_x_params.": ".out."}
 
 
-def upgrade_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+T = TypeVar("T")  # a state dict's values: tensors, or their shapes
+
+
+def upgrade_state_dict(tensors: dict[str, T]) -> dict[str, T]:
     """Parameter names of model files written before several hidden layers existed, renamed to today's."""
     def rename(name: str) -> str:
         for old, new in _LEGACY_NAMES.items():

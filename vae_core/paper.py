@@ -134,7 +134,7 @@ class Figure:
 
     def describe(self, curve: Curve) -> str:
         """A curve's variant as the figure says it ("log σ²₀ = -6"); empty for a curve of no variant."""
-        return "" if curve.variant is None else self.variant.label.format(curve.variant)
+        return "" if curve.variant is None or self.variant is None else self.variant.label.format(curve.variant)
 
 
 FIGURE_2 = Figure(
@@ -277,7 +277,7 @@ def _samples(curves: list[Curve], values: list[int], unit: str = "") -> str:
 def _better(figure: Figure, claim: Claim, first: list[Curve], second: list[Curve]) -> list[Verdict]:
     """A "better" claim, one verdict per variant of `first`, the evidence in the figure's order of algorithms."""
     verdicts = []
-    for variant in sorted({c.variant for c in first}):
+    for variant in sorted({c.variant for c in first}, key=lambda v: (v is not None, v or 0.0)):
         mine = [c for c in first if c.variant == variant]
         budget, (f, s) = _means_at_shared_budget([mine, second])
         compared = sorted([(claim.first, f, len(mine)), (claim.second, s, len(second))],
@@ -301,13 +301,15 @@ def _faster(figure: Figure, claim: Claim, first: list[Curve], second: list[Curve
     what = (f"{other}'s best training {MEASURES[figure.measure][1]} {target:.2f}"
             + (" (the lowest of its seeds' bests)" if len(second) > 1 else ""))
     short = [c for c, at in zip(first, first_at) if at is None]
+    reached = [at for at in second_at if at is not None]  # all of them: each reached its own best, or above
     if not short:
-        return [Verdict(claim.says(), bool(np.mean(first_at) < np.mean(second_at)), f"{what} was reached by {name} at "
-                        f"{_samples(first, first_at, ' samples')}, by {other} at {_samples(second, second_at)}")]
+        first_reached = [at for at in first_at if at is not None]
+        return [Verdict(claim.says(), bool(np.mean(first_reached) < np.mean(reached)), f"{what} was reached by {name} "
+                        f"at {_samples(first, first_reached, ' samples')}, by {other} at {_samples(second, reached)}")]
     soonest = [c.samples[-1] if at is None else at for c, at in zip(first, first_at)]
-    slower = bool(np.mean(soonest) >= np.mean(second_at))  # even were each short seed there just after its end
+    slower = bool(np.mean(soonest) >= np.mean(reached))  # even were each short seed there just after its end
     return [Verdict(claim.says(), False if slower else None, f"{what} was reached by {other} at "
-                    f"{_samples(second, second_at, ' samples')}; " + "; ".join(
+                    f"{_samples(second, reached, ' samples')}; " + "; ".join(
                         f"{name}'s seed {c.seed} has not reached it by {c.samples[-1]:,}, where its curve ends"
                         for c in short) + ("" if slower else " (undecided until then)"))]
 
@@ -347,7 +349,7 @@ def claims(figure: Figure, panels: dict[Panel, list[Curve]]) -> dict[str, list[V
     return verdicts
 
 
-def wall_seconds(record: RunRecord) -> float | None:
+def training_seconds(record: RunRecord) -> float | None:
     """The run's training time in seconds across all its continuations: its checkpoint's `seconds`, which each
     continuation carries on from (the lock's `since`, which each new holder rewrites, would count only the last
     one). Wall-clock time of the training steps; evaluations, the step-size trial, pauses and stops excluded."""
@@ -372,13 +374,13 @@ def _rows(figure: Figure, curves: list[Curve]) -> list[tuple[str, list[Curve], s
 
 def report(records: list[RunRecord], figure: Figure) -> str:
     """A figure's numbers as a Markdown table: each configuration and algorithm, the train and test values at the
-    paper's budgets (the mean over seeds; blank where a seed has not reached the budget), the seeds and the wall time;
+    paper's budgets (the mean over seeds; blank where a seed has not reached the budget), the seeds and the training time;
     then the claims as the runs measure them."""
     by_path = {str(r.path): r for r in records}
     panels = curves(figure, records)
     names = {10**5: "10^5", 3 * 10**5: "3·10^5", 10**6: "10^6", 10**7: "10^7"}
     head = " | ".join(f"{names[b]} train | {names[b]} test" for b in BUDGETS)
-    lines = [f"| configuration | algorithm | {head} | seeds | wall time per run |",
+    lines = [f"| configuration | algorithm | {head} | seeds | training time per run |",
              "|---|---|" + "---|" * (2 * len(BUDGETS)) + "---|---|"]
     for panel, panel_curves in panels.items():
         for algorithm, mine, iw in _rows(figure, panel_curves):
@@ -386,8 +388,9 @@ def report(records: list[RunRecord], figure: Figure) -> str:
             for budget in BUDGETS:
                 for which in (f"{iw}train", f"{iw}test"):
                     values = [c.at(budget, which) for c in mine]  # every seed counts: blank until each is there
-                    cells.append(f"{np.mean(values):.2f}" if mine and None not in values else "")
-            walls = [w for c in mine if by_path[c.path].state == "finished" and (w := wall_seconds(by_path[c.path])) is not None]
+                    known = [v for v in values if v is not None]
+                    cells.append(f"{np.mean(known):.2f}" if mine and len(known) == len(values) else "")
+            walls = [w for c in mine if by_path[c.path].state == "finished" and (w := training_seconds(by_path[c.path])) is not None]
             wall = format_duration(float(np.mean(walls))) if walls else ""
             lines.append(f"| {panel.label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
     lines += ["", (f"Values: the {MEASURES[figure.measure][0]} per datapoint in nats, interpolated on the log axis "

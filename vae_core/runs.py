@@ -116,7 +116,7 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
     path = Path(path)
     if not path.exists():
         return [], None
-    rows = []
+    rows: list[dict] = []
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -289,15 +289,14 @@ def claimed_new_run(run_dir: str | os.PathLike | None, runs_dir: str | os.PathLi
     that builds what trains it; if the block fails, the lock is released and the folder left as it was (one this
     call made is removed)."""
     created = run_dir is None or not Path(run_dir).exists()
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(runs_dir, label)
-    lock = claim_new_run(run_dir, by)
+    lock = claim_new_run(new_run_dir(runs_dir, label) if run_dir is None else run_dir, by)  # "" is refused there
     try:
         yield lock
     except BaseException:
         lock.release()
-        (run_dir / LOCK).unlink(missing_ok=True)
-        if created and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # the folder this call made, empty again
+        (lock.run_dir / LOCK).unlink(missing_ok=True)
+        if created and not any(lock.run_dir.iterdir()):
+            lock.run_dir.rmdir()  # the folder this call made, empty again
         raise
 
 
@@ -488,6 +487,7 @@ def checked_progress(progress, train_config: dict) -> dict:
     if not all(isinstance(v, int) and v >= 0 for v in (step, samples)) or not isinstance(seconds, (int, float)) \
             or not math.isfinite(seconds) or seconds < 0:
         raise RunError(f"{CHECKPOINT} has malformed progress {progress}")
+    assert isinstance(step, int) and isinstance(samples, int)  # checked just above
     if isinstance(M, int) and samples != step * M:
         raise RunError(f"{CHECKPOINT} claims {samples:,} samples in {step:,} steps of M = {M}")
     if isinstance(budget, int) and isinstance(M, int) and step > math.ceil(budget / M):

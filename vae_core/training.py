@@ -66,6 +66,11 @@ class TrainingFailed(Exception):
     """Training cannot go on (a non-finite bound, parameter or evaluation); the message says what happened."""
 
 
+def _values(values: StepValues | None) -> StepValues:
+    assert values is not None  # asked for with_values
+    return values
+
+
 def step_size_trial(trainer: Trainer) -> Generator[TrainEvent, None, tuple[float, dict[str, float]]]:
     """Section 5: each candidate step size trains `trial_steps` steps from the same fresh start, and the one whose
     minibatch bounds over the second half of its steps are best is chosen; returns it with every candidate's
@@ -73,11 +78,11 @@ def step_size_trial(trainer: Trainer) -> Generator[TrainEvent, None, tuple[float
     found = {}
     for lr in STEP_SIZE_CANDIDATES[trainer.config.optimizer]:
         trainer.reset(lr)
-        bounds = [trainer.train_step(with_values=True).lower_bound for _ in range(trainer.config.trial_steps)]
+        bounds = [_values(trainer.train_step(with_values=True)).lower_bound for _ in range(trainer.config.trial_steps)]
         tail = bounds[len(bounds) // 2:]
         found[lr] = float(np.mean(tail)) if all(map(math.isfinite, tail)) else -math.inf
         yield trainer.emit(EventKind.TRIAL, lower_bound=found[lr], lr=lr, message=f"step size {lr}: mean bound {found[lr]:.2f}")
-    chosen = max(found, key=found.get)
+    chosen = max(found, key=lambda lr: found[lr])
     tried = ", ".join(f"{lr}: {score:.2f}" for lr, score in found.items())
     yield trainer.emit(EventKind.TRIAL, lr=chosen, message=f"step size {chosen} chosen (mean bound per step size: {tried})")
     trainer.reset(chosen)
@@ -200,6 +205,7 @@ class Trainer(Control):
                                         self.algorithm.state())
 
     def _restore(self, record: runs.RunRecord) -> None:
+        assert record.config is not None  # claimed_run_to_continue refuses a run without one
         self.lr, self.trial_scores = record.config["lr"], record.config.get("trial_scores", {})
         self.reset(self.lr)
         progress = checkpoint.restore(self.run_dir / runs.CHECKPOINT, self._training_state())
@@ -335,4 +341,5 @@ class Trainer(Control):
         for event in self.events():
             if callback is not None:
                 callback(event)
+        assert event is not None  # events() always ends with an event that says how
         return event

@@ -257,7 +257,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
-        values = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
+        values: dict[str, list[torch.Tensor]] = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
         for start in range(0, config.repeats, chunk):
             e_chunk = eps[start:start + chunk]  # (R_chunk, L, M, J)
             with torch.no_grad():
@@ -379,8 +379,8 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
         eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype)  # (R, K, M, J)
         chunk = max(1, config.max_elements // (K * len(x) * out_dim))
         total = {key: _Moments() for key in parts}
-        snrs = {key: [] for key in parts}  # each group's
-        values = []
+        snrs: dict[tuple[str, str], list[float]] = {key: [] for key in parts}  # each group's
+        values: list[torch.Tensor] = []
         bounds = np.linspace(0, config.repeats, groups + 1).round().astype(int)
         for first, last in zip(bounds, bounds[1:]):
             group = {key: _Moments() for key in parts}
