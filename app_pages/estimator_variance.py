@@ -48,16 +48,23 @@ def measuring(jobs):
         st.rerun()
 
 
-if session.VARIANCE in st.session_state:
-    names, settings = st.session_state[session.VARIANCE]
-    jobs = {name: views.measurement(sources[name], settings) for name in names if name in sources}
-    failed = {name: job.error for name, job in jobs.items() if job.error}
-    for name, error in failed.items():
-        st.error(f"Cannot compute {name}: {error}")
+def measured(request: str, tradeoff: bool = False) -> dict:
+    """The results of the page's request (the estimators against L, or the k trade-off), once every job is done;
+    progress, and an empty dict, while they run."""
+    names, settings = st.session_state[request]
+    jobs = {name: views.measurement(sources[name], settings, tradeoff) for name in names if name in sources}
+    for name, job in jobs.items():
+        if job.error:
+            st.error(f"Cannot compute {name}: {job.error}")
     if not all(job.done for job in jobs.values()):
-        measuring(jobs)
-        st.stop()
-    results = {name: job.result for name, job in jobs.items() if job.result is not None}
+        with st.container():  # a place of its own: each request's progress is a fragment of its own
+            measuring(jobs)
+        return {}
+    return {name: job.result for name, job in jobs.items() if job.result is not None}
+
+
+if session.VARIANCE in st.session_state:
+    results = measured(session.VARIANCE)
     if results:
         quantity = st.radio("Variance of", list(figures.VARIANCE_QUANTITIES), horizontal=True, key="quantity")
         st.plotly_chart(figures.variance_figure(results, quantity))
@@ -67,3 +74,32 @@ if session.VARIANCE in st.session_state:
         st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="estimator-variance.csv",
                            mime="text/csv")
         st.markdown(views.variance_summary(results))
+
+st.divider()
+st.subheader("The k trade-off: IWAE and DReG")
+st.caption("The importance-weighted bound L_K of the model above (Burda et al. 2016), and the signal-to-noise ratio "
+           "of its gradient as K grows: the decoder's, and the encoder's by the plain IWAE estimator and by DReG. R "
+           "replicates at each K on one fixed minibatch of M, as above.")
+with st.form("tradeoff_settings"):
+    a, b, c = st.columns(3)
+    iw_M = a.number_input("Minibatch M", value=10, step=1, key="iw_M", help=help_for("M"))
+    iw_R = b.number_input("Replicates R", value=100, step=10, key="iw_R",
+                          help="Independent draws of each gradient at each K: the SNRs are measured over them.")
+    iw_K = c.text_input("Values of K", value="1 10 100", key="iw_K", help=help_for("IWAE", "DReG") + "\n\nUp to "
+                        "10,000; K = 1000 takes minutes on a CPU for an MNIST model.")
+    go_tradeoff = st.form_submit_button("Compute the trade-off", key="compute_tradeoff")
+if go_tradeoff:
+    try:
+        st.session_state[session.IW_TRADEOFF] = ([first], views.variance_settings(iw_M, iw_R, iw_K, letter="K"))
+    except ValueError as e:
+        st.error(f"Cannot compute: {e}")
+if session.IW_TRADEOFF in st.session_state:
+    for name, result in measured(session.IW_TRADEOFF, tradeoff=True).items():
+        st.plotly_chart(figures.iw_tradeoff_figure(result), key="tradeoff_snr")
+        st.plotly_chart(figures.iw_bound_figure(result), key="tradeoff_bound")
+        st.caption(views.TRADEOFF_EXPLAINED)
+        st.caption(views.tradeoff_summary(result))
+        table = views.variance_table({name: result})
+        st.dataframe(table, hide_index=True, width="stretch", key="tradeoff_table")
+        st.download_button("Download the trade-off's CSV", table.to_csv(index=False).encode(),
+                           file_name="iw-tradeoff.csv", mime="text/csv", key="tradeoff_csv")

@@ -236,19 +236,25 @@ def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_da
     assert array_length(scatter["marker"]["color"]) == 10000  # coloured by label
 
 
-def test_estimator_variance_page_computes_and_charts(app):
+def measure_on_the_variance_page(app, replicates: str, values: str, compute: str):
+    """The untrained digits model measured from the Estimator variance page's form whose widgets' keys are given
+    (R, the values of L or K, the button); returns the first table, once the measurement's process has finished."""
     app.switch_page("app_pages/estimator_variance.py").run()
     assert not app.exception
     app.selectbox(key="model").set_value("untrained digits (J = 2)")
-    app.number_input(key="R").set_value(8)
-    app.text_input(key="L").set_value("1 4 16")
-    app.button(key="compute").click().run()
+    app.number_input(key=replicates).set_value(8)
+    app.text_input(key=values).set_value("1 4 16")
+    app.button(key=compute).click().run()
     deadline = time.monotonic() + PATIENCE  # the measurement runs in a process of its own
     while not app.dataframe and time.monotonic() < deadline:
         time.sleep(0.5)
         app.run()
     assert not app.exception and not app.error
-    table = app.dataframe[0].value
+    return app.dataframe[0].value
+
+
+def test_estimator_variance_page_computes_and_charts(app):
+    table = measure_on_the_variance_page(app, "R", "L", "compute")
     assert set(table["L"]) == {1, 4, 16} and set(table["estimator"]) == {"A", "B", "score", "score-baseline", "stl", "iw"}
     figure = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in figure["data"]] == ["A", "B", "iw", "1/L"]
@@ -256,6 +262,33 @@ def test_estimator_variance_page_computes_and_charts(app):
     assert "B/A variance" in app.markdown[-1].value
     labels = [b.proto.label for b in app.get("download_button")]
     assert labels == ["Download CSV"]
+
+
+def test_estimator_variance_page_shows_the_k_tradeoff(app):
+    """The k trade-off of the chosen model: the SNRs of the decoder's and the encoder's gradients (IWAE and DReG)
+    against K with √K and 1/√K lines, the bound against K, and the two sentences that say what they show."""
+    table = measure_on_the_variance_page(app, "iw_R", "iw_K", "compute_tradeoff")
+    assert set(table["K"]) == {1, 4, 16} and set(table["estimator"]) == {"iwae", "dreg"}
+    snr, bound = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert [t["name"] for t in snr["data"]] == ["decoder θ (IWAE and DReG alike)", "encoder φ, IWAE",
+                                                "encoder φ, DReG", "√K", "1/√K"]
+    assert snr["layout"]["xaxis"]["type"] == snr["layout"]["yaxis"]["type"] == "log"
+    assert [t["name"] for t in bound["data"]] == ["IW bound L_K"]
+    captions = texts(app)
+    assert "Rainforth et al. 2018" in captions and "Tucker et al. 2019" in captions and "Slopes of log SNR" in captions
+    app.text_input(key="iw_K").set_value("1 k")
+    app.button(key="compute_tradeoff").click().run()
+    assert "the values of K must be whole numbers" in app.error[0].value
+
+
+def test_the_train_form_offers_iwae_with_k(app):
+    app.switch_page("app_pages/train.py").run()
+    assert "iwae" in app.selectbox(key="train.algorithm").options
+    app.selectbox(key="train.dataset").set_value("digits")
+    app.selectbox(key="train.algorithm").set_value("iwae")
+    app.button(key="train.start").click().run()
+    assert "iwae needs iw_k" in texts(app)  # said under the K field, which is empty until K is given
+    assert app.text_input(key="train.iw_k").placeholder == "iwae only, e.g. 5"
 
 
 def test_estimator_variance_page_rejects_bad_l(app):
@@ -309,6 +342,9 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
     assert shown["fraction"] == 0.5 and shown["state"] == "running"
     assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {os.cpu_count()} "
                              "cores, train -120.50 / test -119.25 nats")
+    iwae = SimpleNamespace(**{**vars(running), "rows": [*rows[:-1], {**rows[-1], "train_iw_bound": -115.0,
+                                                                       "test_iw_bound": -114.5}]})
+    assert progress(iwae)["text"].endswith("train -120.50 / test -119.25 nats, train -115.00 / test -114.50 nats (IW bound)")
     paused = SimpleNamespace(**{**vars(running), "state": "paused"})
     assert "left" not in progress(paused)["text"] and progress(paused)["text"].startswith("paused: 5,000 / 10,000")
     stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
@@ -344,7 +380,7 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
     feed.update(rows, "running", lambda: running)
     read = lambda: json.loads(feed.path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the feed"))
     assert read() == {"active": True, "progress": running, "parts": 0, "part_rows": PART_ROWS, "minibatch": [[100, None, -90.0, 5.0]],
-                      "evaluation": [[100, None, -100.0, None, None]]}
+                      "evaluation": [[100, None, -100.0, None, None, None, None]]}
     rows.append({"kind": "minibatch", "samples_evaluated": 200, "lower_bound": -80.0, "reconstruction": -75.0, "kl": 5.0})
     feed.update(rows, "running", lambda: pytest.fail("the progress line made while the feed waits"))
     assert len(read()["minibatch"]) == 1  # written within the minute: it waits, and makes no progress line

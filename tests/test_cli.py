@@ -79,6 +79,22 @@ def test_variance_command_on_an_untrained_model(data_dir):
     assert both.returncode == 2 and "either a run folder" in both.stderr
 
 
+def test_variance_iw_k_gives_the_k_tradeoff_of_the_shipped_model_by_default(data_dir):
+    """`variance --iw-k 1 10 100 --json` with no model named measures the shipped MNIST J = 2 model: a row per
+    estimator (IWAE, DReG) and K with the decoder's and the encoder's SNR and the bound, and the slopes."""
+    measured = cli("variance", "--iw-k", "1", "10", "100", "--repeats", "10", "--batch-size", "4", "--json",
+                   env={"VAE_DATA_DIR": str(data_dir)})
+    assert measured.returncode == 0, measured.stderr
+    assert "shipped mnist-J2 model" in measured.stderr
+    result = json.loads(measured.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == "mnist" and result["settings"]["K"] == [1, 10, 100]
+    rows = {(r["estimator"], r["K"]): r for r in result["rows"]}
+    assert set(rows) == {(e, K) for e in ("iwae", "dreg") for K in (1, 10, 100)}
+    assert rows[("iwae", 100)]["value_mean"] > rows[("iwae", 1)]["value_mean"]  # the bound tightens with K
+    assert rows[("iwae", 100)]["theta_snr"] > rows[("iwae", 1)]["theta_snr"]
+    assert set(result["snr_slopes"]) == {"iwae", "dreg"} and math.isfinite(result["snr_slopes"]["dreg"]["phi"])
+
+
 def test_ctrl_c_stops_after_the_step_and_saves_where_the_run_stands(tmp_path):
     import signal
     import time

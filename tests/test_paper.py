@@ -19,6 +19,8 @@ from vae_core.paper import APPENDIX_F, FIGURE_2, FIGURE_3, Curve, Panel
     ({"dataset": "frey", "latent_dim": 2, "hidden": (400,)}, None),
     ({"dataset": "frey", "latent_dim": 2, "lr": 0.05}, None),  # outside Section 5's step sizes
     ({"dataset": "digits", "latent_dim": 2}, None),
+    ({"dataset": "mnist", "latent_dim": 20, "algorithm": "iwae", "iw_k": 5}, ("mnist", 20)),  # beyond the paper
+    ({"dataset": "mnist", "latent_dim": 20, "algorithm": "iwae", "iw_k": 5, "optimizer": "adam"}, None),
 ])
 def test_a_run_belongs_to_a_panel_only_with_the_papers_settings(change, panel):
     assert FIGURE_2.panel_of(TrainConfig(**change).to_dict()) == (Panel(*panel) if panel else None)
@@ -254,3 +256,30 @@ def test_a_continued_runs_wall_time_is_its_whole_training_time(tmp_path):
     assert paper.training_seconds(record) == 100.0
     row = next(line for line in paper.report([record], FIGURE_2).splitlines() if line.startswith("| Frey Face J = 2 | aevb |"))
     assert row.endswith("| 1 | 1 min 40 s |")
+
+
+def test_iwae_runs_are_drawn_on_figure_2_a_line_per_k_neither_missing_nor_trained_by_its_sweep():
+    """An IWAE run with Section 5's settings is a line of Figure 2 (one per K), its ELBO beside AEVB's and an
+    "IW bound" row below it in the report; the figure's sweep trains only the paper's algorithms and lists no IWAE run
+    as missing."""
+    records = [fake_record("a0", [500, 600, 800]), fake_record("w0", [300, 500, 600], algorithm="wake-sleep")]
+    for name, k, elbo in (("i5", 5, [490, 590, 790]), ("i50", 50, [480, 580, 780])):
+        record = fake_record(name, elbo, algorithm="iwae", iw_k=k)
+        for row in record.metrics:
+            row["train_iw_bound"] = row["test_iw_bound"] = row["test_lower_bound"] + k / 5
+        records.append(record)
+    panels = paper.curves(FIGURE_2, records)
+    lines = panels[Panel("frey", 2)]
+    assert sorted((c.algorithm, c.variant) for c in lines) == [("aevb", None), ("iwae", 5), ("iwae", 50),
+                                                                ("wake-sleep", None)]
+    assert next(c for c in lines if c.variant == 50).iw_test == [490, 590, 790]
+    assert (Panel("frey", 2), "iwae") not in paper.missing(FIGURE_2, panels)
+    assert {c["algorithm"] for c in FIGURE_2.configs(10**5, [0])} == {"aevb", "wake-sleep"}
+    table = paper.report(records, FIGURE_2)
+    row = lambda name: next(line for line in table.splitlines() if line.startswith(f"| Frey Face J = 2 | {name} |"))
+    assert row("iwae (K = 5)").split(" | ")[6:8] == ["790.00", "790.00"]  # the ELBO at 10^6
+    assert row("iwae (K = 50), IW bound").split(" | ")[6:8] == ["790.00", "790.00"]  # L_50, 10 nats above it
+    assert "| MNIST J = 3 | iwae" not in table  # no IWAE run there: no row
+    from vae_app.views import paper as paper_views
+    names = {t.name for t in paper_views.draw(FIGURE_2, panels).data}
+    assert {"iwae, K = 5 (train)", "iwae, K = 50 (test IW bound)", "aevb (test)"} <= names

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vae_core.models import VAE, ModelConfig
-from vae_core.variance import GRADIENT_ESTIMATORS, VarianceConfig, measure_variance
+from vae_core.variance import GRADIENT_ESTIMATORS, VarianceConfig, measure_variance, snr_slopes
 
 D, J, M = 4, 2, 3
 
@@ -92,3 +92,70 @@ def test_theta_chart_draws_one_line_whichever_estimators_are_chosen():
     assert names == ["all estimators", "1/L"]
     names = [t.name for t in variance_figure({"m": result}, "gradient wrt φ (encoder)").data]
     assert names == ["B", "stl", "1/L"]
+
+
+@pytest.fixture(scope="module")
+def tradeoff(linear_gaussian):
+    """The k trade-off on the linear-Gaussian model with q put near its exact posterior: the mean off by (1, -0.7)
+    and the variance 1.5 times the posterior's largest, so that q is wider than p(z|x) in every direction and the
+    importance weights are bounded (every moment finite: the asymptotic regime of the papers, from K ≈ 30 here)."""
+    import copy
+
+    from vae_core.variance import measure_iw_tradeoff
+    model = copy.deepcopy(linear_gaussian.model)
+    x = torch.randn(M, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    dec = model.decoder
+    A, b, s = dec.to_mean.weight.detach(), dec.to_mean.bias.detach(), dec.logvar.exp().detach()
+    _, covariance = linear_gaussian.posterior(x)
+    W = covariance @ A.T / s  # the posterior mean is W (x - b)
+    with torch.no_grad():
+        model.encoder.to_mean.weight.copy_(W)
+        model.encoder.to_mean.bias.copy_(-W @ b + torch.tensor([1.0, -0.7], dtype=torch.float64))
+        model.encoder.logvar.fill_(math.log(1.5 * torch.linalg.eigvalsh(covariance).max().item()))
+    config = VarianceConfig(batch_size=M, repeats=2000, samples=(30, 100, 300, 1000), seed=2)
+    return measure_iw_tradeoff(model, x, config), linear_gaussian.log_px(x).mean().item()
+
+
+def _asymptotic_exponent(result, key, estimator):
+    """b of log SNR = a + b log K + c/K (the first correction to the power law) fitted by weighted least squares to
+    the measured SNRs and their errors, with b's standard error."""
+    rows = [r for r in result.rows if r["estimator"] == estimator]
+    K = np.array([r["K"] for r in rows], dtype=float)
+    y = np.log([r[key] for r in rows])
+    weight = (np.array([r[key] for r in rows]) / np.array([r[key + "_error"] for r in rows])) ** 2
+    X = np.stack([np.ones_like(K), np.log(K), 1 / K], 1)
+    covariance = np.linalg.inv(X.T @ (X * weight[:, None]))
+    return (covariance @ (X.T @ (weight * y)))[1], math.sqrt(covariance[1, 1])
+
+
+@pytest.mark.slow
+def test_the_snrs_follow_root_k_and_one_over_root_k_within_their_error(tradeoff):
+    """Rainforth et al. (2018): the decoder's gradient SNR rises like √K, the IWAE encoder's falls like 1/√K; Tucker
+    et al. (2019): DReG's encoder SNR rises like √K. Each exponent, fitted with its 1/K correction, within three
+    standard errors of ±1/2; the plain log-log slope of the IWAE encoder too (its SNR is small, near the floor of
+    R = 2000 replicates, so its error is the largest). And the bound rises toward log p(x) with K."""
+    result, log_px = tradeoff
+    for key, estimator, expected in (("theta_snr", "iwae", 0.5), ("phi_snr", "dreg", 0.5), ("phi_snr", "iwae", -0.5)):
+        b, error = _asymptotic_exponent(result, key, estimator)
+        assert abs(b - expected) < 3 * error, (key, estimator, b, error)
+    slopes = snr_slopes(result)
+    assert abs(slopes["iwae"]["phi"] + 0.5) < 3 * slopes["iwae"]["phi_error"] and slopes["iwae"]["phi_error"] < 0.1
+    assert slopes["iwae"]["theta"] == pytest.approx(slopes["dreg"]["theta"], rel=1e-9)  # DReG changes the encoder's gradient only
+    for row in result.rows:
+        assert row["estimator"] == "iwae" or row["phi_snr"] > 10 * row["phi_snr_error"]
+    _, bound = result.table("value_mean", "iwae", x="K")
+    assert bound == sorted(bound) and log_px - 0.01 < bound[-1] < log_px + 0.005
+
+
+def test_the_tradeoff_vectorised_equals_the_naive_loop():
+    from vae_core.variance import measure_iw_tradeoff
+    model = VAE(ModelConfig(12, 2, (8,), "bernoulli", (3, 4)), generator=torch.Generator().manual_seed(0)).double()
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    config = VarianceConfig(batch_size=4, repeats=6, samples=(1, 3), max_elements=100)  # several chunks
+    fast, slow = measure_iw_tradeoff(model, x, config, groups=3), measure_iw_tradeoff(model, x, config, vectorised=False,
+                                                                                    groups=3)
+    assert [(r["estimator"], r["K"]) for r in fast.rows] == [("iwae", 1), ("dreg", 1), ("iwae", 3), ("dreg", 3)]
+    for a, b in zip(fast.rows, slow.rows):
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b[key], rel=1e-6, abs=1e-12), key

@@ -57,7 +57,8 @@ def _figure(traces: list[dict], title: str, log_x: bool, **layout) -> dict:
 
 
 EVALUATED = {"train_lower_bound": "train", "test_lower_bound": "test",  # what an evaluation may hold, as the legend says
-             "train_marginal_log_likelihood": "train log p(x)", "test_marginal_log_likelihood": "test log p(x)"}
+             "train_marginal_log_likelihood": "train log p(x)", "test_marginal_log_likelihood": "test log p(x)",
+             "train_iw_bound": "train IW bound L_K", "test_iw_bound": "test IW bound L_K"}
 
 
 def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing: float = 0.6) -> dict:
@@ -80,7 +81,8 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
         for key, name in EVALUATED.items():
             scored = [r for r in evaluations if r.get(key) is not None]
             if scored:
-                dash = "dash" if key.startswith("test") else "solid"
+                dash = ("dashdot" if key.startswith("test") else "dot") if "iw" in key else \
+                    ("dash" if key.startswith("test") else "solid")
                 traces.append(_line([r["samples_evaluated"] for r in scored], [r[key] for r in scored],
                                     f"{prefix}{name}", mode="lines+markers", line={"dash": dash, **colour}))
     return _figure(traces, "Lower bound (ELBO)", log_x)
@@ -141,6 +143,58 @@ def snr_figure(results: dict[str, VarianceResult]):
     figure.update_xaxes(type="log", title="samples per datapoint L")
     figure.update_yaxes(type="log", title="mean |E g| / std g")
     figure.update_layout(title="Signal-to-noise ratio of the gradient wrt φ", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+TRADEOFF_LINES = (("theta_snr", "iwae", "decoder θ (IWAE and DReG alike)", "solid", "x"),
+                  ("phi_snr", "iwae", "encoder φ, IWAE", "dash", "circle-open"),
+                  ("phi_snr", "dreg", "encoder φ, DReG", "dot", "triangle-up"))
+
+
+def iw_tradeoff_figure(result: VarianceResult):
+    """The k trade-off: log-log SNR of the IW bound's gradient against K, the decoder's and the encoder's by IWAE and
+    DReG, with error bars, √K through the decoder's first point and 1/√K through the IWAE encoder's, and the 1/√R
+    floor."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    anchors = {}
+    for key, estimator, name, dash, symbol in TRADEOFF_LINES:
+        K, snr = result.table(key, estimator, x="K")
+        _, error = result.table(key + "_error", estimator, x="K")
+        figure.add_scatter(x=K, y=snr, error_y=dict(type="data", array=error, visible=True), mode="lines+markers",
+                           name=name, line=dict(dash=dash, width=2), marker=dict(symbol=symbol, size=9))
+        if estimator == "iwae" and K:
+            anchors[key] = (K[0], snr[0])  # the reference lines start at the IWAE estimator's first point
+    Ks = result.settings["K"]
+    for key, power, label in (("theta_snr", 0.5, "√K"), ("phi_snr", -0.5, "1/√K")):
+        if anchors.get(key):
+            K0, s0 = anchors[key]
+            figure.add_scatter(x=Ks, y=[s0 * (k / K0) ** power for k in Ks], mode="lines", name=label,
+                               line=dict(color="grey", dash="dot"))
+    R = result.settings["R"]
+    figure.add_hline(y=1 / math.sqrt(R), line=dict(color="grey", dash="dashdot"),
+                     annotation_text=f"1/√R: the floor that {R} replicates can resolve", annotation_position="bottom right")
+    figure.update_xaxes(type="log", title="importance samples K")
+    figure.update_yaxes(type="log", title="mean |E g| / std g")
+    figure.update_layout(title="Signal-to-noise ratio of the IW bound's gradient against K", height=420,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def iw_bound_figure(result: VarianceResult):
+    """The IW bound L_K against K (its mean over the replicates, with its standard error): it rises toward log p(x)."""
+    import plotly.graph_objects as go
+
+    K, bound = result.table("value_mean", "iwae", x="K")
+    _, spread = result.table("minibatch_value_variance", "iwae", x="K")
+    R = result.settings["R"]
+    figure = go.Figure(go.Scatter(x=K, y=bound, mode="lines+markers", name="IW bound L_K",
+                                  error_y=dict(type="data", array=[math.sqrt(v / R) for v in spread], visible=True)))
+    figure.update_xaxes(type="log", title="importance samples K")
+    figure.update_yaxes(title="nats per datapoint")
+    figure.update_layout(title="The bound itself: L_K against K (K = 1 is the ELBO)", height=340,
+                         margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
 

@@ -23,6 +23,13 @@ TERMS = {
            "∇_φ log q, which lowers the variance near the optimum.",
     "IW bound": "The importance-weighted bound (Burda et al. 2015): log of the average of K weights p(x, z_k)/q(z_k|x); "
                 "equals the ELBO at K = 1 and rises toward log p(x) as K grows.",
+    "IWAE": "The importance-weighted autoencoder (Burda, Grosse & Salakhutdinov 2016): trains on the IW bound L_K "
+            "with K samples per datapoint instead of the ELBO (K = 1 is AEVB with estimator A); Train offers it as "
+            "algorithm iwae with K. A tighter bound gives the decoder a cleaner gradient (SNR like √K) but the "
+            "encoder a noisier one (like 1/√K: Rainforth et al. 2018).",
+    "DReG": "The doubly reparameterised gradient (Tucker, Lawson, Gu & Maddison 2019): an unbiased estimator of the "
+            "encoder's gradient of the IW bound without the score term, whose signal-to-noise ratio rises with K "
+            "instead of falling; `--iw-gradient dreg`.",
     "Marginal likelihood": "log p_θ(x) itself, estimated by Appendix D (HMC samples of the posterior and a density "
                            "fitted to them) for small J; Figure 3 compares algorithms by it.",
     "Wake-sleep": "The baseline of Figure 2 (Hinton et al. 1995): the decoder learns from z ~ q(z|x) (wake), the "

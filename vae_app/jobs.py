@@ -14,8 +14,9 @@ import time
 from vae_core.formatting import format_duration
 
 
-def _measure_variance(source, settings, reports) -> None:
-    """In the job's process: the variance lab's measurement of `source` (an app source) with `settings`."""
+def _measure_variance(source, settings, tradeoff, reports) -> None:
+    """In the job's process: the variance lab's measurement of `source` (an app source) with `settings`: the
+    estimators against L, or with `tradeoff` the IWAE and DReG gradients against K."""
     from vae_core import variance as lab
 
     try:
@@ -23,7 +24,8 @@ def _measure_variance(source, settings, reports) -> None:
         train = space.load_data().train
         settings.validate(space.model, len(train))
         x = lab.fixed_minibatch(train, settings.batch_size, settings.seed)
-        result = lab.measure_variance(space.model, x, settings, lambda f: reports.put(("progress", f)))
+        measure = lab.measure_iw_tradeoff if tradeoff else lab.measure_variance
+        result = measure(space.model, x, settings, lambda f: reports.put(("progress", f)))
         reports.put(("result", result))
     except Exception as e:  # the page shows the message; DataError says which data to fetch
         reports.put(("error", str(e)))
@@ -70,4 +72,9 @@ class Job:
 
 
 def measure_variance(source, settings) -> Job:
-    return Job(_measure_variance, source, settings)
+    return Job(_measure_variance, source, settings, False)
+
+
+def measure_iw_tradeoff(source, settings) -> Job:
+    """The k trade-off: `settings.samples` are the values of K."""
+    return Job(_measure_variance, source, settings, True)

@@ -20,6 +20,7 @@ SEED = "seed"  # the seed of the Latent explorer's samples; Reseed adds one
 VARIANCE = "variance"  # the Estimator variance page's request: the model names and the settings
 OWN_DATA = "own_data"  # the path of the user's data last inspected on the Train page (an upload's copy, or theirs)
 UPLOADED = "uploaded"  # the Train page's last upload: (its file id, where the server keeps it)
+IW_TRADEOFF = "iw_tradeoff"  # the same page's request for the k trade-off: the model name and the settings
 
 
 def owner() -> str:

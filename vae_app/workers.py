@@ -241,7 +241,8 @@ class TrainingWorker:
             text += f", on {self.threads} of {os.cpu_count()} cores"
         last = last_evaluation(rows)
         for train, test, what in (("train_lower_bound", "test_lower_bound", ""),
-                                  ("train_marginal_log_likelihood", "test_marginal_log_likelihood", " (log p(x))")):
+                                  ("train_marginal_log_likelihood", "test_marginal_log_likelihood", " (log p(x))"),
+                                  ("train_iw_bound", "test_iw_bound", " (IW bound)")):
             if last.get(test) is not None:
                 text += f", train {last[train]:.2f} / test {last[test]:.2f} nats{what}"
         return {"state": str(self.state), "fraction": min(1.0, done / total) if total else 0.0, "text": text}

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from .estimators import ESTIMATORS, ModelView, estimator_terms, kl_to_standard_normal, reparameterize
+from .estimators import (
+    ESTIMATORS,
+    ModelView,
+    estimator_terms,
+    iw_objective,
+    kl_to_standard_normal,
+    log_weight,
+    reparameterize,
+)
 from .fast_step import Grads, StepValues, lower_bound_gradient, wake_sleep_gradient
 from .models import VAE, dream, dream_noise
 
@@ -164,6 +172,35 @@ class WakeSleep(AEVB):
         return StepValues(reconstruction - kl, reconstruction, kl)
 
 
+class IWAE(Algorithm):
+    """The importance-weighted autoencoder (Burda, Grosse & Salakhutdinov 2016): ∇ of -(1/M) Σ_i L_K(x_i), the IW
+    bound with K = `iw_k` samples per datapoint (`estimators.iw_objective`, by autograd over the shared log-weight);
+    K = 1 is AEVB with estimator A. With `iw_gradient` dreg, the encoder's gradient is Tucker et al.'s (2019).
+    The noise is ε ~ N(0, I) of shape (K, M, J). The logged minibatch value is L_K, its terms those of the ELBO's
+    estimator A over the same K samples (reconstruction - KL is their ELBO, below L_K)."""
+    name = "iwae"
+    help = "the importance-weighted bound L_K (Burda et al. 2016), K = --iw-k"
+    relative_cost = 1.0  # per sample of z: a step costs about K times AEVB's at L = 1 (the sweep's order ignores K)
+
+    def draw_noise(self, batch, generator):
+        shape = (self.config.iw_k, len(batch.x), self.model.config.latent_dim)
+        return {"eps": torch.randn(shape, generator=generator, device=batch.x.device, dtype=batch.x.dtype)}  # (K, M, J)
+
+    def autograd_gradient(self, batch, noise, grads, with_values):
+        x, eps = batch.x, noise["eps"]
+        with torch.enable_grad():
+            bound = iw_objective(self.model, x, eps, self.config.iw_gradient).mean()
+            autograd_into(self.model, -bound, grads)
+        if not with_values:
+            return None
+        with torch.no_grad():
+            posterior = self.model.encoder(x)
+            z = reparameterize(posterior, eps)  # (K, M, J)
+            reconstruction = self.model.decoder(z).log_prob(x).mean().item()
+            elbo = log_weight(self.model, x, z, posterior).mean().item()  # estimator A over the K samples
+        return StepValues(bound.item(), reconstruction, reconstruction - elbo)
+
+
 class MonteCarloEM(Algorithm):
     """Monte Carlo EM (Appendix E), the baseline of Fig. 3: no encoder, persistent posterior chains instead.
 
@@ -291,7 +328,7 @@ class FullVB(Algorithm):
         return StepValues(bound.item(), reconstruction.mean().item(), kl.mean().item() + kl_theta.item())
 
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (AEVB, WakeSleep, MonteCarloEM, FullVB)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (AEVB, WakeSleep, IWAE, MonteCarloEM, FullVB)}
 
 
 def fast_step_unavailable(algorithm: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:

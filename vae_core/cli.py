@@ -21,12 +21,12 @@ from . import data as data_module
 from . import paper, runs, userdata
 from .algorithms import ALGORITHMS
 from .config import LIMITS, TrainConfig, flag, parse_hidden, settings
-from .estimators import importance_weighted_bound
-from .evaluation import dataset_lower_bound, evaluation_sets
+from .evaluation import active_units, dataset_iw_bound, dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
 from .formatting import format_duration
 from .training import Trainer
 
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "mnist-J2.safetensors"  # variance's default
 IW_SAMPLES_LIMIT = 100_000  # K: the importance-weighted bound is computed in memory-bounded chunks, so this bounds time
 POINTS_LIMIT = 100_000  # evaluate --points: Appendix D's estimate costs seconds per point
 TRIAL_RESOURCES_LIMIT = 1024  # --cpus-per-trial, --gpus-per-trial: beyond any node's
@@ -154,6 +154,8 @@ def cmd_train(args) -> int:
         return 1
     _emit({"run_dir": str(trainer.run_dir), "status": str(last.kind), "samples_evaluated": last.samples_evaluated,
            "train_lower_bound": last.train_lower_bound, "test_lower_bound": last.test_lower_bound,
+           **({"iw_k": trainer.config.iw_k, "train_iw_bound": last.train_iw_bound, "test_iw_bound": last.test_iw_bound}
+              if trainer.config.iw_k is not None else {}),
            "samples_per_second": last.samples_per_second, "wall_seconds": time.perf_counter() - started,
            "lr": trainer.lr, "algorithm": trainer.algorithm.name, "step": trainer.algorithm.step,
            "device": str(trainer.device)}, args.json)
@@ -175,13 +177,9 @@ def _evaluated_run(run_dir: Path):
 
 def _iw_bound(model, x: torch.Tensor, K: int, generator: torch.Generator, batch: int = 100) -> torch.Tensor:
     """The importance-weighted bound with K samples of each row of x, (N,), with a progress bar."""
-    parts = []
     with _progress_bar(len(x), "point") as bar:
         bar.set_postfix_str(f"importance-weighted bound, K = {K}", refresh=False)
-        for start in range(0, len(x), batch):
-            parts.append(importance_weighted_bound(model, x[start:start + batch], K, generator=generator))
-            bar.update(len(parts[-1]))
-    return torch.cat(parts)
+        return dataset_iw_bound(model, x, K, generator, batch, bar.update)
 
 
 def _marginal(model, sets, points: int, learns_encoder: bool, generator: torch.Generator) -> dict:
@@ -220,8 +218,10 @@ def cmd_evaluate(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, sets.test, generator)[0]
     iw = _iw_bound(model, sets.test, args.iw_samples, generator)  # (N_test,)
+    active, _ = active_units(model, sets.test)  # Burda et al.'s count, on the test set
     result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": iw.mean().item(),
-              "iw_samples": args.iw_samples, "binarized": binarized}
+              "iw_samples": args.iw_samples, "binarized": binarized, "active_units": active,
+              "latent_dim": model.config.latent_dim}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
         result.update(_marginal(model, sets, args.points, ALGORITHMS[config.algorithm].learns_encoder, generator))
         result["marginal_points"] = args.points
@@ -236,14 +236,20 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_variance(args) -> int:
-    from .variance import VarianceConfig, fixed_minibatch, measure_variance, subject
+    from .variance import VarianceConfig, fixed_minibatch, measure_iw_tradeoff, measure_variance, snr_slopes, subject
 
-    if args.untrained == (args.source is not None):
+    if args.untrained and args.source is not None:
         raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
     check_range("--seed", args.seed, 0, LIMITS["seed"])
     if args.hidden is not None:
         check_range("--hidden", args.hidden, 1, LIMITS["hidden_units"])
-    config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=tuple(args.L),
+    if not args.untrained and args.source is None and SHIPPED_MODEL.is_file():
+        args.source = str(SHIPPED_MODEL)
+        print(f"no model given: measuring the shipped {SHIPPED_MODEL.stem} model", file=sys.stderr)
+    if not args.untrained and args.source is None:
+        raise ValueError("give either a run folder / model file, or --untrained --dataset NAME --latent-dim J")
+    ks = tuple(args.iw_k) if args.iw_k else None  # the k trade-off of IWAE and DReG instead of the estimators against L
+    config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=ks or tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
     config.validate()  # the limits, before any model is built
     model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
@@ -251,9 +257,12 @@ def cmd_variance(args) -> int:
     started = time.perf_counter()
     with _progress_bar(1000, "‰") as bar:
         bar.set_postfix_str("measuring", refresh=False)
-        result = measure_variance(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
-                                  progress=lambda f: bar.update(int(1000 * f) - bar.n))
+        measure = measure_iw_tradeoff if ks else measure_variance
+        result = measure(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
+                         progress=lambda f: bar.update(int(1000 * f) - bar.n))
     seconds = time.perf_counter() - started
+    if ks:
+        return _show_tradeoff(args, dataset, result, snr_slopes(result), seconds)
     if args.json:
         print(json.dumps({"model": args.source or f"untrained {args.dataset} J={args.latent_dim}", "dataset": dataset.name,
                           "settings": result.settings, "seconds": seconds, "rows": result.rows}))
@@ -284,6 +293,24 @@ def cmd_inspect(args) -> int:
                       config.image_size), ("scale", config.scale)) if v not in (None, "auto"))
     quoted = config.dataset if " " not in config.dataset else f"'{config.dataset}'"
     print(f"\ntrain on it: python -m vae_core train --dataset {quoted}{options} --latent-dim 2")
+    return 0
+
+
+def _show_tradeoff(args, dataset, result, slopes: dict, seconds: float) -> int:
+    """The k trade-off: a row per estimator and K (the bound, the SNR of the decoder's and the encoder's gradient),
+    and the log-log slopes of the SNRs against K (Rainforth et al. 2018: +1/2 and -1/2; DReG's encoder: +1/2)."""
+    if args.json:
+        print(json.dumps({"model": args.source or f"untrained {args.dataset} J={args.latent_dim}", "dataset": dataset.name,
+                          "settings": result.settings, "seconds": seconds, "rows": result.rows, "snr_slopes": slopes}))
+        return 0
+    print(f"{'estimator':<9} {'K':>6} {'IW bound':>10} {'SNR theta':>10} {'SNR phi':>9}")
+    for row in result.rows:
+        print(f"{row['estimator']:<9} {row['K']:>6} {row['value_mean']:>10.3f} {row['theta_snr']:>10.4g} "
+              f"{row['phi_snr']:>9.4g}")
+    for name, slope in slopes.items():
+        print(f"{name}: SNR slope against K on a log-log scale: theta {slope['theta']:+.3f} ± {slope['theta_error']:.3f}, "
+              f"phi {slope['phi']:+.3f} ± {slope['phi_error']:.3f}")
+    print(f"per datapoint, M = {result.settings['M']}, R = {result.settings['R']}; {seconds:.1f} s")
     return 0
 
 
@@ -444,13 +471,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .variance import GRADIENT_ESTIMATORS, VarianceConfig
     var_defaults = VarianceConfig()
     variance = sub.add_parser("variance", help="measure the estimators' variance against the number of samples L")
-    variance.add_argument("source", nargs="?", default=None, help="a run folder or a model .safetensors file")
+    variance.add_argument("source", nargs="?", default=None, help="a run folder or a model .safetensors file "
+                          "(default: the shipped MNIST J = 2 model, assets/models/mnist-J2.safetensors)")
     variance.add_argument("--untrained", action="store_true", help="measure a freshly initialised model instead")
     variance.add_argument("--dataset", default=None, metavar="NAME|PATH",
                           help=f"with --untrained: one of {', '.join(data_module.DATASETS)}, or the path of your own data")
     variance.add_argument("--latent-dim", type=int, default=2, metavar="J")
     variance.add_argument("--hidden", type=int, default=None, metavar="H")
     variance.add_argument("--L", type=int, nargs="+", default=list(var_defaults.samples))
+    variance.add_argument("--iw-k", type=int, nargs="+", default=None, metavar="K",
+                          help="measure the k trade-off instead: the SNR of the IWAE and DReG gradients' decoder and "
+                               "encoder parts, and the IW bound, at each K (e.g. 1 10 100)")
     variance.add_argument("--repeats", type=int, default=var_defaults.repeats, metavar="R")
     variance.add_argument("--batch-size", type=int, default=var_defaults.batch_size, metavar="M")
     variance.add_argument("--estimators", nargs="+", choices=GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS))

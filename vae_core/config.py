@@ -17,6 +17,7 @@ from typing import Any
 from . import algorithms, environment
 from . import data as data_module
 from .algorithms import ALGORITHMS, fast_step_unavailable
+from .estimators import IW_GRADIENTS
 from .models import ACTIVATIONS, INITIALISATIONS, LIKELIHOODS, ModelConfig
 from .userdata import SCALES, parse_image_size
 
@@ -33,7 +34,7 @@ MEMORY_ENV = "VAE_MAX_MEMORY"  # bytes a setting may ask for; by default half of
 
 # Upper bounds, checked before anything is allocated (docs/RELIABILITY.md).
 LIMITS: dict[str, Any] = {"latent_dim": 1024, "hidden_units": 16384, "hidden_layers": 8, "samples_per_point": 10_000,
-          "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000,
+          "samples": 10**12, "seed": 2**32 - 1, "trial_steps": 10_000, "iw_k": 10_000,
           "vb_logvar": (-80.0, 10.0)}  # full VB's initial log σ² of q(θ): σ from 4e-18 (θ as good as fixed) to 148
 
 
@@ -182,6 +183,13 @@ class TrainConfig:
                              "objective", choices=("B", "A"))
     samples_per_point: int = setting(1, "L, samples of z per datapoint in each step", "Samples per datapoint L",
                                      "objective", metavar="L")
+    iw_k: int | None = setting(None, "iwae: K, the samples per datapoint of the importance-weighted bound it trains on "
+                               "(Burda et al. 2016: 5 and 50; K = 1 is aevb with estimator A); iwae only, and it needs "
+                               "it", "IW samples K (iwae)", "objective", metavar="K", parse=parse_optional_count,
+                               placeholder="iwae only, e.g. 5")
+    iw_gradient: str = setting("plain", "iwae: the encoder's gradient, plain (through the bound itself) or dreg, "
+                               "doubly reparameterised (Tucker et al. 2019), whose signal does not fade as K grows",
+                               "IW encoder gradient (iwae)", "objective", choices=IW_GRADIENTS)
     batch_size: int = setting(100, "M, datapoints per minibatch", "Minibatch M", "objective", metavar="M")
     samples: int = setting(1_000_000, "the budget: training samples evaluated (minibatches x M), the paper's x axis, "
                            "e.g. 1e6", "Training samples to evaluate", "optimisation", parse=parse_sample_count,
@@ -297,6 +305,8 @@ class TrainConfig:
         if "algorithm" not in problems and not ALGORITHMS[self.algorithm].learns_encoder and self.evaluation != "marginal":
             problems["evaluation"] = (f"{self.algorithm} learns no encoder, so its lower bound says nothing: it needs "
                                       f"evaluation 'marginal' (Appendix D's estimate of log p(x))")
+        if "algorithm" not in problems:
+            self._iw_problems(problems)
         if self.evaluation == "marginal" and _whole(self.latent_dim) and self.latent_dim > 4:
             problems["evaluation"] = (f"the marginal-likelihood estimator of Appendix D is for J below 5, got "
                                       f"J = {self.latent_dim}; evaluate the bound instead")
@@ -364,6 +374,24 @@ class TrainConfig:
             bernoulli = ", ".join(s.name for s in data_module.DATASETS.values() if s.likelihood == "bernoulli")
             problems["binarize"] = f"binarize applies to Bernoulli data ({bernoulli}), not {self.dataset}"
 
+    def _iw_problems(self, problems: dict[str, str]) -> None:
+        """Adds to `problems` what is wrong with the IWAE settings: iwae needs K and one sample per draw (K replaces
+        L), and the other algorithms take neither K nor another encoder gradient."""
+        if self.algorithm != "iwae":
+            if self.iw_k is not None:
+                problems["iw_k"] = f"iw_k applies to the iwae algorithm only, not {self.algorithm}; leave it empty"
+            if self.iw_gradient != "plain" and "iw_gradient" not in problems:
+                problems["iw_gradient"] = (f"iw_gradient {self.iw_gradient!r} applies to the iwae algorithm only, not "
+                                           f"{self.algorithm}")
+            return
+        if self.iw_k is None:
+            problems["iw_k"] = "iwae needs iw_k, the K samples per datapoint of the bound it trains on (e.g. 5)"
+        elif not _whole(self.iw_k) or not 1 <= self.iw_k <= LIMITS["iw_k"]:
+            problems["iw_k"] = f"iw_k must be a whole number from 1 to {LIMITS['iw_k']:,}, got {self.iw_k!r}"
+        if self.samples_per_point != 1 and "samples_per_point" not in problems:
+            problems["samples_per_point"] = (f"iwae draws its K = iw_k samples per datapoint; samples_per_point L must "
+                                             f"stay 1, got {self.samples_per_point}")
+
     def validate(self) -> None:
         """Raises ConfigError (a ValueError) naming each setting that is wrong and what is allowed."""
         problems = self.problems()
@@ -376,7 +404,8 @@ class TrainConfig:
         network = self.model_config()
         D, N, J = network.data_dim, self.train_size or self.spec.train_size, self.latent_dim
         per_row = sum(network.hidden) * 2 + network.decoder_outputs + 3 * J  # one sample's activations, both networks
-        activations = 3 * self.samples_per_point * self.batch_size * per_row + 3 * 1000 * per_row  # step; evaluation
+        draws = self.samples_per_point * (self.iw_k if isinstance(self.iw_k, int) else 1)  # z per datapoint a step
+        activations = 3 * draws * self.batch_size * per_row + 3 * 1000 * per_row  # step; evaluation
         return 4 * (6 * network.parameter_count() + activations + 2 * N * D)
 
     def to_dict(self) -> dict:

@@ -117,3 +117,31 @@ def importance_weighted_bound(model: Model, x: torch.Tensor, K: int, eps: torch.
         running = part if running is None else torch.logaddexp(running, part)
     assert running is not None  # K >= 1
     return running - math.log(K)  # (M,)
+
+
+IW_GRADIENTS = ("plain", "dreg")  # the encoder's gradient of the IW bound: through L_K itself, or Tucker et al.'s
+
+
+def iw_objective(model: VAE, x: torch.Tensor, eps: torch.Tensor, gradient: str = "plain") -> torch.Tensor:
+    """The IW bound L_K = log (1/K) Σ_k w_k, w_k = p_θ(x, z_k) / q_φ(z_k|x), with K = eps.shape[0] samples
+    z_k = μ + σ ⊙ ε_k (Burda et al. 2016, eq. 8), per datapoint (M,), as a surrogate whose value is L_K and whose
+    gradient is the estimator `gradient` names; one sample of z per ε, shared by both.
+
+    "plain": autograd through L_K itself (IWAE): Σ_k w̃_k ∇ log w_k with w̃_k = w_k / Σ_j w_j, for θ and for φ, the
+    score term ∇_φ log q included. "dreg", the doubly reparameterised gradient (Tucker, Lawson, Gu & Maddison
+    2019, eq. 6): θ's the same; φ's Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ, log q taken at stopped φ, which is unbiased
+    for the same ∇_φ L_K. Its weights come from a forward pass without a graph first; z then enters the decoder
+    as z_sg + w̃ (z - z_sg) (sg: stopped gradient), the same value with its path to φ scaled by w̃_k once more."""
+    K = eps.shape[0]
+    posterior = model.encoder(x)  # (M, J)
+    z = reparameterize(posterior, eps)  # (K, M, J)
+    if gradient == "plain":
+        return torch.logsumexp(log_weight(model, x, z, posterior), 0) - math.log(K)  # (M,)
+    if gradient != "dreg":
+        raise ValueError(f"gradient must be one of {', '.join(IW_GRADIENTS)}, got {gradient!r}")
+    frozen = DiagonalGaussian(posterior.mean.detach(), posterior.logvar.detach())  # log q at stopped φ
+    with torch.no_grad():
+        w = torch.softmax(log_weight(model, x, z, frozen), 0)  # (K, M): w̃_k
+    stopped = z.detach()
+    log_w = log_weight(model, x, stopped + w[..., None] * (z - stopped), frozen)  # (K, M), the value of log w_k
+    return torch.logsumexp(log_w.detach(), 0) - math.log(K) + (w * (log_w - log_w.detach())).sum(0)  # (M,)

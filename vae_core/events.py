@@ -43,6 +43,8 @@ class TrainEvent:
     test_lower_bound: float | None = None
     train_marginal_log_likelihood: float | None = None  # Appendix D's estimate, when the run evaluates it
     test_marginal_log_likelihood: float | None = None
+    train_iw_bound: float | None = None  # the importance-weighted bound at an IWAE run's own K
+    test_iw_bound: float | None = None
     lr: float | None = None
     message: str = ""
     run_config: dict | None = None  # STARTED: what the run's config.json records (the recorder writes it)
@@ -54,8 +56,9 @@ class TrainEvent:
 
 
 # What an evaluation scores: the TrainEvent fields an EVALUATION row carries, and a run's summary reports.
+# The live chart (assets/live_chart.html) takes an evaluation's values by their place here: new keys go last.
 EVALUATION_KEYS = ("train_lower_bound", "test_lower_bound", "train_marginal_log_likelihood",
-                   "test_marginal_log_likelihood")
+                   "test_marginal_log_likelihood", "train_iw_bound", "test_iw_bound")
 
 
 def is_evaluation(row: dict) -> bool:

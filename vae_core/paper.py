@@ -10,6 +10,8 @@ training samples evaluated, AEVB, wake-sleep and Monte Carlo EM, on MNIST with 1
 on 1000 and on 50000 points.
 Appendix F: full variational Bayes against AEVB, by the lower bound, at Frey Face J = 2 and MNIST J = 20 (the
 comparison of docs/REPRODUCTION.md); each initial log-variance of q(θ) is a line of its own.
+Beyond the paper, IWAE runs (Burda et al. 2016) with Section 5's settings are drawn on Figure 2's axes, one line per
+K: their ELBO, comparable with AEVB's and wake-sleep's, and beside it the IW bound L_K they train on.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from .formatting import format_duration
 from .runs import RunRecord
 
 NAMES = {name: spec.title for name, spec in DATASETS.items()}  # as the paper names each dataset
-ALGORITHM_NAMES = {"aevb": "AEVB", "wake-sleep": "wake-sleep", "mcem": "mcem", "full-vb": "full VB"}  # as claims say
+ALGORITHM_NAMES = {"aevb": "AEVB", "wake-sleep": "wake-sleep", "mcem": "mcem", "full-vb": "full VB", "iwae": "IWAE"}  # as claims say
 # An evaluation's measures, by their name in metrics.jsonl: as axes and tables name them, and as the claims do.
 MEASURES = {"lower_bound": ("lower bound", "bound"), "marginal_log_likelihood": ("marginal log-likelihood", "log p(x)")}
 # What may differ between two runs of one panel and algorithm, besides their budget, without leaving the paper's
@@ -86,7 +88,8 @@ class Variant:
 class Figure:
     """A figure of the paper as data: its panels (in the paper's order, `columns` a row), the algorithms each panel
     compares, the settings each run trains with beyond Section 5's defaults and its panel's, the evaluation its
-    curves plot, and its claims."""
+    curves plot, and its claims. `also`: algorithms beyond the paper's drawn on its axes where runs of them exist,
+    which its sweep does not train, its missing runs do not list and its claims do not judge."""
     name: str  # as the Paper page's tables name it
     title: str
     panels: tuple[Panel, ...]
@@ -97,6 +100,12 @@ class Figure:
     free: frozenset = FREE
     variant: Variant | None = None
     columns: int = 2
+    also: tuple[str, ...] = ()
+
+    @property
+    def drawn(self) -> tuple[str, ...]:
+        """Every algorithm whose runs the figure draws: the paper's, then those beyond it."""
+        return self.algorithms + self.also
 
     def config(self, panel: Panel, algorithm: str, samples: int, seed: int = 0) -> TrainConfig:
         """One run of the figure: Section 5's settings (the defaults) for a panel and an algorithm."""
@@ -115,7 +124,7 @@ class Figure:
             config = TrainConfig.from_dict(train_config).to_dict()
         except (TypeError, ValueError):
             return None
-        if config["algorithm"] not in self.algorithms or config["lr"] not in ("auto", *STEP_SIZE_CANDIDATES["adagrad"]):
+        if config["algorithm"] not in self.drawn or config["lr"] not in ("auto", *STEP_SIZE_CANDIDATES["adagrad"]):
             return None
         for panel in self.panels:
             reference = self.config(panel, config["algorithm"], config["samples"]).to_dict()
@@ -140,7 +149,8 @@ FIGURE_2 = Figure(
      # latent variables that overfit would lower the test bound as J grows, so each J's test bound is compared with
      # the best of the smaller J's
      Claim("across J", "More latent dimensions did not cause overfitting", "aevb", margin=1.0)),
-    columns=5)  # MNIST's five panels above Frey Face's four
+    columns=5,  # MNIST's five panels above Frey Face's four
+    also=("iwae",), free=FREE | {"iw_k"}, variant=Variant("iwae", "iw_k", "K = {:g}"))  # IWAE: a line per K
 FIGURE_3 = Figure(
     "Fig. 3", "Figure 3: AEVB, wake-sleep and Monte Carlo EM, by the marginal likelihood",
     (Panel("mnist", 3, 1000), Panel("mnist", 3, 50000)),
@@ -163,7 +173,8 @@ FIGURES = {2: FIGURE_2, 3: FIGURE_3}  # what `sweep --figure` trains and `report
 @dataclass
 class Curve:
     """One run's evaluated values: samples evaluated, train and test values; `variant` tells apart runs of one
-    algorithm whose settings differ on purpose (the value of the figure's variant setting)."""
+    algorithm whose settings differ on purpose (the value of the figure's variant setting). `iw_train` and `iw_test`:
+    the IW bound at the run's own K at the same evaluations, for an IWAE run on a figure of the lower bound."""
     run: str
     algorithm: str
     seed: int
@@ -172,6 +183,8 @@ class Curve:
     test: list[float] = field(default_factory=list)
     variant: float | None = None
     path: str = ""  # the run's folder: two runs of one name may lie in different sweeps
+    iw_train: list[float] = field(default_factory=list)
+    iw_test: list[float] = field(default_factory=list)
 
     def at(self, samples: float, which: str = "test") -> float | None:
         """The value at `samples`, interpolated on the log axis between evaluations; None outside the curve."""
@@ -199,8 +212,10 @@ def curve(record: RunRecord, figure: Figure) -> Curve:
     config = TrainConfig.from_dict(record.train_config)
     variant = figure.variant
     value = getattr(config, variant.setting) if variant and config.algorithm == variant.algorithm else None
+    iw = measure == "lower_bound" and rows and all(r.get("test_iw_bound") is not None for r in rows)
     return Curve(record.name, config.algorithm, config.seed, [r["samples_evaluated"] for r in rows],
-                 [r[f"train_{measure}"] for r in rows], [r[f"test_{measure}"] for r in rows], value, str(record.path))
+                 [r[f"train_{measure}"] for r in rows], [r[f"test_{measure}"] for r in rows], value, str(record.path),
+                 [r["train_iw_bound"] for r in rows] if iw else [], [r["test_iw_bound"] for r in rows] if iw else [])
 
 
 def _one_per_seed(curves: list[Curve]) -> list[Curve]:
@@ -341,6 +356,22 @@ def training_seconds(record: RunRecord) -> float | None:
     return (record.progress or {}).get("seconds")
 
 
+def _rows(figure: Figure, curves: list[Curve]) -> list[tuple[str, list[Curve], str]]:
+    """The report's rows of one panel: (algorithm as the row names it, its curves, "" or "iw_" for the IW bound's
+    values): each of the paper's algorithms, then those beyond it that have runs; a row per variant, and for runs
+    that report their IW bound, a row of it below."""
+    rows = []
+    for algorithm in figure.algorithms + tuple(a for a in figure.also if any(c.algorithm == a for c in curves)):
+        mine = [c for c in curves if c.algorithm == algorithm]
+        for variant in sorted({c.variant for c in mine}, key=lambda v: (v is not None, v)) or [None]:
+            group = [c for c in mine if c.variant == variant]
+            name = algorithm + (f" ({figure.describe(group[0])})" if variant is not None else "")
+            rows.append((name, group, ""))
+            if group and all(c.iw_test for c in group):
+                rows.append((f"{name}, IW bound", group, "iw_"))
+    return rows
+
+
 def report(records: list[RunRecord], figure: Figure) -> str:
     """A figure's numbers as a Markdown table: each configuration and algorithm, the train and test values at the
     paper's budgets (the mean over seeds; blank where a seed has not reached the budget), the seeds and the training time;
@@ -352,11 +383,10 @@ def report(records: list[RunRecord], figure: Figure) -> str:
     lines = [f"| configuration | algorithm | {head} | seeds | training time per run |",
              "|---|---|" + "---|" * (2 * len(BUDGETS)) + "---|---|"]
     for panel, panel_curves in panels.items():
-        for algorithm in figure.algorithms:
-            mine = [c for c in panel_curves if c.algorithm == algorithm]
+        for algorithm, mine, iw in _rows(figure, panel_curves):
             cells = []
             for budget in BUDGETS:
-                for which in ("train", "test"):
+                for which in (f"{iw}train", f"{iw}test"):
                     values = [c.at(budget, which) for c in mine]  # every seed counts: blank until each is there
                     known = [v for v in values if v is not None]
                     cells.append(f"{np.mean(known):.2f}" if mine and len(known) == len(values) else "")
@@ -364,7 +394,9 @@ def report(records: list[RunRecord], figure: Figure) -> str:
             wall = format_duration(float(np.mean(walls))) if walls else ""
             lines.append(f"| {panel.label} | {algorithm} | {' | '.join(cells)} | {len(mine)} | {wall} |")
     lines += ["", (f"Values: the {MEASURES[figure.measure][0]} per datapoint in nats, interpolated on the log axis "
-                   "between evaluations; the mean over seeds."), "", "| where | claim | verdict | evidence |",
+                   "between evaluations; the mean over seeds" + ("; an \"IW bound\" row: the importance-weighted bound "
+                   "at the run's own K, which it trains on." if figure.also else ".")), "",
+              "| where | claim | verdict | evidence |",
               "|---|---|---|---|"]
     for where, items in claims(figure, panels).items():
         for v in items:

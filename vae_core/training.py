@@ -290,7 +290,7 @@ class Trainer(Control):
         sets = self.sets if final else EvaluationSets(self.sets.train[:self.config.eval_train_size], self.sets.test)
         marginal_points = self.config.marginal_points if self.config.evaluation == "marginal" else None
         evaluated = scores(self.algorithm.evaluation_model(), sets, generator, self.algorithm.learns_encoder,
-                           marginal_points)
+                           marginal_points, self.config.iw_k)
         bad = {k: v for k, v in evaluated.items() if not math.isfinite(v)}
         if bad:
             raise TrainingFailed("the evaluation came out " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in bad.items()))

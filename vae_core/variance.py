@@ -17,6 +17,11 @@ The importance-weighted bound with K = L is reported for the value.
 
 Per-replicate gradients are computed with `torch.func.vmap(grad(...))` over chunks of replicates, so the
 R x len(L) backward passes become a few batched ones; `vectorised=False` runs them one by one instead.
+
+The k trade-off (`measure_iw_tradeoff`): the same replicates of the IWAE gradient (the gradient of the IW bound L_K
+itself) and of DReG's (Tucker et al. 2019) at each K, the signal-to-noise ratios of their decoder (θ) and encoder
+(φ) parts and the bound's value. Rainforth et al. (2018) show the decoder's SNR rising like √K and the plain
+encoder's falling like 1/√K; DReG's encoder SNR rises like √K. `snr_slopes` fits the log-log slopes.
 """
 from __future__ import annotations
 
@@ -29,7 +34,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .estimators import ModelView, estimator_a, estimator_b, importance_weighted_bound, log_weight, reparameterize
+from .estimators import (
+    ModelView,
+    estimator_a,
+    estimator_b,
+    importance_weighted_bound,
+    iw_objective,
+    log_weight,
+    reparameterize,
+)
 from .models import VAE, DiagonalGaussian
 
 GRADIENT_ESTIMATORS = ("A", "B", "score", "score-baseline", "stl")
@@ -164,7 +177,10 @@ class _Moments:
             mean = g.mean(0)
             means.append(mean)
             m2s.append(g.sub_(mean).square_().sum(0))
-        mean_b, m2_b = torch.cat(means).double(), torch.cat(m2s).double()
+        self.merge(n_b, torch.cat(means).double(), torch.cat(m2s).double())
+
+    def merge(self, n_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        """Takes in the moments of `n_b` more replicates (another _Moments' n, mean and m2)."""
         if self.n == 0:
             self.n, self.mean, self.m2 = n_b, mean_b, m2_b
             return
@@ -191,9 +207,10 @@ class VarianceResult:
     # (estimator, L, "phi" | "theta") -> per-parameter mean and variance of the gradient, numpy
     moments: dict = field(default_factory=dict, repr=False)
 
-    def table(self, key: str, estimator: str) -> tuple[list[int], list[float]]:
+    def table(self, key: str, estimator: str, x: str = "L") -> tuple[list[int], list[float]]:
+        """The values of `key` for `estimator` against `x` (L, or K for the k trade-off)."""
         rows = [r for r in self.rows if r["estimator"] == estimator and r.get(key) is not None]
-        return [r["L"] for r in rows], [r[key] for r in rows]
+        return [r[x] for r in rows], [r[key] for r in rows]
 
 
 def _baseline(vae: VAE, x: torch.Tensor) -> torch.Tensor:
@@ -324,3 +341,98 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
         raise ValueError("; ".join(problems.values()))
     loaded = data.load(dataset, data_dir, download=False)
     return VAE(shape.model_config(loaded.spec), generator=torch.Generator().manual_seed(seed)), loaded
+
+
+IW_ESTIMATORS = {"iwae": "plain", "dreg": "dreg"}  # the k trade-off's rows, by the gradient of iw_objective each is
+
+
+class _IWObjective(nn.Module):
+    """The minibatch mean of the IW bound, whose gradient is the estimator named (`estimators.iw_objective`)."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, gradient: str) -> torch.Tensor:  # eps: (K, M, J)
+        return iw_objective(self.vae, x, eps, gradient).mean()
+
+
+def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = VarianceConfig(samples=(1, 10, 100)),
+                        progress: Callable[[float], None] | None = None, vectorised: bool = True,
+                        groups: int = 10) -> VarianceResult:
+    """At each K of `config.samples`, R replicates (fresh noise ε of shape (K, M, J) each, shared by the two
+    estimators) of the IWAE and DReG gradients of the IW bound on the minibatch `x`: a row per estimator and K with
+    the SNR, its standard error, the total variance and the mean norm of the encoder's (phi_) and decoder's (theta_)
+    parts, and the bound's value (value_mean, value_variance). Per datapoint, as `measure_variance`. The SNR's error
+    is the spread of its value over `groups` equal groups of the replicates, divided by √groups."""
+    config.validate(model)
+    objective = _IWObjective(model.eval())
+    params = {k: v.detach() for k, v in objective.named_parameters()}
+    J, out_dim = model.config.latent_dim, model.config.decoder_outputs
+    generator = torch.Generator().manual_seed(config.seed)
+    groups = max(1, min(groups, config.repeats // 2))
+    result = VarianceResult(settings={"M": len(x), "R": config.repeats, "K": list(config.samples),
+                                      "estimators": list(IW_ESTIMATORS), "seed": config.seed})
+    parts = {(name, part): prefix for name in IW_ESTIMATORS for part, prefix in (("phi", "vae.encoder."),
+                                                                                  ("theta", "vae.decoder."))}
+    for done, K in enumerate(config.samples, 1):
+        eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype)  # (R, K, M, J)
+        chunk = max(1, config.max_elements // (K * len(x) * out_dim))
+        total = {key: _Moments() for key in parts}
+        snrs: dict[tuple[str, str], list[float]] = {key: [] for key in parts}  # each group's
+        values: list[torch.Tensor] = []
+        bounds = np.linspace(0, config.repeats, groups + 1).round().astype(int)
+        for first, last in zip(bounds, bounds[1:]):
+            group = {key: _Moments() for key in parts}
+            for start in range(first, last, chunk):
+                e_chunk = eps[start:min(start + chunk, last)]  # (R_chunk, K, M, J)
+                with torch.no_grad():
+                    values.extend(vmap(lambda e: iw_objective(model, x, e))(e_chunk))  # (M,) each
+                for name, gradient in IW_ESTIMATORS.items():
+                    f = lambda p, e, gradient=gradient: functional_call(objective, p, (x, e, gradient))
+                    if vectorised:
+                        g = vmap(grad(f), in_dims=(None, 0))(params, e_chunk)  # each (R_chunk, *shape)
+                    else:
+                        each = [grad(f)(params, e) for e in e_chunk]
+                        g = {k: torch.stack([d[k] for d in each]) for k in params}
+                    for part in ("phi", "theta"):
+                        group[(name, part)].add([v for k, v in g.items() if k.startswith(parts[(name, part)])])
+            for key, m in group.items():
+                snrs[key].append(m.summary()["snr"])
+                total[key].merge(m.n, m.mean, m.m2)
+        stats = _value_stats(torch.stack(values))
+        for name in IW_ESTIMATORS:
+            row = {"estimator": name, "K": K, **stats}
+            for part in ("phi", "theta"):
+                row |= {f"{part}_{k}": v for k, v in total[(name, part)].summary().items()}
+                row[f"{part}_snr_error"] = float(np.std(snrs[(name, part)], ddof=1) / math.sqrt(groups)) \
+                    if groups > 1 else math.nan
+            result.rows.append(row)
+        if progress:
+            progress(done / len(config.samples))
+    return result
+
+
+def snr_slopes(result: VarianceResult, from_k: int = 2) -> dict[str, dict[str, float]]:
+    """The slope of log SNR against log K per estimator and part ("phi", "theta"), by least squares weighted by each
+    point's error, over the Ks from `from_k` on (at K = 1 the IW bound is the ELBO, far from the asymptotic
+    regime), with its standard error ("phi_error", "theta_error"): Rainforth et al. (2018) predict +1/2 for θ and
+    -1/2 for the IWAE φ, Tucker et al. (2019) +1/2 for DReG's φ. NaN with fewer than two such K."""
+    slopes: dict[str, dict[str, float]] = {}
+    for name in IW_ESTIMATORS:
+        slopes[name] = {}
+        for part in ("phi", "theta"):
+            rows = [r for r in result.rows if r["estimator"] == name and r["K"] >= from_k
+                    and r.get(f"{part}_snr", 0) > 0 and math.isfinite(r[f"{part}_snr"])]
+            slope = error = math.nan
+            if len(rows) >= 2:
+                x = np.log([r["K"] for r in rows])
+                y = np.log([r[f"{part}_snr"] for r in rows])
+                sigma = np.array([r.get(f"{part}_snr_error", math.nan) / r[f"{part}_snr"] for r in rows])
+                w = 1 / sigma**2 if np.all(np.isfinite(sigma) & (sigma > 0)) else np.ones(len(rows))
+                xbar = np.sum(w * x) / np.sum(w)
+                sxx = np.sum(w * (x - xbar) ** 2)
+                slope = float(np.sum(w * (x - xbar) * y) / sxx)
+                error = float(1 / math.sqrt(sxx)) if np.all(np.isfinite(sigma) & (sigma > 0)) else math.nan
+            slopes[name][part], slopes[name][f"{part}_error"] = slope, error
+    return slopes

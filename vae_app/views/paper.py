@@ -11,7 +11,7 @@ from vae_core import data, paper, runs
 from vae_core.sweep import Sweep
 
 COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
-VARIANT_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # full VB's initial log-variances, in order
+VARIANT_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # each variant's (full VB's log σ²₀, IWAE's K)
 # Each panel's y axis frames the curves from this many samples on (the paper's axes start at 10^5): the first
 # evaluations' transient (a dip of up to 6·10^5 nats at a few hundred samples) would otherwise flatten everything
 # after it. Plotly's autoscale button shows the whole curve.
@@ -33,8 +33,8 @@ def curves(records: list[runs.RunRecord]) -> dict[paper.Figure, dict[paper.Panel
 
 def _lines(plot, figure: paper.Figure, curves: list[paper.Curve], row: int, col: int, shown: set,
            variants: list[float]) -> None:
-    """One line per run and set: train solid, test dashed, coloured by algorithm (and variant); an empty panel
-    says so."""
+    """One line per run and set: train solid, test dashed, coloured by algorithm (and variant), and for a run that
+    reports its IW bound (IWAE), that bound on the test set dotted; an empty panel says so."""
     if not curves:
         plot.add_scatter(x=[1e3, 1e8], y=[None, None], mode="lines", showlegend=False, row=row, col=col,
                          hoverinfo="skip")  # axes to draw, over the paper's x range
@@ -43,15 +43,15 @@ def _lines(plot, figure: paper.Figure, curves: list[paper.Curve], row: int, col:
     for curve in curves:
         variant = figure.describe(curve)
         colour = VARIANT_COLORS[variants.index(curve.variant) % len(VARIANT_COLORS)] if variant else COLORS[curve.algorithm]
-        for which, dash in (("train", "solid"), ("test", "dash")):
-            name = f"{curve.algorithm}{', ' + variant if variant else ''} ({which})"
+        for which, dash in (("train", "solid"), ("test", "dash")) + ((("iw_test", "dot"),) if curve.iw_test else ()):
+            name = f"{curve.algorithm}{', ' + variant if variant else ''} ({'test IW bound' if which == 'iw_test' else which})"
             plot.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", row=row, col=col,
                              line={"color": colour, "dash": dash, "width": 1.5}, name=name, legendgroup=name,
                              showlegend=name not in shown,
                              hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}} "
                                            f"<extra>{name}, {paper.MEASURES[figure.measure][0]}</extra>")
             shown.add(name)
-    framed = [v for curve in curves for which in ("train", "test")
+    framed = [v for curve in curves for which in ("train", "test", "iw_test")
               for s, v in zip(curve.samples, getattr(curve, which)) if s >= FRAMED_FROM and not math.isnan(v)]
     if framed:
         low, high = min(framed), max(framed)

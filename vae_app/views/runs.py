@@ -31,10 +31,11 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
                      "M": config.get("batch_size"), "optimizer": config.get("optimizer"),
                      "lr": (record.config or {}).get("lr"), "samples": record.samples_done,
                      "budget": config.get("samples"), "train bound": last.get("train_lower_bound"),
-                     "test bound": last.get("test_lower_bound"), "problems": record.describe_problems(),
+                     "test bound": last.get("test_lower_bound"), "K": config.get("iw_k"),
+                     "test IW bound": last.get("test_iw_bound"), "problems": record.describe_problems(),
                      "path": str(run_dir)})
     table = pd.DataFrame(rows)
-    for column in ("J", "L", "M", "samples", "budget"):  # whole numbers, blank where a damaged run says nothing
+    for column in ("J", "L", "M", "K", "samples", "budget"):  # whole numbers, blank where a damaged run says nothing
         if column in table:
             table[column] = table[column].astype("Int64")
     return table

@@ -13,27 +13,28 @@ from .. import jobs
 from ..sources import Source
 
 
-def variance_settings(M, R, Ls: str, estimators) -> lab.VarianceConfig:
+def variance_settings(M, R, Ls: str, estimators=lab.GRADIENT_ESTIMATORS, letter: str = "L") -> lab.VarianceConfig:
+    """The settings from the form: the values of L (or, for the k trade-off, of K) as the text typed."""
     try:
         samples = tuple(int(v) for v in Ls.replace(",", " ").split())
     except ValueError:
-        raise ValueError(f"the values of L must be whole numbers separated by spaces, got {Ls!r}") from None
+        raise ValueError(f"the values of {letter} must be whole numbers separated by spaces, got {Ls!r}") from None
     config = lab.VarianceConfig(batch_size=int(M), repeats=int(R), samples=samples, estimators=tuple(estimators))
     config.validate()
     return config
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _job(key: tuple, settings_key: str, _source: Source, _settings: lab.VarianceConfig) -> jobs.Job:
-    return jobs.measure_variance(_source, _settings)
+def _job(key: tuple, settings_key: str, tradeoff: bool, _source: Source, _settings: lab.VarianceConfig) -> jobs.Job:
+    return (jobs.measure_iw_tradeoff if tradeoff else jobs.measure_variance)(_source, _settings)
 
 
-def measurement(source: Source, settings: lab.VarianceConfig) -> jobs.Job:
-    """The measurement of this model version with these settings: started once, then shared by every rerun and
-    session. A failed one is forgotten once seen, so that asking again tries again."""
-    job = _job(source.key, repr(settings), source, settings)
+def measurement(source: Source, settings: lab.VarianceConfig, tradeoff: bool = False) -> jobs.Job:
+    """The measurement of this model version with these settings (with `tradeoff`, the k trade-off's): started once,
+    then shared by every rerun and session. A failed one is forgotten once seen, so that asking again tries again."""
+    job = _job(source.key, repr(settings), tradeoff, source, settings)
     if job.error is not None:
-        _job.clear(source.key, repr(settings), source, settings)
+        _job.clear(source.key, repr(settings), tradeoff, source, settings)
     return job
 
 
@@ -71,3 +72,25 @@ def variance_summary(results: dict[str, lab.VarianceResult]) -> str:
                          f"floor of {R} replicates: an estimate whose mean is far below its spread shows |mean|/std of "
                          f"about 1/√R, whatever its true signal. Its signal is too small to see with {R} replicates.")
     return "\n".join(lines)
+
+
+# What the k trade-off's charts show, in two sentences (the papers' findings), for the page and the glossary alike.
+TRADEOFF_EXPLAINED = (
+    "As K grows the IW bound tightens toward log p(x), the decoder's gradient gets cleaner (its signal-to-noise "
+    "ratio rises like √K) and the encoder's plain IWAE gradient gets noisier relative to its shrinking signal (its "
+    "SNR falls like 1/√K): a tighter bound is not necessarily better for learning the encoder (Rainforth et al. "
+    "2018, \"Tighter Variational Bounds are Not Necessarily Better\"). The doubly reparameterised gradient (DReG, "
+    "Tucker et al. 2019) drops the score term that carries that noise and reweights the pathwise one, so its "
+    "encoder SNR rises like √K too.")
+
+
+def tradeoff_summary(result: lab.VarianceResult) -> str:
+    """The slopes the measurement shows, against the papers' ±1/2."""
+    slopes = lab.snr_slopes(result)
+    if not all(math.isfinite(slopes[name]["theta"]) for name in slopes):
+        return "Measure at two values of K above 1 or more to read the slopes."
+    said = lambda s, part: f"{s[part]:+.2f}" + (f" ± {s[part + '_error']:.2f}" if math.isfinite(s[part + '_error']) else "")
+    return (f"Slopes of log SNR against log K (from K = 2 on; the papers' asymptotes: decoder +0.5, IWAE encoder "
+            f"-0.5, DReG encoder +0.5): decoder {said(slopes['iwae'], 'theta')}, IWAE encoder "
+            f"{said(slopes['iwae'], 'phi')}, DReG encoder {said(slopes['dreg'], 'phi')}. An SNR near 1/√R = "
+            f"{1 / math.sqrt(result.settings['R']):.3f} is the floor that R replicates resolve, not a signal.")
