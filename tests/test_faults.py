@@ -555,7 +555,7 @@ FAULTS = [
     Fault("train on a path that does not exist", "own data", train_on("nowhere/faces"),
           r"nowhere/faces does not exist: check the path"),
     Fault("train on a name that is no dataset", "own data", lambda s: cli("train", "--dataset", "fashion"),
-          r"unknown dataset 'fashion': neither one of this project's \(mnist, frey, digits\)"),
+          r"dataset must be one of mnist, frey, digits, or the path of your own data, got 'fashion': no file or folder"),
     Fault("train on a folder the user may not read", "own data", unreadable_folder,
           r"mine cannot be read \(Permission denied\): check that you may read", setup=own(pngs_and(lambda f: None))),
     Fault("train on a .npy holding pickled objects", "own data", train_on("mine.npy"),
