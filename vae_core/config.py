@@ -338,9 +338,13 @@ class TrainConfig:
 
     def _data_options_problems(self, problems: dict[str, str]) -> None:
         """The dataset named, and how the user's data is read: options that apply to it alone."""
+        names = ", ".join(data_module.DATASETS)
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            problems["dataset"] = (f"dataset must be one of {', '.join(data_module.DATASETS)} or the path of your own "
-                                   f"data, got {self.dataset!r}")
+            problems["dataset"] = f"dataset must be one of {names}, or the path of your own data, got {self.dataset!r}"
+            return
+        if self.own_data and not _looks_like_a_path(self.dataset) and not os.path.exists(self.dataset):
+            problems["dataset"] = (f"dataset must be one of {names}, or the path of your own data, got "
+                                   f"{self.dataset!r}: no file or folder of that name is here")
             return
         try:
             parse_image_size(self.image_size)
@@ -428,6 +432,11 @@ def resolve_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """Whether a dataset is written as a path (a saved run's always is: absolute), not as a name."""
+    return os.sep in text or text.startswith((".", "~"))
 
 
 def _whole(value) -> bool:

@@ -129,8 +129,8 @@ def _existing(text: str) -> Path:
         if os.sep in str(text) or str(text).startswith(("~", ".")):
             raise DataError(f"{text} does not exist: check the path (was the data moved or deleted?); give "
                             f"{WHAT_TO_GIVE}.") from None
-        raise DataError(f"unknown dataset {str(text)!r}: neither one of this project's ({', '.join(DATASETS)}) nor a "
-                        f"file or folder on this machine. Check the path; give {WHAT_TO_GIVE}.") from None
+        raise DataError(f"unknown dataset {str(text)!r}; choose one of {', '.join(DATASETS)}, or give the path of your "
+                        f"own data (no file or folder of that name is here): {WHAT_TO_GIVE}.") from None
     except OSError as e:
         raise DataError(f"{text} cannot be opened ({e.strerror or e}): check that you may read it.") from None
     return path
