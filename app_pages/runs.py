@@ -31,8 +31,11 @@ if not shown.empty:
                             help="each run keeps its own colour; train solid, test dashed")
     log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
     paths = dict(zip(table["run"], table["path"]))
-    if chosen:
-        st.plotly_chart(figures.learning_curves({r: views.run_metrics(paths[r]) for r in chosen}, log_x, 0.6))
+    curves = {r: rows for r in chosen if (rows := views.run_metrics(paths[r]))}
+    if curves:
+        st.plotly_chart(figures.learning_curves(curves, log_x, 0.6))
+    elif chosen:
+        st.caption(f"No learning curve to draw: {plain(', '.join(chosen))} holds no rows of metrics.")
 
     run = st.selectbox("Run", shown["run"], key="run")
     chosen_run = table.set_index("run").loc[run]
