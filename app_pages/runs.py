@@ -31,12 +31,11 @@ if not shown.empty:
                             help="each run keeps its own colour; train solid, test dashed")
     log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
     paths = dict(zip(table["run"], table["path"]))
-    curves = figures.learning_curves({r: views.run_metrics(paths[r]) for r in chosen}, log_x, 0.6)
-    if curves["data"]:  # st.plotly_chart fails on a figure without traces (plotly 7)
-        st.plotly_chart(curves)
+    curves = {r: rows for r in chosen if (rows := views.run_metrics(paths[r]))}
+    if curves:
+        st.plotly_chart(figures.learning_curves(curves, log_x, 0.6))
     elif chosen:
-        st.info("No curve yet: the chosen runs have logged no minibatch or evaluation (a run's first rows are written "
-                "at its first checkpoint).")
+        st.caption(f"No learning curve to draw: {plain(', '.join(chosen))} holds no rows of metrics.")
 
     run = st.selectbox("Run", shown["run"], key="run")
     chosen_run = table.set_index("run").loc[run]

@@ -169,7 +169,7 @@ def test_runs_page_shows_a_run_with_no_metrics_yet(app, tmp_path):
     runs.write_json(run / runs.STATUS, {"state": "stopped", "samples_evaluated": 0, "total_samples": 1000})
     app.switch_page("app_pages/runs.py").run()
     assert not app.exception
-    assert "No curve yet" in app.info[0].value and not app.get("plotly_chart")
+    assert "No learning curve to draw" in app.caption[0].value and not app.get("plotly_chart")
     assert app.selectbox(key="run").value == "fresh" and app.button(key="continue")
 
 
