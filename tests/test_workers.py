@@ -114,7 +114,7 @@ def test_a_run_nobody_watches_is_followed_to_its_end(tmp_path):
     worker = pool.start(TrainConfig(dataset="digits", samples=20_000, lr=0.02), owner="alice", runs_dir=tmp_path)
     assert wait_until(lambda: runs.read_json(worker.run_dir / runs.STATUS).get("state") == "finished"
                       if (worker.run_dir / runs.STATUS).is_file() else False)
-    assert wait_until(lambda: worker.state == "finished", seconds=5)
+    assert wait_until(lambda: worker.state == "finished")
     assert worker.rows[-1]["samples_evaluated"] == worker.snapshot["samples_evaluated"] == 20_000
     assert worker.rows == [r for r in runs.read_run(worker.run_dir).metrics
                            if r["kind"] == "minibatch" or "test_lower_bound" in r]
@@ -128,5 +128,5 @@ def test_a_run_whose_process_dies_is_reported_failed(tmp_path):
     worker = pool.start(TrainConfig(dataset="digits", samples=10**9, lr=0.02), owner="alice", runs_dir=tmp_path)
     assert wait_until(lambda: worker.state == "running")
     worker.process.kill()
-    assert wait_until(lambda: worker.state == "failed", seconds=10)
+    assert wait_until(lambda: worker.state == "failed")
     assert "ended unexpectedly" in worker.message and not pool.active_workers()
