@@ -441,10 +441,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag(name), **kw)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vae_core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train a VAE (AEVB, Algorithm 1, by default)")
     add_train_flags(train)
     train.add_argument("--run-dir", default=None, help="folder for this run, new or empty (default: a new folder under ./runs)")
@@ -452,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
     train.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="test lower bound and importance-weighted log-likelihood of a run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--iw-samples", type=int, default=100, metavar="K",
@@ -468,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
 
+
+def _add_variance(sub) -> None:
     from .variance import GRADIENT_ESTIMATORS, VarianceConfig
     var_defaults = VarianceConfig()
     variance = sub.add_parser("variance", help="measure the estimators' variance against the number of samples L")
@@ -490,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     variance.add_argument("--json", action="store_true")
     variance.set_defaults(func=cmd_variance)
 
+
+def _add_sweep(sub) -> None:
     sweep = sub.add_parser("sweep", help="a grid of runs on Ray Tune (local by default, a cluster by --address)")
     add_sweep_flags(sweep)
     sweep.add_argument("--figure", type=int, choices=sorted(paper.FIGURES),
@@ -508,12 +511,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--json", action="store_true", help="end stdout with one JSON line of results")
     sweep.set_defaults(func=cmd_sweep)
 
+
+def _add_report(sub) -> None:
     report = sub.add_parser("report", help="a paper figure's numbers from the runs, as a Markdown table")
     report.add_argument("--figure", type=int, choices=sorted(paper.FIGURES), required=True)
     report.add_argument("--runs-dir", default=None, help="where the runs are (default: ./runs or $VAE_RUNS_DIR; sweeps "
                                                          "inside it are included)")
     report.set_defaults(func=cmd_report)
 
+
+def _add_data(sub) -> None:
     data = sub.add_parser("data", help="download the datasets, check the copies on this machine, or inspect your own")
     data.add_argument("--dataset", choices=data_module.DATASETS, default=None)
     data.add_argument("--verify", action="store_true", help="check checksums and shapes; download nothing")
@@ -528,6 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar=s.metavar, help=f"with --inspect: {s.help}", **parse)
     data.add_argument("--json", action="store_true", help="with --inspect: one JSON object")
     data.set_defaults(func=cmd_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vae_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_evaluate, _add_variance, _add_sweep, _add_report, _add_data):
+        add(sub)
     return parser
 
 

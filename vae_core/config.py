@@ -318,8 +318,12 @@ class TrainConfig:
         if not (isinstance(self.vb_logvar, (int, float)) and LIMITS["vb_logvar"][0] <= self.vb_logvar <= LIMITS["vb_logvar"][1]):
             problems["vb_logvar"] = (f"vb_logvar must be a number from {LIMITS['vb_logvar'][0]} to "
                                      f"{LIMITS['vb_logvar'][1]}, got {self.vb_logvar!r}")
-        if not machine:
-            return problems
+        if machine:
+            self._machine_problems(problems)
+        return problems
+
+    def _machine_problems(self, problems: dict[str, str]) -> None:
+        """What this machine cannot train: the fast step off the CPU, a GPU it lacks, more memory than allowed."""
         if self.step == "fast" and "step" not in problems and "algorithm" not in problems:
             reason = fast_step_unavailable(self.algorithm, resolve_device(self.device))
             if reason:
@@ -334,7 +338,6 @@ class TrainConfig:
                 problems["memory"] = (f"this setting needs about {needed / 2**30:.1f} GiB of memory to train, more than "
                                       f"the {allowed / 2**30:.1f} GiB allowed here (half of what is available; set "
                                       f"${MEMORY_ENV} in bytes to change that): lower J, hidden units, L or M")
-        return problems
 
     def _data_options_problems(self, problems: dict[str, str]) -> None:
         """The dataset named, and how the user's data is read: options that apply to it alone."""
