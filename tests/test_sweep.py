@@ -5,10 +5,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import PATIENCE, wait_until
 
 from vae_core import paper, runs, sweep
 
@@ -184,22 +184,33 @@ def test_gpus_per_trial_send_the_trial_to_cuda(tmp_path):
 
 
 @pytest.mark.slow
+def session_members(session: int) -> list[int]:
+    """The processes of the session `session` leads: a driver started with start_new_session=True, and its Ray."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # field 6 of stat, the session id; zombies are gone
+            members.append(int(stat.parent.name))
+    return members
+
+
 def test_a_killed_driver_resumes_losing_no_finished_trial_and_repeating_none(tmp_path):
     args = [*TINY, "--seed", "0", "1", "2", "--samples", "30000", "--sweep-dir", str(tmp_path / "s"),
             "--max-concurrent", "1", "--json"]
     driver = subprocess.Popen([sys.executable, "-m", "vae_core", "sweep", *args], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     first = tmp_path / "s" / "seed0"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if (first / runs.STATUS).is_file() and runs.read_run(first).state == "finished":
-            break
-        time.sleep(0.5)
-    assert runs.read_run(first).state == "finished"
+    wait_until(lambda: (first / runs.STATUS).is_file() and runs.read_run(first).state == "finished",
+               "the first trial to finish", poll=0.5)
     finished = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray, at once
-    driver.wait(timeout=30)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    driver.wait(timeout=PATIENCE)
+    for pid in session_members(driver.pid):  # what of its Ray outlived it: this test's processes only, never others'
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not session_members(driver.pid), "the killed driver's Ray to exit")
     out, result = run_sweep("--resume", str(tmp_path / "s"))
     assert out.returncode == 0, out.stderr
     assert all(t["status"] == "finished" for t in result["trials"]) and len(result["trials"]) == 3

@@ -89,12 +89,16 @@ class Sweep:
 
     @classmethod
     def from_configs(cls, sweep_dir: str | Path, configs: list[dict]) -> Sweep:
-        """The sweep of `configs`, once every one passes the config's own checks (those that hold on any machine):
-        ValueError saying each value at fault otherwise, before anything touches the disk."""
+        """The sweep of `configs`, once every one passes the config's own checks (those that hold on any machine, and
+        that the user's data, at a path, can be read): ValueError saying each value at fault otherwise, before anything
+        touches the disk."""
         refused: dict[str, None] = {}  # the problems, in order, each once
         for config in configs:
             try:
-                problems = TrainConfig.from_dict(config).problems(machine=False)
+                trial = TrainConfig.from_dict(config)
+                problems = trial.problems(machine=False)
+                if trial.own_data and not problems:  # the user's data is read where its sweep is made
+                    problems = {k: v for k, v in trial.problems().items() if k == "dataset"}
             except (TypeError, ValueError) as e:
                 problems = {"config": str(e)}
             for problem in problems.values():
@@ -263,9 +267,11 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
     is never restored. `Tuner.restore` unpickles `tuner.pkl` and the pickled trials of `experiment_state-*.json`
     from the storage folder, which anyone who may write the sweep folder could have crafted; each run here is a new
     Tune experiment of its own name, and nothing of Tune's storage is read back."""
+    import ray
     from ray import tune
 
     started = time.perf_counter()
+    embedded = not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))  # started here, stopped here
     sweep_dir = sweep.sweep_dir.resolve()
     storage = storage or str(sweep_dir / ".tune")
     try:
@@ -291,6 +297,9 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]  # Ray's first line says what happened
         raise runs.RunError(f"the sweep stopped: {reason} Finished trials are kept, and the others continue from "
                             f"their last checkpoint with `python -m vae_core sweep --resume {sweep_dir}`") from e
+    finally:
+        if embedded:  # no Ray processes outlive the sweep that started them (a library caller's process goes on)
+            ray.shutdown()
     trials = summary_rows(sweep, results)
     states = [t["status"] for t in trials]
     print(f"sweep: {states.count('finished')} done, {states.count('failed')} failed, {states.count('stopped')} stopped "
