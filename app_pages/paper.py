@@ -48,7 +48,8 @@ def sweeping():
     for job in jobs:
         counts = job.progress()
         done = counts["finished"] + counts["failed"]
-        st.progress(done / len(job.trials), text=f"sweep {plain(job.sweep_dir.name)}: {counts['finished']} finished, "
+        st.progress(done / len(job.trials), text=f"sweep {plain(job.sweep_dir.name)} of {len(job.trials)} runs, "
+                    f"{job.slots} at a time on local Ray: {counts['finished']} finished, "
                     f"{counts['failed']} failed, {counts['training']} training, {counts['waiting']} waiting"
                     + ("" if job.active else " (ended)"))
         if job.active and st.button("Stop this sweep", key=f"stop {job.sweep_dir.name}"):
@@ -62,16 +63,15 @@ else:
     left, right = st.columns([1, 2])
     budget = left.text_input("Training samples per run", value="1e6", key="missing_budget",
                              help="the paper's x axis goes to 10^8; 10^6 takes about a minute per MNIST run here")
-    if right.button("Train what is missing", key="train_missing", type="primary", disabled=any(j.active for j in jobs)):
+    busy = any(j.active for j in jobs)  # one sweep at a time: a second click, or a double one, starts nothing more
+    if right.button("Train what is missing", key="train_missing", type="primary", disabled=busy) and not busy:
         try:
             sweep_dir = views.missing_sweep(curves, parse_sample_count(budget))
             if sweep_dir is None:
                 st.info("The missing runs need data that is not on this machine (see Home).")
             else:
-                job = pool().start_sweep(sweep_dir, owner)
-                st.info(f"Training {len(job.trials)} runs as a sweep on local Ray, {job.slots} at a time, in "
-                        f"{plain(sweep_dir.name)}.")
-                jobs.append(job)
+                pool().start_sweep(sweep_dir, owner)
+                st.rerun()  # at once: the button off, and the sweep's progress below it
         except (ValueError, PoolFull) as e:
             st.error(f"Cannot start: {plain(e)}")
 sweeping()

@@ -71,8 +71,12 @@ def own_data() -> None:
         st.caption("The form below trains on it (Dataset: your data); press Start training when it is set.")
 
 
+live = st.container()  # the run this page follows, drawn above the form once it is known: the live run first
+if attached is not None and attached.active:
+    st.subheader("A new run")
+starting = attached.run_dir.name if attached is not None and attached.state.starting else None
 own_data()
-config = forms.train_form(defaults)
+config = forms.train_form(defaults, starting=starting)
 if config is not None:
     try:
         worker = pool().start(config, owner)
@@ -96,34 +100,8 @@ def reattach():
             st.caption(f"{plain(other.run_dir.name)} is training in another open session.")
 
 
-worker = pool().get(session.run_dir())
-if worker is None:
-    reattach()
-    st.stop()
-
-st.subheader(f"Run {plain(worker.run_dir.name)}")
-drawn_state = worker.state  # what this run of the page draws; an app thread following the run updates it
-pause, resume, stop = st.columns(3)
-if pause.button("Pause", disabled=drawn_state != "running", width="stretch", key="pause"):
-    worker.pause()
-if resume.button("Resume", disabled=drawn_state != "paused", width="stretch", key="resume"):
-    worker.resume()
-if stop.button("Stop", disabled=not drawn_state.active, width="stretch", key="stop"):
-    worker.stop()
-log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
-smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing",
-                      help="an exponential moving average of the minibatch bounds: 0 shows them raw")
-
-
-# The progress line and the charts fetch the run's feed themselves, once a second while it trains, and ask for a rerun
-# when its state changes: following a run costs no rerun of this page.
-live_chart()(feed=feed_name(worker.run_dir), state=str(drawn_state), active=drawn_state.active, log_x=log_x,
-             smoothing=smoothing, key="live_charts", default=None)
-
-
-@st.fragment(run_every=views.GALLERY_SECONDS if drawn_state.active else None)
 @guarded
-def live_view():
+def live_view(worker, drawn_state):
     """Every few seconds: this session is still here, what the run says, and the gallery of its latest snapshot."""
     worker.touch(owner)
     if worker.message or worker.feed.problem:
@@ -141,4 +119,30 @@ def live_view():
         right.image(images["samples"], caption="samples from the prior, decoded")
 
 
-live_view()
+def run_view(worker) -> None:
+    """The run this page follows: its controls, its live charts (which fetch the run's feed themselves, once a second
+    while it trains, and ask for a rerun when its state changes: following a run costs no rerun of this page), its
+    gallery."""
+    st.subheader(f"Run {plain(worker.run_dir.name)}")
+    drawn_state = worker.state  # what this run of the page draws; an app thread following the run updates it
+    pause, resume, stop = st.columns(3)
+    if pause.button("Pause", disabled=drawn_state != "running", width="stretch", key="pause"):
+        worker.pause()
+    if resume.button("Resume", disabled=drawn_state != "paused", width="stretch", key="resume"):
+        worker.resume()
+    if stop.button("Stop", disabled=not drawn_state.active, width="stretch", key="stop"):
+        worker.stop()
+    log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
+    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing",
+                          help="an exponential moving average of the minibatch bounds: 0 shows them raw")
+    live_chart()(feed=feed_name(worker.run_dir), state=str(drawn_state), active=drawn_state.active, log_x=log_x,
+                 smoothing=smoothing, key="live_charts", default=None)
+    st.fragment(run_every=views.GALLERY_SECONDS if drawn_state.active else None)(live_view)(worker, drawn_state)
+
+
+followed = pool().get(session.run_dir())
+with live:
+    if followed is None:
+        reattach()
+    else:
+        run_view(followed)

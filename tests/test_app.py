@@ -77,19 +77,26 @@ def test_home_lists_datasets_and_pages(app_with_data):
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("latent_dim", 0, "latent_dim must be a whole number of at least 1"),
+    ("latent_dim", "0", "Latent dimensions J must be a whole number of at least 1, got 0"),
+    ("latent_dim", "2.7", "Latent dimensions J must be a whole number, got 2.7"),  # refused, never rounded to 2
+    ("seed", "99999999999999999999", "Seed must be a whole number from 0 to 4,294,967,295, got 99999999999999999999"),
+    ("samples_per_point", "many", "Samples per datapoint L must be a number, got 'many'"),
     ("samples", "-5", "number of samples must be a whole number"),
     ("lr", "fast", "step size must be a positive number or 'auto'"),
-    ("batch_size", 5000, "at most the 1600 training datapoints of frey"),
+    ("batch_size", "5000", "Minibatch M must be at most the 1600 training datapoints of frey"),
 ])
 def test_train_form_rejects_bad_input_with_a_message(app_with_data, field, value, words):
+    """Each problem is said once, under its field, in the form's words; the summary names the field."""
     app = app_with_data
     app.switch_page("app_pages/train.py").run()
     assert app.selectbox(key="train.dataset").value == "frey"  # the data is here: the paper's first dataset
-    getattr(app, "number_input" if isinstance(value, int) else "text_input")(key=f"train.{field}").set_value(value)
+    app.text_input(key=f"train.{field}").set_value(value)
     app.button(key="train.start").click().run()
     assert not app.exception
-    assert any(words in e.value for e in app.error)
+    errors = [e.value for e in app.error]
+    assert sum(words in e for e in errors) == 1, errors
+    label = app.text_input(key=f"train.{field}").label
+    assert errors[-1] == f"Cannot start: see the message under {label}.", errors
     assert session.RUN_DIR not in app.session_state  # nothing started
 
 
@@ -123,6 +130,30 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     assert len(app.get("image")) == 2
     run_dir = app.session_state[session.RUN_DIR]
     assert runs.read_json(f"{run_dir}/{runs.STATUS}")["state"] == "finished"
+
+
+def test_a_double_click_on_start_makes_one_run(app, tmp_path, monkeypatch):
+    """The second click of a double click reaches the server while the first click's run is starting: it starts
+    nothing, and Start stays off until that run trains. The worker's follower is held back, so that the run is still
+    starting at the second click whatever the timing."""
+    from vae_app.workers import TrainingWorker
+    from vae_core.runs import RunState
+    monkeypatch.setattr(TrainingWorker, "_follow", lambda self: None)
+    start_digits_run(app, "30000")
+    worker = pool().get(app.session_state[session.RUN_DIR])
+    try:
+        assert worker.state == RunState.STARTING
+        app.button(key="train.start").click().run()  # the second click
+        assert not app.exception and not app.error
+        assert [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == [worker.run_dir.name]
+        assert app.session_state[session.RUN_DIR] == str(worker.run_dir)
+        assert app.button(key="train.start").disabled
+        assert f"{worker.run_dir.name} is starting" in texts(app)
+        assert app.subheader[0].value == f"Run {worker.run_dir.name}"  # the live run above the form
+    finally:
+        worker.process.kill()
+        worker.process.join()
+        worker.state = RunState.STOPPED  # the pool, shared by the tests, counts it no more
 
 
 def test_live_chart_folder_holds_the_page_and_plotly_and_is_made_once(monkeypatch, tmp_path, repo):

@@ -481,7 +481,7 @@ def a_zip_with_notes(at, sandbox: Sandbox) -> None:
 
 def set_form(key: str, value):
     def act(at):
-        getattr(at, "number_input" if isinstance(value, int) else "text_input")(key=key).set_value(value)
+        at.text_input(key=key).set_value(str(value))
         at.button(key="train.start").click().run()
     return act
 
@@ -596,9 +596,9 @@ FAULTS = [
           r"K must be a whole number from 1 to 100,000"),
     Fault("the Train form with J = 1e9", "limits",
           lambda s: app_page(s, "app_pages/train.py", act=set_form("train.latent_dim", 1_000_000_000)),
-          r"latent_dim must be at most 1,024", None),
+          r"Latent dimensions J must be at most 1,024", None),
     Fault("the Train form with seed -1", "limits", lambda s: app_page(s, "app_pages/train.py", act=set_form("train.seed", -1)),
-          r"seed must be a whole number from 0", None),
+          r"Seed must be a whole number from 0", None),
     Fault("the variance page with M = 100000", "limits",
           lambda s: app_page(s, "app_pages/estimator_variance.py", act=lambda at: (
               at.number_input(key="M").set_value(100_000), at.button(key="compute").click().run())),

@@ -54,7 +54,7 @@ def inspected(app) -> dict[str, str]:
 
 def train_here(app) -> str:
     """Starts training from the form with small settings; waits for the run to end; its folder."""
-    app.number_input(key="train.batch_size").set_value(20)
+    app.text_input(key="train.batch_size").set_value("20")
     app.text_input(key="train.samples").set_value("400")
     app.text_input(key="train.lr").set_value("0.02")
     app.text_input(key="train.hidden").set_value("16")

@@ -1,9 +1,9 @@
 """The paper's figures as data (one record each): which runs belong to a panel, and what they say of the paper's
 claims."""
 import math
-import time
 
 import pytest
+from conftest import wait_until
 
 from vae_core import paper
 from vae_core.config import TrainConfig
@@ -132,16 +132,17 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     missing = at.dataframe[1].value
     assert len(missing) == 16 + 6 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
     at.text_input(key="missing_budget").set_value("1000")
+    before = len(pool().sweeps)
     at.button(key="train_missing").click().run()
-    assert "Training 6 runs as a sweep on local Ray, 2 at a time" in at.info[0].value
     job = pool().sweeps[-1]
+    assert at.get("progress")[0].proto.text.startswith(f"sweep {job.sweep_dir.name} of 6 runs, 2 at a time on local Ray")
+    assert at.button(key="train_missing").disabled and len(pool().sweeps) == before + 1  # off at once: one sweep
     assert pool().busy == 2  # the sweep takes the pool's free slots
-    deadline = time.monotonic() + 300
-    while job.active and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_until(lambda: not job.active, "the sweep to end", poll=1.0)
     assert job.progress() == {"finished": 6, "failed": 0, "training": 0, "waiting": 0}, job.log.read_text()[-2000:]
     at.run()
-    assert at.get("progress")[0].proto.text.startswith(f"sweep {job.sweep_dir.name}: 6 finished")
+    assert at.get("progress")[0].proto.text.startswith(f"sweep {job.sweep_dir.name} of 6 runs, 2 at a time on local "
+                                                       f"Ray: 6 finished")
     missing = at.dataframe[1].value
     assert len(missing) == 10 + 6 and set(missing["dataset"]) == {"mnist"}  # every Frey Face panel has both now
 

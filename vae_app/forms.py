@@ -8,12 +8,13 @@ Every widget's key is `train.<field name>`, which tests and `fill` use.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import streamlit as st
 
 from vae_core import data
-from vae_core.config import ConfigError, TrainConfig, settings
+from vae_core.config import TrainConfig, settings
 
 from . import session
 from .text import plain
@@ -42,7 +43,32 @@ def as_text(name: str, value) -> str:
 
 
 def _uses_text(name: str, default) -> bool:
-    return settings()[name].parse is not None or default is None or isinstance(default, str) and not settings()[name].choices
+    """Every setting but the switches and the choices is typed: numbers too, so that what was typed is what is checked
+    (a number field of the browser rounds 2.7 to 2 and wraps a seed of 20 digits round to -1)."""
+    return not isinstance(default, bool) and not settings()[name].choices or settings()[name].parse is not None
+
+
+def _number(name: str, text: str, kind: type) -> int | float:
+    """The number typed into the field of `name`, of the setting's kind: a whole one (2.7 is refused, never rounded)."""
+    label = settings()[name].label
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{label} must be a number, got {text!r}" if text else f"{label} needs a value") from None
+    if kind is int:
+        if not value.is_integer():
+            raise ValueError(f"{label} must be a whole number, got {text}")
+        return int(text) if re.fullmatch(r"[+-]?\d+", text) else int(value)  # 20 digits stay exact; 1e3 is 1000
+    return value
+
+
+def in_words(message: str) -> str:
+    """A problem as the form says it: each setting by its label (Latent dimensions J), not by its field name."""
+    for name, s in settings().items():
+        letter = s.label.rsplit(" ", 1)[-1]  # "batch_size M" reads "Minibatch M"
+        pattern = rf"\b{name}\b( {re.escape(letter)}\b)?" if "_" in name else rf"^{name}(?= must| applies)"
+        message = re.sub(pattern, s.label, message)
+    return message
 
 
 def fill(config: TrainConfig) -> None:
@@ -59,10 +85,16 @@ def _values() -> dict:
         if widget_key(name) not in st.session_state:
             continue
         value = st.session_state[widget_key(name)]
-        if _uses_text(name, getattr(TrainConfig, name)):
+        default = getattr(TrainConfig, name)
+        if _uses_text(name, default):
             text = str(value).strip()
             try:
-                value = s.parse(text) if s.parse else (text or None)
+                if s.parse:
+                    value = s.parse(text)
+                elif isinstance(default, (int, float)):
+                    value = _number(name, text, type(default))
+                else:
+                    value = text or None
             except ValueError as e:
                 problems[name] = str(e)
                 continue
@@ -108,14 +140,11 @@ def _widget(container, name: str, default, problem: str | None) -> None:
     elif s.choices:
         container.selectbox(s.label, s.choices, **({} if filled else {"index": s.choices.index(default)}),
                             help=s.help, key=key)
-    elif _uses_text(name, default):
+    else:
         container.text_input(s.label, **({} if filled else {"value": as_text(name, default)}), help=s.help, key=key,
                              placeholder=s.placeholder)
-    else:
-        container.number_input(s.label, **({} if filled else {"value": default}), step=type(default)(1),
-                               help=s.help, key=key)
     if problem:
-        container.error(plain(problem), icon=":material/error:")  # it quotes what was typed
+        container.error(plain(in_words(problem)), icon=":material/error:")  # it quotes what was typed
 
 
 OWN_PROBLEMS = ("dataset", "image_size", "scale")  # how the user's data is read
@@ -128,21 +157,31 @@ def data_widgets(columns, defaults: TrainConfig, problems: dict[str, str] | None
         _widget(column, name, getattr(defaults, name), (problems or {}).get(name))
 
 
-def train_form(defaults: TrainConfig) -> TrainConfig | None:
-    """Draws the form; returns a config that passed every check when the user starts training, else None."""
-    submitted = bool(st.session_state.get(START))
+def train_form(defaults: TrainConfig, starting: str | None = None) -> TrainConfig | None:
+    """Draws the form; returns a config that passed every check when the user starts training, else None. While
+    `starting` names a run this session has started and not yet heard train, Start is off, and a click that reached
+    the server before the button went off (a double click) starts nothing: one run per click."""
+    submitted = bool(st.session_state.get(START)) and starting is None
     config, problems = _check() if submitted else (None, {})
     with st.form(KEY):
         columns = dict(zip(SECTIONS, st.columns(len(SECTIONS))))
-        advanced = st.expander("Advanced settings")
+        advanced = st.expander("Advanced settings", expanded=any(settings()[n].section == "advanced" for n in problems
+                                                                  if n in settings()))
         for f in dataclasses.fields(TrainConfig):
             section = settings()[f.name].section
             if section != OWN_DATA:
                 _widget(columns.get(section, advanced), f.name, getattr(defaults, f.name), problems.get(f.name))
-        for name in ("memory", "form", *(n for n in OWN_PROBLEMS if n != "dataset")):
-            if name in problems:
-                st.error(plain(problems[name]))
+        unplaced = [name for name in ("memory", "form", *(n for n in OWN_PROBLEMS if n != "dataset")) if name in problems]
+        for name in unplaced:
+            st.error(plain(in_words(problems[name])))
         if problems:
-            st.error(f"Cannot start: {plain(ConfigError(problems))}")  # it quotes what was typed
-        st.form_submit_button("Start training", type="primary", key=START)
+            marked = [settings()[n].label for n in problems if n in settings() and n not in unplaced]
+            st.error("Cannot start" + (f": see the message under {_and(marked)}" if marked else "") + ".")
+        st.form_submit_button("Start training", type="primary", key=START, disabled=starting is not None)
+        if starting is not None:
+            st.caption(f"{plain(starting)} is starting; Start comes back once it trains.")
     return config
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

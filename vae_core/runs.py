@@ -70,6 +70,11 @@ class RunState(enum.StrEnum):
         """Still training."""
         return self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE, RunState.RUNNING, RunState.PAUSED)
 
+    @property
+    def starting(self) -> bool:
+        """Started, not yet training: the start-up and the step-size trial."""
+        return self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE)
+
     def after(self, kind: EventKind) -> RunState:
         """The state a run is in once the trainer has reported an event of `kind` in this state."""
         if kind == EventKind.TRIAL:
@@ -81,7 +86,7 @@ class RunState(enum.StrEnum):
         if kind.ends:
             return RunState(str(kind))
         # minibatches, evaluations, checkpoints: training has begun (pause and resume come as their own events)
-        return RunState.RUNNING if self in (RunState.STARTING, RunState.CHOOSING_STEP_SIZE) else self
+        return RunState.RUNNING if self.starting else self
 
 
 class RunError(RuntimeError):
