@@ -18,15 +18,17 @@ sources = model_sources(pool().get(session.run_dir()),
 left, right = st.columns(2)
 first = left.selectbox("Model", list(sources), key="model")
 second = right.selectbox("Compare with (optional)", ["none"] + list(sources), key="compare")
+shown = st.session_state[session.VARIANCE][1] if session.VARIANCE in st.session_state else views.DEFAULT_SETTINGS
+for key, value in views.form_values(shown).items():  # back on the page: the form shows what its results measured
+    st.session_state.setdefault(key, value)
 with st.form("settings"):
     a, b, c = st.columns(3)
-    M = a.number_input("Minibatch M", value=10, step=1, key="M", help=help_for("M") + "\n\nAt most 10,000, and at "
-                       "most the model's training set.")
-    R = b.number_input("Replicates R", value=100, step=10, key="R",
-                       help="Independent draws of each estimator at each L: the variances are measured over them.")
-    Ls = c.text_input("Values of L", value="1 2 5 10 20 50 100", key="L", help=help_for("L"))
-    estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS),
-                                key="estimators", help=help_for("Estimator A", "Estimator B", "Score function",
+    M = a.text_input("Minibatch M", key="M", help=help_for("M") + "\n\nAt most 10,000, and at most the "
+                     "model's training set.")
+    R = b.text_input("Replicates R", key="R",
+                     help="Independent draws of each estimator at each L: the variances are measured over them.")
+    Ls = c.text_input("Values of L", key="L", help=help_for("L"))
+    estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, key="estimators", help=help_for("Estimator A", "Estimator B", "Score function",
                                                                 "Baseline", "STL", "IW bound"))
     go = st.form_submit_button("Compute", type="primary", key="compute")
 
@@ -74,6 +76,7 @@ if session.VARIANCE in st.session_state:
         st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="estimator-variance.csv",
                            mime="text/csv")
         st.markdown(views.variance_summary(results))
+        st.caption(views.settings_said(next(iter(results.values()))))
 
 st.divider()
 st.subheader("The k trade-off: IWAE and DReG")
@@ -82,9 +85,9 @@ st.caption("The importance-weighted bound L_K of the model above (Burda et al. 2
            "replicates at each K on one fixed minibatch of M, as above.")
 with st.form("tradeoff_settings"):
     a, b, c = st.columns(3)
-    iw_M = a.number_input("Minibatch M", value=10, step=1, key="iw_M", help=help_for("M"))
-    iw_R = b.number_input("Replicates R", value=100, step=10, key="iw_R",
-                          help="Independent draws of each gradient at each K: the SNRs are measured over them.")
+    iw_M = a.text_input("Minibatch M", value="10", key="iw_M", help=help_for("M"))
+    iw_R = b.text_input("Replicates R", value="100", key="iw_R",
+                        help="Independent draws of each gradient at each K: the SNRs are measured over them.")
     iw_K = c.text_input("Values of K", value="1 10 100", key="iw_K", help=help_for("IWAE", "DReG") + "\n\nUp to "
                         "10,000; K = 1000 takes minutes on a CPU for an MNIST model.")
     go_tradeoff = st.form_submit_button("Compute the trade-off", key="compute_tradeoff")
@@ -99,6 +102,7 @@ if session.IW_TRADEOFF in st.session_state:
         st.plotly_chart(figures.iw_bound_figure(result), key="tradeoff_bound")
         st.caption(views.TRADEOFF_EXPLAINED)
         st.caption(views.tradeoff_summary(result))
+        st.caption(views.settings_said(result))
         table = views.variance_table({name: result})
         st.dataframe(table, hide_index=True, width="stretch", key="tradeoff_table")
         st.download_button("Download the trade-off's CSV", table.to_csv(index=False).encode(),

@@ -19,7 +19,9 @@ if table.empty and not trash:
 words = st.text_input("Filter", key="filter", placeholder="words in a run's name, tags, note, dataset, state...",
                       help="shows the runs whose text holds every word; e.g. 'mnist finished' or a tag")
 shown = views.matching(table, words)
+every_column = st.toggle("Every column", key="every_column", help="the settings, tags, note, sweep and trainer too")
 st.dataframe(shown.drop(columns="path"), hide_index=True, width="stretch", key="table",
+             column_order=None if every_column else views.FIRST_COLUMNS,
              column_config={"run": st.column_config.TextColumn(help="the run's folder"),
                             "state": st.column_config.TextColumn(help="interrupted: it says it trained, but nobody "
                                                                       "holds its lock (its process ended)")})

@@ -3,6 +3,7 @@
 `app` needs no data (digits ships with scikit-learn); `app_with_data` adds the real MNIST and Frey Face."""
 import base64
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def test_home_lists_datasets_and_pages(app_with_data):
     ("latent_dim", "2.7", "Latent dimensions J must be a whole number, got 2.7"),  # refused, never rounded to 2
     ("seed", "99999999999999999999", "Seed must be a whole number from 0 to 4,294,967,295, got 99999999999999999999"),
     ("samples_per_point", "many", "Samples per datapoint L must be a number, got 'many'"),
+    ("hidden", "-5", "hidden layers must be whole numbers of at least 1 unit, got -5"),  # not Python's (-5,)
     ("samples", "-5", "number of samples must be a whole number"),
     ("lr", "fast", "step size must be a positive number or 'auto'"),
     ("batch_size", "5000", "Minibatch M must be at most the 1600 training datapoints of frey"),
@@ -184,6 +186,10 @@ def test_runs_page_lists_compares_and_offers_downloads(app, tmp_path):
     assert not app.exception
     table = app.dataframe[0].value
     assert len(table) == 2 and set(table["state"]) == {"finished"} and table["test bound"].notna().all()
+    from vae_app.views.runs import FIRST_COLUMNS
+    assert list(app.dataframe[0].proto.column_order) == list(FIRST_COLUMNS)  # the bounds first, not off to the right
+    app.toggle(key="every_column").set_value(True).run()
+    assert list(app.dataframe[0].proto.column_order) == []  # every column, on demand
     app.multiselect(key="overlay").set_value(list(table["run"])).run()
     figure = app.get("plotly_chart")[0].proto.spec
     assert all(f'{r}: test"' in figure for r in table["run"])
@@ -273,7 +279,7 @@ def measure_on_the_variance_page(app, replicates: str, values: str, compute: str
     app.switch_page("app_pages/estimator_variance.py").run()
     assert not app.exception
     app.selectbox(key="model").set_value("untrained digits (J = 2)")
-    app.number_input(key=replicates).set_value(8)
+    app.text_input(key=replicates).set_value("8")
     app.text_input(key=values).set_value("1 4 16")
     app.button(key=compute).click().run()
     deadline = time.monotonic() + PATIENCE  # the measurement runs in a process of its own
@@ -293,6 +299,17 @@ def test_estimator_variance_page_computes_and_charts(app):
     assert "B/A variance" in app.markdown[-1].value
     labels = [b.proto.label for b in app.get("download_button")]
     assert labels == ["Download CSV"]
+    assert any(c.value.startswith("Measured with M = 10, R = 8, L = 1 4 16, estimators A, B,") for c in app.caption)
+    app.switch_page("app_pages/home.py").run()
+    app.switch_page("app_pages/estimator_variance.py").run()  # back: the form shows what the results measured
+    assert (app.text_input(key="R").value, app.text_input(key="L").value) == ("8", "1 4 16")
+
+
+def test_estimator_variance_page_refuses_a_fractional_m(app):
+    app.switch_page("app_pages/estimator_variance.py").run()
+    app.text_input(key="M").set_value("2.5")
+    app.button(key="compute").click().run()
+    assert [e.value for e in app.error] == ["Cannot compute: Minibatch M must be a whole number, got 2.5"]
 
 
 def test_estimator_variance_page_shows_the_k_tradeoff(app):
@@ -358,6 +375,7 @@ def test_server_config_turns_off_the_full_garbage_collection_after_every_run(rep
     config = tomllib.loads((repo / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
     assert config["server"]["runOnSave"] is False
+    assert config["client"]["toolbarMode"] == "viewer"  # no Deploy button in the toolbar
 
 
 def test_progress_text_gives_rate_time_left_cores_and_bounds():
@@ -451,12 +469,18 @@ def test_the_live_feed_seals_older_rows_into_parts_written_once(tmp_path):
 def test_the_variance_summary_explains_what_surprises():
     from vae_app.views.variance import variance_summary
     from vae_core.variance import VarianceResult
-    rows = [{"estimator": "A", "L": 1, "value_variance": 1.0, "phi_total_variance": 10.0},
-            {"estimator": "B", "L": 1, "value_variance": 3.0, "phi_total_variance": 5.0},
+    rows = [{"estimator": "A", "L": 1, "value_variance": 1.0, "phi_total_variance": 10.0, "phi_total_variance_dof": 800},
+            {"estimator": "B", "L": 1, "value_variance": 3.0, "phi_total_variance": 5.0, "phi_total_variance_dof": 800},
             {"estimator": "score", "L": 1, "phi_total_variance": 1e4, "phi_snr": 0.11}]
     text = variance_summary({"m": VarianceResult(rows, {"L": [1], "R": 100})})
-    assert "B/A variance: value 3, ∇φ 0.5" in text and "B's value varies more than A's here" in text
+    low, high = 0.5 * math.exp(-1.96 * math.sqrt(4 / 800)), 0.5 * math.exp(1.96 * math.sqrt(4 / 800))
+    assert f"B/A variance: value 3, ∇φ lower (0.5, 95% interval {low:.3g} to {high:.3g})" in text
+    assert "B's value varies more than A's here" in text and "B's ∇φ variance at L = 1 is lower" in text
     assert "near 1/√R = 0.100" in text
+    rows[1]["phi_total_variance"] = 9.9  # a ratio of 0.99, which 800 degrees of freedom cannot tell from 1
+    text = variance_summary({"m": VarianceResult(rows, {"L": [1], "R": 100})})
+    assert "∇φ variance at L = 1 is not told apart from A's with these replicates (0.99" in text
+    assert "lower" not in text
     rows[1]["value_variance"], rows[2]["phi_snr"] = 0.5, 3.0
     text = variance_summary({"m": VarianceResult(rows, {"L": [1], "R": 100})})
     assert "varies more" not in text and "1/√R" not in text

@@ -103,11 +103,22 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     expect_app_navigation(page)  # even though /train was the server's first request
     page.get_by_role("textbox", name="Training samples to evaluate").fill("1e8")
     page.get_by_role("textbox", name="Step size").fill("0.02")
-    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)  # no developer's toolbar
+    page.get_by_role("button", name="Start training").dblclick()  # a double click makes one run
     frame = chart_frame(page)
     first = chart_points(frame)
     frame.wait_for_function(f"() => ({POINTS})() > {first}", timeout=WAIT_MS)  # the chart gains points
     assert chart_points(frame) > first > 0
+    runs_dir = page.app_log.parent / "runs"
+    assert len([p for p in runs_dir.iterdir() if not p.name.startswith(".")]) == 1, list(runs_dir.iterdir())
+    page.set_viewport_size({"width": 1400, "height": 900})  # the live run first: on the first screen
+    page.evaluate("window.scrollTo(0, 0)")
+    main = page.get_by_test_id("stMainBlockContainer")
+    for seen in (main.get_by_role("button", name="Pause"), page.locator("iframe[src*='live_chart']").first):
+        box = seen.bounding_box()
+        assert box is not None and box["y"] < 900 - 40, box
+    page.screenshot(path=str(OUTPUT / "train-first-screen-1400x900.png"))
+    page.set_viewport_size({"width": 1400, "height": 1800})
 
     page.get_by_role("link", name="Runs").click()  # another page while it trains
     expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=WAIT_MS)

@@ -601,7 +601,7 @@ FAULTS = [
           r"Seed must be a whole number from 0", None),
     Fault("the variance page with M = 100000", "limits",
           lambda s: app_page(s, "app_pages/estimator_variance.py", act=lambda at: (
-              at.number_input(key="M").set_value(100_000), at.button(key="compute").click().run())),
+              at.text_input(key="M").set_value("100000"), at.button(key="compute").click().run())),
           r"the minibatch M must be at most 10,000, got 100,000", None),
     # 4. Data errors are the loader's own.
     Fault("MNIST whose test labels have a flipped byte (corrupt gzip payload)", "data",

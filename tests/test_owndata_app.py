@@ -111,7 +111,7 @@ def test_the_variance_page_measures_a_run_on_the_users_data(app, sources, tmp_pa
                       tmp_path)
     app.switch_page("app_pages/estimator_variance.py").run()
     app.selectbox(key="model").set_value(f"run: {run_dir.name}")
-    app.number_input(key="R").set_value(4)
+    app.text_input(key="R").set_value("4")
     app.text_input(key="L").set_value("1 4")
     app.button(key="compute").click().run()
     deadline = time.monotonic() + PATIENCE

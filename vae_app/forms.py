@@ -48,9 +48,9 @@ def _uses_text(name: str, default) -> bool:
     return not isinstance(default, bool) and not settings()[name].choices or settings()[name].parse is not None
 
 
-def _number(name: str, text: str, kind: type) -> int | float:
-    """The number typed into the field of `name`, of the setting's kind: a whole one (2.7 is refused, never rounded)."""
-    label = settings()[name].label
+def parse_number(label: str, text: str, kind: type = int) -> int | float:
+    """The number typed into the field `label`, of its kind: a whole one is whole (2.7 is refused, never rounded)."""
+    text = text.strip()
     try:
         value = float(text)
     except ValueError:
@@ -92,7 +92,7 @@ def _values() -> dict:
                 if s.parse:
                     value = s.parse(text)
                 elif isinstance(default, (int, float)):
-                    value = _number(name, text, type(default))
+                    value = parse_number(s.label, text, type(default))
                 else:
                     value = text or None
             except ValueError as e:

@@ -293,7 +293,8 @@ class TrainConfig:
         if self.hidden is not None:
             if (not isinstance(self.hidden, (tuple, list)) or not self.hidden
                     or not all(_whole(h) and h >= 1 for h in self.hidden)):
-                problems["hidden"] = f"hidden layers must be whole numbers of at least 1 unit, got {self.hidden!r}"
+                shown = " ".join(map(str, self.hidden)) if isinstance(self.hidden, (tuple, list)) else repr(self.hidden)
+                problems["hidden"] = f"hidden layers must be whole numbers of at least 1 unit, got {shown or 'none'}"
             elif len(self.hidden) > LIMITS["hidden_layers"] or max(self.hidden) > LIMITS["hidden_units"]:
                 problems["hidden"] = (f"at most {LIMITS['hidden_layers']} hidden layers of at most "
                                       f"{LIMITS['hidden_units']:,} units each, got {list(self.hidden)}")

@@ -197,7 +197,12 @@ class _Moments:
         mean, var = self.mean_and_variance()
         moving = var > 0
         snr = (mean.abs()[moving] / var[moving].sqrt()).mean().item() if moving.any() else math.nan
-        return {"total_variance": var.sum().item(), "mean_norm": mean.norm().item(), "snr": snr}
+        # Satterthwaite's degrees of freedom of the total: (Σ σ²)² / Σ σ⁴ parameters' worth of R - 1 each, so that
+        # log(total) has a standard error of about sqrt(2 / dof) (with independent parameters; the 1 / (R - 1) of a
+        # single parameter's variance at worst)
+        dof = (var.sum().square() / var.square().sum()).item() * (self.n - 1) if moving.any() else math.nan
+        return {"total_variance": var.sum().item(), "mean_norm": mean.norm().item(), "snr": snr,
+                "total_variance_dof": dof}
 
 
 @dataclass

@@ -10,6 +10,10 @@ from vae_core import data, runs
 from vae_core.config import TrainConfig, parse_sample_count
 from vae_core.runs import check_continue_budget
 
+# What the Runs table shows first: which run, where it stands, its bounds, and what it is; the rest on demand
+FIRST_COLUMNS = ("run", "name", "state", "test bound", "train bound", "test IW bound", "samples", "budget", "dataset",
+                 "algorithm", "J")
+
 
 def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> pd.DataFrame:
     """Every run folder: its settings, state (and who trains it), samples evaluated at its last checkpoint and last

@@ -9,7 +9,7 @@ import streamlit as st
 
 from vae_core import variance as lab
 
-from .. import jobs
+from .. import forms, jobs
 from ..sources import Source
 
 
@@ -19,9 +19,20 @@ def variance_settings(M, R, Ls: str, estimators=lab.GRADIENT_ESTIMATORS, letter:
         samples = tuple(int(v) for v in Ls.replace(",", " ").split())
     except ValueError:
         raise ValueError(f"the values of {letter} must be whole numbers separated by spaces, got {Ls!r}") from None
-    config = lab.VarianceConfig(batch_size=int(M), repeats=int(R), samples=samples, estimators=tuple(estimators))
+    config = lab.VarianceConfig(batch_size=forms.parse_number("Minibatch M", str(M)),
+                                repeats=forms.parse_number("Replicates R", str(R)), samples=samples,
+                                estimators=tuple(estimators))
     config.validate()
     return config
+
+
+DEFAULT_SETTINGS = lab.VarianceConfig()  # what the form shows before any result
+
+
+def form_values(settings: lab.VarianceConfig) -> dict:
+    """The page's form fields (by key) showing `settings`."""
+    return {"M": str(settings.batch_size), "R": str(settings.repeats), "L": " ".join(map(str, settings.samples)),
+            "estimators": list(settings.estimators)}
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -42,9 +53,24 @@ def variance_table(results: dict[str, lab.VarianceResult]) -> pd.DataFrame:
     return pd.DataFrame([{"model": name, **row} for name, result in results.items() for row in result.rows])
 
 
+def variance_ratio(numerator: dict, denominator: dict, part: str = "phi") -> tuple[float, float, float]:
+    """The ratio of two rows' total gradient variances and its 95% interval, from each total's degrees of freedom
+    (treating the two as independent, which overstates the spread of estimators that share their noise ε)."""
+    ratio = numerator[f"{part}_total_variance"] / denominator[f"{part}_total_variance"]
+    spread = 1.96 * math.sqrt(2 / numerator[f"{part}_total_variance_dof"] + 2 / denominator[f"{part}_total_variance_dof"])
+    return ratio, ratio * math.exp(-spread), ratio * math.exp(spread)
+
+
+def compared(ratio: tuple[float, float, float]) -> str:
+    """What a ratio with its interval says: below 1, above 1, or not told apart by the replicates."""
+    value, low, high = ratio
+    verdict = "lower" if high < 1 else "higher" if low > 1 else "not told apart from A's with these replicates"
+    return f"{verdict} ({value:.3g}, 95% interval {low:.3g} to {high:.3g})"
+
+
 def variance_summary(results: dict[str, lab.VarianceResult]) -> str:
     """What the measurements say: B against A, the score function against both, and a word where a result
-    surprises a reader of the paper."""
+    surprises a reader of the paper; each comparison of two noisy figures with its interval."""
     lines = []
     for name, result in results.items():
         rows = {(r["estimator"], r["L"]): r for r in result.rows}
@@ -54,24 +80,33 @@ def variance_summary(results: dict[str, lab.VarianceResult]) -> str:
             parts = []
             if a and b:
                 parts.append(f"B/A variance: value {b['value_variance'] / a['value_variance']:.3g}, "
-                             f"∇φ {b['phi_total_variance'] / a['phi_total_variance']:.3g}")
+                             f"∇φ {compared(variance_ratio(b, a))}")
             if a and score:
                 parts.append(f"score/A ∇φ variance {score['phi_total_variance'] / a['phi_total_variance']:.3g}")
             if parts:
                 lines.append(f"- **{name}**, L = {L}: " + "; ".join(parts))
-        if any(rows.get(("B", L)) and rows.get(("A", L)) and rows[("B", L)]["value_variance"] > rows[("A", L)]["value_variance"]
-               for L in result.settings["L"]):
+        both = [L for L in result.settings["L"] if rows.get(("B", L)) and rows.get(("A", L))]
+        if any(rows[("B", L)]["value_variance"] > rows[("A", L)]["value_variance"] for L in both):
+            L = both[0]
             lines.append("  - *B's value varies more than A's here.* That is expected of a trained model: in A the "
                          "sampled log p(x|z) and log p(z) - log q(z|x) move together and largely cancel (near the "
                          "optimum their sum is nearly log p(x)), while B keeps only the sampled reconstruction term, "
-                         "with nothing to cancel it. The paper's claim is about the gradient, where B's KL in closed "
-                         "form does lower the variance.")
+                         "with nothing to cancel it. The paper's claim is about the gradient: B's ∇φ variance at "
+                         f"L = {L} is {compared(variance_ratio(rows[('B', L)], rows[('A', L)]))}.")
         floor = 1 / math.sqrt(R)
         if any(r["estimator"] == "score" and r.get("phi_snr") is not None and r["phi_snr"] < 2 * floor for r in result.rows):
             lines.append(f"  - *The score function's signal-to-noise ratio sits near 1/√R = {floor:.3f}.* That is the "
                          f"floor of {R} replicates: an estimate whose mean is far below its spread shows |mean|/std of "
                          f"about 1/√R, whatever its true signal. Its signal is too small to see with {R} replicates.")
     return "\n".join(lines)
+
+
+def settings_said(result: lab.VarianceResult) -> str:
+    """The settings a result was measured with, as the page states them under it."""
+    s = result.settings
+    varied = f"L = {' '.join(map(str, s['L']))}" if "L" in s else f"K = {' '.join(map(str, s['K']))}"
+    estimators = f", estimators {', '.join(s['estimators'])}" if s.get("estimators") else ""
+    return f"Measured with M = {s['M']}, R = {s['R']}, {varied}{estimators}, noise seed {s.get('seed', 0)}."
 
 
 # What the k trade-off's charts show, in two sentences (the papers' findings), for the page and the glossary alike.
