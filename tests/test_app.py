@@ -17,6 +17,7 @@ from vae_app import session
 from vae_app.views import pool
 from vae_core import runs
 from vae_core.config import TrainConfig
+from vae_core.runs import RunState
 from vae_core.training import Trainer
 
 
@@ -139,7 +140,6 @@ def test_a_double_click_on_start_makes_one_run(app, tmp_path, monkeypatch):
     nothing, and Start stays off until that run trains. The worker's follower is held back, so that the run is still
     starting at the second click whatever the timing."""
     from vae_app.workers import TrainingWorker
-    from vae_core.runs import RunState
     monkeypatch.setattr(TrainingWorker, "_follow", lambda self: None)
     start_digits_run(app, "30000")
     worker = pool().get(app.session_state[session.RUN_DIR])
@@ -383,22 +383,33 @@ def test_progress_text_gives_rate_time_left_cores_and_bounds():
 
     from vae_app.workers import TrainingWorker
     progress = TrainingWorker.progress_line
-    rows = [{"kind": "minibatch", "samples_evaluated": 4000, "samples_per_second": 2000.0},
-            {"kind": "evaluation", "samples_evaluated": 5000, "samples_per_second": 2500.0,
+    rows = [{"kind": "minibatch", "samples_evaluated": 100, "seconds": 0.5, "samples_per_second": 200.0},
+            {"kind": "minibatch", "samples_evaluated": 1000, "seconds": 1.0, "samples_per_second": 1000.0},
+            {"kind": "minibatch", "samples_evaluated": 3000, "seconds": 3.0, "samples_per_second": 1000.0},
+            {"kind": "evaluation", "samples_evaluated": 5000, "seconds": 6.0, "samples_per_second": 833.3,
              "train_lower_bound": -120.5, "test_lower_bound": -119.25}]
-    running = SimpleNamespace(rows=rows, config={"samples": 10000}, state="running", active=True, threads=1)
+    running = SimpleNamespace(rows=rows, config={"samples": 10000}, state="running", active=True, threads=1, message="")
     shown = progress(running)
     assert shown["fraction"] == 0.5 and shown["state"] == "running"
-    assert shown["text"] == (f"running: 5,000 / 10,000 samples, 2,500 samples/s, 2 s left, on 1 of {os.cpu_count()} "
+    # the rate of the last 5 s of training (4,000 samples from 1 s to 6 s), not the average since the start
+    assert shown["text"] == (f"running: 5,000 / 10,000 samples, 800 samples/s, 6 s left, on 1 of {os.cpu_count()} "
                              "cores, train -120.50 / test -119.25 nats")
+    early = SimpleNamespace(**{**vars(running), "rows": rows[2:]})  # 3 s of training so far
+    assert "samples/s, estimating the time left, on 1 of" in progress(early)["text"]
     iwae = SimpleNamespace(**{**vars(running), "rows": [*rows[:-1], {**rows[-1], "train_iw_bound": -115.0,
                                                                        "test_iw_bound": -114.5}]})
     assert progress(iwae)["text"].endswith("train -120.50 / test -119.25 nats, train -115.00 / test -114.50 nats (IW bound)")
     paused = SimpleNamespace(**{**vars(running), "state": "paused"})
     assert "left" not in progress(paused)["text"] and progress(paused)["text"].startswith("paused: 5,000 / 10,000")
     stopped = SimpleNamespace(**{**vars(running), "state": "stopped", "active": False})
-    assert progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 2,500 samples/s, "
-                                               "train -120.50 / test -119.25 nats")  # no time left, no cores
+    assert progress(stopped)["text"] == ("stopped: 5,000 / 10,000 samples, 800 samples/s, "
+                                         "train -120.50 / test -119.25 nats")  # no time left, no cores
+    starting = SimpleNamespace(**{**vars(running), "rows": [], "state": RunState.STARTING})
+    assert progress(starting)["text"] == "starting: loading the data and building the model"
+    trial = SimpleNamespace(**{**vars(running), "rows": [], "state": RunState.CHOOSING_STEP_SIZE,
+                               "message": "step size 0.01: mean bound -150.20"})
+    assert progress(trial)["text"] == ("choosing the step size by a short trial of each candidate: step size 0.01: "
+                                       "mean bound -150.20")
 
 
 def test_live_curves_keep_their_shape_on_a_log_axis_when_thinned():

@@ -160,6 +160,23 @@ def _worker_main(config: dict, run_dir: str, resume: bool, events, pause, stop) 
         reports.put(("exit", None))
 
 
+RATE_WINDOW_SECONDS = 5.0  # of training time: the rate the time left is estimated from
+
+
+def recent_rate(rows: list[dict]) -> float | None:
+    """Samples per second over the last RATE_WINDOW_SECONDS of training time (pauses and evaluations excluded, as
+    in the rows' `seconds`), so that the start-up's slow first steps do not stretch the time left; None before there
+    is that much."""
+    if not rows:
+        return None
+    last = rows[-1]
+    for row in reversed(rows):
+        span = last["seconds"] - row["seconds"]
+        if span >= RATE_WINDOW_SECONDS:
+            return (last["samples_evaluated"] - row["samples_evaluated"]) / span
+    return None
+
+
 class TrainingWorker:
     """One run training in a child process, seen from the app."""
 
@@ -231,12 +248,19 @@ class TrainingWorker:
         rows = self.rows
         last = rows[-1] if rows else {}
         done, total = last.get("samples_evaluated", 0), self.config["samples"]
-        rate = last.get("samples_per_second", 0.0)
+        if self.state == RunState.STARTING:
+            return {"state": str(self.state), "fraction": 0.0,
+                    "text": f"starting: {'loading the checkpoint' if rows else 'loading the data'} and building the model"}
+        if self.state == RunState.CHOOSING_STEP_SIZE:  # the trial's candidates, each for a few steps (Section 5)
+            return {"state": str(self.state), "fraction": 0.0,
+                    "text": f"choosing the step size by a short trial of each candidate: {self.message or 'under way'}"}
+        recent = recent_rate(rows)
+        rate = recent or last.get("samples_per_second", 0.0)
         text = f"{self.state}: {done:,} / {total:,} samples"
         if rate:
             text += f", {rate:,.0f} samples/s"
-        if rate and self.state == RunState.RUNNING:  # a paused, stopped or finished run has no time left
-            text += f", {format_duration((total - done) / rate)} left"
+        if self.state == RunState.RUNNING:  # a paused, stopped or finished run has no time left
+            text += f", {format_duration((total - done) / recent)} left" if recent else ", estimating the time left"
         if self.active and self.threads:  # the thread count the worker measured to train fastest
             text += f", on {self.threads} of {os.cpu_count()} cores"
         last = last_evaluation(rows)
