@@ -573,8 +573,15 @@ class RunRecorder:
         self.run_dir = Path(run_dir)
         self.rows: list[dict] = []
 
-    def save_metrics(self) -> None:
+    def save_checkpoint(self, packed: bytes, model: tuple[VAE, dict] | None = None) -> None:
+        """A checkpoint (`checkpoint.pack`'s bytes) and, with it, the model evaluated and its metadata. The metrics
+        go first, then the model, then the checkpoint: whatever a checkpoint covers is on disk before it, so a kill
+        between any two writes resumes to a whole curve (a resume drops the rows past its checkpoint, which come
+        again)."""
         write_metrics(self.run_dir / METRICS, self.rows)
+        if model is not None:
+            save_model(model[0], self.run_dir / MODEL, model[1])
+        write_atomic(self.run_dir / CHECKPOINT, packed)
 
     def record(self, event: TrainEvent) -> None:
         if event.kind.logged:

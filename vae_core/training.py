@@ -253,32 +253,15 @@ class Trainer(Control):
         self.recorder.record(event)
         return event
 
-    def _run_config(self) -> dict:
-        """What config.json records: the settings, the network, the step size chosen and how, where it trained, and
-        the data (for the user's: its path, SHA-256, preprocessing and split, which a resumed run checks)."""
-        return {"train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(), "lr": self.lr,
-                "trial_scores": self.trial_scores, "device": str(self.device), "algorithm": self.algorithm.name,
-                "step": self.algorithm.step, "evaluation_data": describe_sets(self.config.binarize),
-                "data": userdata.describe(self.dataset, self.config.likelihood)}
-
-    def _data_options(self) -> dict:
-        """How a model file's reader finds the data it was trained on: the user's data's options and SHA-256."""
-        source = self.dataset.spec.source
-        return {} if source is None else {"data_options": {**self.config.data_options, "sha256": source.sha256}}
-
     def _save_checkpoint(self, evaluated: dict[str, float] | None = None) -> TrainEvent:
-        """What a resumed run continues from; with the scores of an evaluation, the model too. Between evaluations
-        model.safetensors stays the last evaluated model, which its metadata describes. The metrics go first, then
-        the model, then the checkpoint: whatever a checkpoint covers is on disk before it, so a kill between any two
-        writes resumes to a whole curve (a resume drops the rows past its checkpoint, which come again)."""
+        """What a resumed run continues from; with the scores of an evaluation, the model too (between evaluations
+        model.safetensors stays the last evaluated model, which its metadata describes)."""
         progress = {"step": self.step, "position": self.stream.position, "seconds": self.seconds,
                     "samples_evaluated": self.samples_evaluated}
-        self.recorder.save_metrics()
-        if evaluated is not None:
-            runs.save_model(self.algorithm.evaluation_model(), self.run_dir / runs.MODEL, {
-                "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
-                **self._data_options(), **evaluated})
-        runs.write_atomic(self.run_dir / runs.CHECKPOINT, checkpoint.pack(self._training_state(), progress))
+        model = None if evaluated is None else (self.algorithm.evaluation_model(), {
+            "dataset": self.config.dataset, "algorithm": self.algorithm.name, "samples_evaluated": self.samples_evaluated,
+            **model_data_options(self.config, self.dataset), **evaluated})
+        self.recorder.save_checkpoint(checkpoint.pack(self._training_state(), progress), model)
         self._saved_seconds = self.seconds
         return self.emit(EventKind.CHECKPOINT)
 
@@ -297,32 +280,18 @@ class Trainer(Control):
         yield self.emit(EventKind.EVALUATION, **evaluated)
         yield self._save_checkpoint(evaluated)
 
-    def _fail(self, what: str) -> TrainEvent:
-        kept = (f"The last good checkpoint in {self.run_dir} is kept." if (self.run_dir / runs.CHECKPOINT).is_file()
-                else "No checkpoint had been saved yet.")
-        return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what}. "
-                         f"{kept} A smaller step size (lr {self.lr} was used) usually avoids this.")
-
-    def _fail_to_write(self, error: OSError) -> TrainEvent:
-        what = Path(error.filename).name if error.filename else "a file of the run"
-        kept = (f"The last good checkpoint in {self.run_dir} is kept: free some space (or raise the file-size limit) "
-                f"and continue it with `python -m vae_core train --resume {self.run_dir}`."
-                if (self.run_dir / runs.CHECKPOINT).is_file() else "No checkpoint had been saved yet.")
-        return self.emit(EventKind.FAILED, message=f"Training stopped at {self.samples_evaluated:,} samples: {what} "
-                         f"could not be written ({error.strerror or error}). {kept}")
-
     # The loop.
     def events(self) -> Iterator[TrainEvent]:
         """Trains until the budget is spent or `stop()` is called, yielding progress as it goes."""
         try:
             if self.lr is None:
                 self.lr, self.trial_scores = yield from step_size_trial(self)
-            yield self.emit(EventKind.STARTED, lr=self.lr, run_config=self._run_config())
+            yield self.emit(EventKind.STARTED, lr=self.lr, run_config=recorded_config(self))
             yield from self._train()
         except TrainingFailed as failure:
-            yield self._fail(str(failure))
+            yield self.emit(EventKind.FAILED, message=failure_message(self, str(failure)))
         except OSError as e:  # a file of the run could not be written: the disk full, a file-size limit, read-only
-            yield self._fail_to_write(e)
+            yield self.emit(EventKind.FAILED, message=write_failure_message(self, e))
         else:
             last = self.recorder.last_evaluation
             ended = EventKind.FINISHED if self.step >= self.total_steps else EventKind.STOPPED
@@ -366,3 +335,34 @@ class Trainer(Control):
                 callback(event)
         assert event is not None  # events() always ends with an event that says how
         return event
+
+
+def recorded_config(trainer: Trainer) -> dict:
+    """What config.json records: the settings, the network, the step size chosen and how, where it trained, and the
+    data (for the user's: its path, SHA-256, preprocessing and split, which a resumed run checks)."""
+    return {"train_config": trainer.config.to_dict(), "model_config": trainer.model.config.to_dict(), "lr": trainer.lr,
+            "trial_scores": trainer.trial_scores, "device": str(trainer.device), "algorithm": trainer.algorithm.name,
+            "step": trainer.algorithm.step, "evaluation_data": describe_sets(trainer.config.binarize),
+            "data": userdata.describe(trainer.dataset, trainer.config.likelihood)}
+
+
+def model_data_options(config: TrainConfig, dataset: data_module.Dataset) -> dict:
+    """How a model file's reader finds the data it was trained on: the user's data's options and SHA-256."""
+    source = dataset.spec.source
+    return {} if source is None else {"data_options": {**config.data_options, "sha256": source.sha256}}
+
+
+def failure_message(trainer: Trainer, what: str) -> str:
+    kept = (f"The last good checkpoint in {trainer.run_dir} is kept." if (trainer.run_dir / runs.CHECKPOINT).is_file()
+            else "No checkpoint had been saved yet.")
+    return (f"Training stopped at {trainer.samples_evaluated:,} samples: {what}. {kept} A smaller step size (lr "
+            f"{trainer.lr} was used) usually avoids this.")
+
+
+def write_failure_message(trainer: Trainer, error: OSError) -> str:
+    what = Path(error.filename).name if error.filename else "a file of the run"
+    kept = (f"The last good checkpoint in {trainer.run_dir} is kept: free some space (or raise the file-size limit) "
+            f"and continue it with `python -m vae_core train --resume {trainer.run_dir}`."
+            if (trainer.run_dir / runs.CHECKPOINT).is_file() else "No checkpoint had been saved yet.")
+    return (f"Training stopped at {trainer.samples_evaluated:,} samples: {what} could not be written "
+            f"({error.strerror or error}). {kept}")
