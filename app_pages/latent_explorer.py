@@ -97,12 +97,22 @@ def manifold_tab(space):
     edge = right.slider("Range (quantile at the edge)", 0.01, 0.2, 0.05, key="edge",
                         help="Fig. 4: a linear grid on the unit square mapped through the inverse CDF of N(0, 1); "
                              "this is where the grid starts and ends, as a quantile of the prior")
-    figure, mosaic, zs, cells = figures.manifold_figure(space, grid, edge)
+    figure, mosaic, axes, zs, cells = figures.manifold_figure(space, grid, edge)
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="manifold")
-    st.download_button("Download PNG", images.png(mosaic), file_name=f"{space.label}-manifold.png", mime="image/png")
+    downloads(mosaic, f"{space.label}-manifold", "manifold", axes)
     index = views.picked_point(event)
     if index is not None:
         st.image(images.png(cells[index], scale=8), caption=f"z = {views.format_z(zs[index])}")
+
+
+def downloads(picture, stem: str, key: str, axes: dict | None = None) -> None:
+    """An image grid (in [0, 1]) for a lecture: a PNG at least 2400 pixels on its longer side, and an SVG (with the
+    grid's axes, when it has them), each made when its button is clicked."""
+    left, right = st.columns(2)
+    left.download_button("PNG, high resolution", lambda: images.png(picture, images.export_scale(picture)),
+                         file_name=f"{stem}.png", mime="image/png", key=f"{key} png")
+    right.download_button("SVG", lambda: images.svg(picture, axes), file_name=f"{stem}.svg", mime="image/svg+xml",
+                          key=f"{key} svg")
 
 
 def interpolation_tab(space):
@@ -115,7 +125,9 @@ def interpolation_tab(space):
                               help="the path starts at this image's encoding (the mean of q(z|x))")
     second = right.number_input("To test image", 0, space.test_size - 1, min(1, space.test_size - 1), key="to",
                                 help="and goes in a straight line in z to this one's")
-    st.image(views.strip(space.interpolation(first, second, 12), space.image_shape), caption="decoded path")
+    path = views.strip(space.interpolation(first, second, 12), space.image_shape)
+    st.image(path, caption="decoded path")
+    downloads(path / 255.0, f"{space.label}-interpolation-{first}-{second}", "interpolation")
 
 
 def samples_tab(space):
@@ -127,7 +139,10 @@ def samples_tab(space):
     for column, other in zip(st.columns(max(1, len(chosen))), chosen):
         other_space = views.latent_space(sources[other])
         if other_space.is_image:
-            column.image(views.sample_mosaic(other_space, seed), caption=f"{other} (J = {other_space.latent_dim})")
+            samples = views.sample_mosaic(other_space, seed)
+            column.image(samples, caption=f"{other} (J = {other_space.latent_dim})")
+            with column:
+                downloads(samples / 255.0, f"{other_space.label}-samples-seed{seed}", f"samples {other}")
         else:
             column.plotly_chart(views.vector_samples(other_space, seed), key=f"samples {other}")
 
@@ -136,7 +151,9 @@ def reconstructions_tab(space):
     if not space.has_test_set:
         st.info(views.needs_test_set(space))
         return
-    st.image(views.reconstruction_mosaic(space), caption="test images (odd rows) and reconstructions (even rows)")
+    pairs = views.reconstruction_mosaic(space)
+    st.image(pairs, caption="test images (odd rows) and reconstructions (even rows)")
+    downloads(pairs / 255.0, f"{space.label}-reconstructions", "reconstructions")
 
 
 def scatter_tab(space):

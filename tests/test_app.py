@@ -256,6 +256,32 @@ def test_latent_explorer_opens_on_the_shipped_frey_model(app_with_data):
     assert not app.exception
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert array_length(spec["data"][1]["x"]) == 36  # one hover point per cell of the 6 x 6 grid
+    x_axis, y_axis = spec["layout"]["xaxis"], spec["layout"]["yaxis"]
+    assert (x_axis["title"]["text"], y_axis["title"]["text"]) == ("z1", "z2")
+    assert len(x_axis["tickvals"]) == 6 and x_axis["tickvals"][0] == 10.0  # the first column's centre (20 wide)
+    z1 = [float(t) for t in x_axis["ticktext"]]
+    assert z1 == sorted(z1) and z1[0] == -z1[-1] and y_axis["ticktext"][0] == x_axis["ticktext"][-1]  # z2 from the top
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert labels.count("PNG, high resolution") == labels.count("SVG") >= 4  # manifold, path, samples, reconstructions
+
+
+def test_image_grids_export_as_large_pngs_and_as_svgs_with_their_axes():
+    import io
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    from vae_app import images
+    picture = np.linspace(0, 1, 28 * 20 * 12).reshape(28 * 2, 20 * 6)
+    exported = Image.open(io.BytesIO(images.png(picture, images.export_scale(picture))))
+    assert max(exported.size) >= images.EXPORT_PIXELS and exported.size[0] / exported.size[1] == 120 / 56
+    axes = {"x": ("z1", [(10.0, "-1.64"), (110.0, "1.64")]), "y": ("z2", [(14.0, "1.64 <&>")])}
+    root = ET.fromstring(images.svg(picture, axes))
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == ["-1.64", "1.64", "1.64 <&>", "z1", "z2"]  # tick text as text, escaped
+    [embedded] = root.iter("{http://www.w3.org/2000/svg}image")
+    assert embedded.get("href").startswith("data:image/png;base64,") and embedded.get("width") == str(120 * 8)
+    assert [t.text for t in ET.fromstring(images.svg(picture)).iter("{http://www.w3.org/2000/svg}text")] == []
 
 
 def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_data):

@@ -198,9 +198,19 @@ def iw_bound_figure(result: VarianceResult):
     return figure
 
 
+def manifold_axes(space: LatentSpace, grid: int, zs: np.ndarray) -> dict:
+    """Fig. 4's axes: z1 across and z2 down the grid, a tick (its z) at every few cells' centres, in the picture's
+    pixels."""
+    h, w = space.image_shape
+    every = max(1, math.ceil(grid / 7))  # at most 7 ticks an axis
+    cells = range(0, grid, every)
+    return {"x": ("z1", [((c + 0.5) * w, f"{zs[c, 0]:.2f}") for c in cells]),
+            "y": ("z2", [((r + 0.5) * h, f"{zs[r * grid, 1]:.2f}") for r in cells])}
+
+
 def manifold_figure(space: LatentSpace, grid: int, edge: float):
-    """Fig. 4 as a Plotly image with a transparent point per cell that carries z (hover, click); also returns the
-    picture in [0, 1], each cell's z and the cells' images."""
+    """Fig. 4 as a Plotly image with z1 and z2 axes, and a transparent point per cell that carries z (hover, click);
+    also returns the picture in [0, 1], its axes (`manifold_axes`), each cell's z and the cells' images."""
     import plotly.express as px
 
     images, zs = space.manifold(grid, edge)
@@ -210,10 +220,12 @@ def manifold_figure(space: LatentSpace, grid: int, edge: float):
     centres = np.array([((i % grid) * w + w / 2, (i // grid) * h + h / 2) for i in range(grid * grid)])
     figure.add_scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", marker=dict(size=max(4, 400 // grid), opacity=0),
                        customdata=zs[:, :2], hovertemplate="z = (%{customdata[0]:.2f}, %{customdata[1]:.2f})<extra></extra>")
-    figure.update_layout(coloraxis_showscale=False, height=620, margin=dict(l=0, r=0, t=0, b=0))
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    return figure, picture / 255.0, zs, images
+    axes = manifold_axes(space, grid, zs)
+    figure.update_layout(coloraxis_showscale=False, height=820, margin=dict(l=60, r=0, t=0, b=50))
+    for axis, update in (("x", figure.update_xaxes), ("y", figure.update_yaxes)):
+        title, ticks = axes[axis]
+        update(title_text=title, tickvals=[t[0] for t in ticks], ticktext=[t[1] for t in ticks], showgrid=False)
+    return figure, picture / 255.0, axes, zs, images
 
 
 def scatter_figure(space: LatentSpace, method: str):
