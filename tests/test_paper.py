@@ -76,6 +76,11 @@ def test_each_panel_frames_its_curves_from_ten_thousand_samples():
     layout = paper_views.draw(FIGURE_2, panels).layout
     assert layout.yaxis.range == pytest.approx((-152 - 2.6, -100 + 2.6))
     assert layout.yaxis2.range is None
+    # every panel on one x range, to the furthest run's samples; empty panels draw no invented axes; units on y
+    axes = [layout[f"xaxis{i if i > 1 else ''}"] for i in range(1, len(FIGURE_2.panels) + 1)]
+    assert all(tuple(a.range) == pytest.approx((3, 6.1)) for a in axes)
+    assert [a.visible for a in axes] == [None, None] + [False] * (len(FIGURE_2.panels) - 2)
+    assert layout.yaxis.title.text == "lower bound (nats per datapoint)"
 
 
 def test_a_run_repeated_with_the_same_settings_and_seed_counts_once_the_furthest():

@@ -35,11 +35,11 @@ def _lines(plot, figure: paper.Figure, curves: list[paper.Curve], row: int, col:
            variants: list[float]) -> None:
     """One line per run and set: train solid, test dashed, coloured by algorithm (and variant), and for a run that
     reports its IW bound (IWAE), that bound on the test set dotted; an empty panel says so."""
-    if not curves:
-        plot.add_scatter(x=[1e3, 1e8], y=[None, None], mode="lines", showlegend=False, row=row, col=col,
-                         hoverinfo="skip")  # axes to draw, over the paper's x range
+    if not curves:  # no axes to invent: the panel says it is empty
         plot.add_annotation(text="no runs yet", showarrow=False, font={"color": "grey"}, row=row, col=col,
                             x=0.5, y=0.5, xref="x domain", yref="y domain")
+        plot.update_xaxes(visible=False, row=row, col=col)
+        plot.update_yaxes(visible=False, row=row, col=col)
     for curve in curves:
         variant = figure.describe(curve)
         colour = VARIANT_COLORS[variants.index(curve.variant) % len(VARIANT_COLORS)] if variant else COLORS[curve.algorithm]
@@ -72,9 +72,12 @@ def draw(figure: paper.Figure, panels: dict[paper.Panel, list[paper.Curve]], log
     shown = set()
     for index, panel in enumerate(figure.panels):
         _lines(plot, figure, panels[panel], index // figure.columns + 1, index % figure.columns + 1, shown, variants)
+    reach = max((s for lines in panels.values() for c in lines for s in c.samples), default=10**8)
     plot.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10,
+                      range=[3, math.log10(reach) + 0.1] if log_x else [0, reach * 1.02],  # one x range for all
                       dtick=2 if log_x and figure.columns > 2 else None)  # every other decade where panels are narrow
-    plot.update_yaxes(title_text=paper.MEASURES[figure.measure][0], title_font_size=10, col=1)
+    plot.update_yaxes(title_text=f"{paper.MEASURES[figure.measure][0]} (nats per datapoint)", title_font_size=10,
+                      col=1)
     plot.update_annotations(font_size=12)  # the panels' titles, which collide at narrow widths in the default 16
     plot.update_layout(height=140 + 240 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                        legend={"orientation": "h", "y": -0.24 / rows})
