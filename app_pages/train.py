@@ -3,7 +3,7 @@ import os
 import streamlit as st
 
 from vae_app import forms, session
-from vae_app.components import feed_name, live_chart
+from vae_app.components import live_chart
 from vae_app.guard import guarded
 from vae_app.text import plain
 from vae_app.views import pool
@@ -135,7 +135,7 @@ def run_view(worker) -> None:
     log_x = st.toggle("Log-scale x axis", value=True, key="log_x", help="the paper draws its curves on a log axis")
     smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, key="smoothing",
                           help="an exponential moving average of the minibatch bounds: 0 shows them raw")
-    live_chart()(feed=feed_name(worker.run_dir), state=str(drawn_state), active=drawn_state.active, log_x=log_x,
+    live_chart()(feed=worker.feed.name, state=str(drawn_state), active=drawn_state.active, log_x=log_x,
                  smoothing=smoothing, key="live_charts", default=None)
     st.fragment(run_every=views.GALLERY_SECONDS if drawn_state.active else None)(live_view)(worker, drawn_state)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from train_throughput import logged_steps  # bench/ is this script's folder, first on sys.path
 
-from vae_app.components import LiveFeed, feed_name, live_chart_dir
+from vae_app.components import LiveFeed, live_chart_dir
 from vae_core import runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,14 +96,14 @@ class ChartsPage:
 
         self.rows, self.ticks = rows, ticks
         self.run = Path(tempfile.mkdtemp(prefix="charts-")) / "run"
-        self.feed = LiveFeed(self.run, every=0.0)
+        self.feed = LiveFeed(every=0.0)
         folder = live_chart_dir()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.httpd = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                                        "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        args = {"feed": feed_name(self.run), "state": "running", "active": True, "log_x": True, "smoothing": 0.6}
+        args = {"feed": self.feed.name, "state": "running", "active": True, "log_x": True, "smoothing": 0.6}
         self.host = folder / "bench-charts.html"
         self.host.write_text(
             "<!doctype html><body style='margin:0'>"
@@ -123,7 +123,7 @@ class ChartsPage:
             self._on.wait()
             k = tick % self.ticks
             if k == 0:
-                self.feed = LiveFeed(self.run, every=0.0)  # the cycle starts again
+                self.feed = LiveFeed(every=0.0)  # the cycle starts again
             shown = self.rows[:max(2, len(self.rows) * (k + 1) // self.ticks)]
             self.feed.update(shown, "running", lambda: {"state": "running", "fraction": (k + 1) / self.ticks,
                                                         "text": f"running: {len(shown):,} rows"})

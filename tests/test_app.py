@@ -120,12 +120,14 @@ def test_train_page_trains_and_shows_curves_gallery_and_finish(app):
     app.run()  # the rerun the component asks for when the feed's state differs from the page's
     bar = shown_progress(app)
     assert "finished: 30,000 / 30,000 samples" in bar["text"] and "test" in bar["text"] and bar["fraction"] == 1.0
-    from vae_app.components import feed_name, live_chart_dir
+    from vae_app.components import FEEDS, live_chart_dir
     args = json.loads(app.get("component_instance")[0].proto.json_args)
     assert args["state"] == "finished"  # what the page drew, so that the component asks for no rerun
     run_dir = app.session_state[session.RUN_DIR]
     assert {k: args[k] for k in ("feed", "active", "log_x", "smoothing")} == {
-        "feed": feed_name(run_dir), "active": False, "log_x": True, "smoothing": 0.6}
+        "feed": pool().get(run_dir).feed.name, "active": False, "log_x": True, "smoothing": 0.6}
+    name = args["feed"].removeprefix(f"{FEEDS}/").removesuffix(".json")  # a secret, not a name made from the run's
+    assert len(name) >= 22 and Path(run_dir).name not in name
     feed = json.loads((live_chart_dir() / args["feed"]).read_text())  # what the charts fetch
     rows = pool().get(run_dir).rows
     assert feed["active"] is False and len(feed["minibatch"]) == sum(r["kind"] == "minibatch" for r in rows) > 10
@@ -457,7 +459,7 @@ def test_the_live_feed_has_no_nan_for_the_browser_to_choke_on_and_is_written_whe
     """JSON.parse rejects NaN and Infinity, which json.dumps writes for float('nan'): they become gaps (null). The
     feed is rewritten at most every `every` seconds while the run is active, at once when it has ended."""
     from vae_app.components import PART_ROWS, LiveFeed
-    feed = LiveFeed(tmp_path / "run", every=60.0)
+    feed = LiveFeed(every=60.0, folder=tmp_path)
     rows = [{"kind": "minibatch", "samples_evaluated": 100, "lower_bound": float("nan"), "reconstruction": -90.0,
              "kl": 5.0},
             {"kind": "evaluation", "samples_evaluated": 100, "train_lower_bound": float("-inf"), "test_lower_bound": -100.0},
@@ -480,7 +482,7 @@ def test_the_live_feed_seals_older_rows_into_parts_written_once(tmp_path):
     part file, written once, before the feed that counts it; the parts, then the feed's rows, are every row in order."""
     from vae_app.components import LiveFeed, part_name
     (tmp_path / "feeds").mkdir()
-    feed = LiveFeed("run", every=0.0, part_rows=10, folder=tmp_path)
+    feed = LiveFeed(every=0.0, part_rows=10, folder=tmp_path)
     rows = [{"kind": "minibatch", "samples_evaluated": 100 * (i + 1), "lower_bound": -float(i), "reconstruction": -1.0,
              "kl": 1.0} for i in range(25)]
     progress = lambda: {"state": "running", "fraction": 0.5, "text": ""}

@@ -181,7 +181,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     import json
     import threading
 
-    from vae_app.components import LiveFeed, feed_name, live_chart_dir
+    from vae_app.components import FEEDS, LiveFeed, live_chart_dir
     folder = tmp_path / "component"
     folder.mkdir()
     for name in ("index.html", "plotly.min.js"):
@@ -193,7 +193,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     page = chromium.new_page(viewport={"width": 1200, "height": 900})
     page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
-    feed = LiveFeed("run", every=0.0, part_rows=20, folder=folder)  # as the app server writes it, 20 rows a part
+    feed = LiveFeed(every=0.0, part_rows=20, folder=folder, name=f"{FEEDS}/run.json")  # as the app server writes it, 20 rows a part
 
     def write(minibatch, evaluation, state="running"):
         rows = [{"kind": "evaluation", "samples_evaluated": e[0], "train_lower_bound": e[1], "test_lower_bound": e[2]}
@@ -204,7 +204,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
 
     def render(theme=None):
         page.evaluate("a => window.postMessage({type: 'streamlit:render', args: a.args, theme: a.theme}, '*')",
-                      {"args": {"feed": feed_name("run"), "state": "running", "active": True, "log_x": True,
+                      {"args": {"feed": feed.name, "state": "running", "active": True, "log_x": True,
                                 "smoothing": 0.6}, "theme": theme})
 
     page.evaluate("""() => { window.asked = [];  // the values the component sends the page: reruns it asks for
@@ -217,7 +217,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     rows = [[100 * (i + 1), -500 + i, -480 + i, 20.0] for i in range(50)]
     evaluations = [[100, -520.0, -519.0, None, None]]
     write(rows, evaluations)  # two sealed parts of 20 rows, and 10 in the feed
-    assert json.loads((folder / feed_name("run")).read_text())["parts"] == 2
+    assert json.loads((folder / feed.name).read_text())["parts"] == 2
     render()
     polled(1)
     draws = page.evaluate("() => window.liveCharts.draws")
@@ -240,7 +240,7 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
     assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew
     assert page.evaluate("() => window.asked") == []  # the run's state is the one the page drew: no rerun
-    feed = LiveFeed("run", every=0.0, part_rows=20, folder=folder)  # resumed from an earlier checkpoint: fewer rows
+    feed = LiveFeed(every=0.0, part_rows=20, folder=folder, name=f"{FEEDS}/run.json")  # resumed from an earlier checkpoint: fewer rows
     write(rows[:30], evaluations)
     polled(2)
     assert page.evaluate("() => document.getElementById('terms').data[0].x") == [r[0] for r in rows[:30]]  # all again

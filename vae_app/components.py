@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -93,9 +94,11 @@ FEEDS = "feeds"  # the live charts' feeds, a folder of the live chart component'
 FEED_DAYS = 7  # feeds of runs nobody has followed for this long are removed when an app server starts
 
 
-def feed_name(run_dir: str | Path) -> str:
-    """Where a run's feed lies, relative to the live chart component's page."""
-    return f"{FEEDS}/{hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]}.json"
+def new_feed_name() -> str:
+    """A new feed's place, relative to the live chart component's page: a secret name (128 random bits), not one
+    derived from the run. The server hands a component's files to any client that names them, so a feed is read only
+    by the page it is given to: the Train page of the session that owns the run (`TrainingWorker.owner`)."""
+    return f"{FEEDS}/{secrets.token_urlsafe(16)}.json"
 
 
 def _number(value):
@@ -154,8 +157,11 @@ class LiveFeed:
     it; the feed holds only the rows after the last part, so what is rewritten and fetched every second stays small
     however long the run (whole, a 10^8-sample run's rows are 3.5 MB), and a page fetches each part once."""
 
-    def __init__(self, run_dir: str | Path, every: float = 1.0, part_rows: int = PART_ROWS, folder: Path | None = None):
-        self.path = (folder or _feeds_folder().parent) / feed_name(run_dir)
+    def __init__(self, every: float = 1.0, part_rows: int = PART_ROWS, folder: Path | None = None,
+                 name: str | None = None):
+        self.name = name or new_feed_name()  # what the page gives its component
+        self.path = (folder or _feeds_folder().parent) / self.name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.every, self.part_rows = every, part_rows
         self.rows = {"minibatch": [], "evaluation": []}  # JSON text of each converted row
         self.parts = 0  # minibatch rows sealed into parts: parts * part_rows

@@ -188,7 +188,7 @@ class TrainingWorker:
         self.owner = owner
         self.threads: int | None = None  # the worker's training threads, as it last reported them
         self.rows: list[dict] = runs.read_run(self.run_dir).metrics if resume else []
-        self.feed = LiveFeed(self.run_dir)  # what the Train page's charts poll
+        self.feed = LiveFeed()  # what the Train page's charts poll, under a secret name
         self.snapshot: dict | None = None
         self.state = RunState.STARTING
         self.message = ""
