@@ -363,7 +363,7 @@ def test_the_train_form_offers_iwae_with_k(app):
     app.selectbox(key="train.dataset").set_value("digits")
     app.selectbox(key="train.algorithm").set_value("iwae")
     app.button(key="train.start").click().run()
-    assert "iwae needs iw_k" in texts(app)  # said under the K field, which is empty until K is given
+    assert "iwae needs IW samples K (iwae)" in texts(app)  # said under the K field, by its label, which is empty until K is given
     assert app.text_input(key="train.iw_k").placeholder == "iwae only, e.g. 5"
 
 

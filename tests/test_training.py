@@ -413,3 +413,29 @@ def test_the_iwae_schedule_lowers_the_step_size_by_stage(tmp_path):
         trainer.step = math.floor(epoch * N / trainer.config.batch_size)
         trainer.train_step()
         assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 10 ** (-stage / 7)), epoch
+
+
+def test_the_run_index_reads_a_run_again_only_when_it_changed_or_is_held(tmp_path):
+    """The Runs and Paper pages' index: a folder unchanged since its last read gives the same record without reading
+    it (its files are not opened: a record read again would be a new object); a changed file, a run being trained,
+    a deleted run are seen at the next call."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        Trainer.from_config(digits_config(samples=2000, seed=seed), root / f"seed{seed}").run()
+    index = runs.RunIndex()
+    first = {r.path.name: r for r in index.records(root)}
+    again = {r.path.name: r for r in index.records(root)}
+    assert all(again[name] is first[name] for name in first)  # not read again
+    runs.write_json(root / "seed1" / runs.META, {"name": "renamed"})
+    changed = {r.path.name: r for r in index.records(root)}
+    assert changed["seed0"] is first["seed0"] and changed["seed1"].meta == {"name": "renamed"}
+    lock = runs.RunLock(root / "seed0", "a test")  # someone trains it: its lock can end without a write
+    try:
+        held = {r.path.name: r for r in index.records(root)}
+        assert held["seed0"] is not first["seed0"] and held["seed0"].holder["by"] == "a test"
+        assert {r.path.name: r for r in index.records(root)}["seed0"] is not held["seed0"]
+    finally:
+        lock.release()
+    assert index.records(root)[0].holder is None
+    runs.delete(root / "seed1")
+    assert [r.path.name for r in index.records(root)] == ["seed0"]

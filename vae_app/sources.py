@@ -117,9 +117,9 @@ def model_sources(live_worker=None, untrained: tuple[str, ...] = ()) -> dict[str
     if live_worker is not None and live_worker.snapshot is not None:
         sources.append(LiveRun.of(live_worker))
     sources += [ModelFile(path) for path in shipped_models().values()]
-    for run_dir in runs.list_runs():
-        record = runs.read_run(run_dir, metrics=False)
-        if (run_dir / runs.MODEL).is_file() and runs.MODEL not in record.problems:
-            sources.append(ModelFile(run_dir / runs.MODEL, "run"))
+    from .views import run_index
+    for record in run_index().records(metrics=False):
+        if (record.path / runs.MODEL).is_file() and runs.MODEL not in record.problems:
+            sources.append(ModelFile(record.path / runs.MODEL, "run"))
     sources += [UntrainedModel(d) for d in untrained]
     return {s.label: s for s in sources}

@@ -727,6 +727,45 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
     return record
 
 
+class RunIndex:
+    """Run records, each read again only when one of its files has changed (their sizes and modification times) or
+    while someone may be training it (a trainer's lock can end without a write): a summary of thousands of runs
+    without reading every folder each time it is asked for. The records it returns are shared: read them, never
+    change them."""
+
+    def __init__(self):
+        self._known: dict[tuple[str, bool], tuple[tuple, RunRecord]] = {}
+
+    @staticmethod
+    def _signature(run_dir: Path) -> tuple:
+        stats: list[tuple[int, int, int] | None] = []
+        for name in (*RUN_FILES, META, LOCK):
+            try:
+                found = os.stat(run_dir / name)
+                stats.append((found.st_mtime_ns, found.st_size, found.st_ino))
+            except OSError:
+                stats.append(None)
+        return tuple(stats)
+
+    def read(self, run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
+        key = (str(Path(run_dir).resolve()), metrics)
+        signature = self._signature(Path(run_dir))
+        known = self._known.get(key)
+        if known is not None and known[0] == signature and known[1].holder is None and not known[1].state.active:
+            return known[1]
+        record = read_run(run_dir, metrics)
+        self._known[key] = (signature, record)
+        return record
+
+    def records(self, runs_dir: str | os.PathLike | None = None, metrics: bool = True) -> list[RunRecord]:
+        """The records of `list_runs(runs_dir)`, newest first."""
+        found = list_runs(runs_dir)
+        kept = {(str(p.resolve()), metrics) for p in found}
+        for key in [k for k in self._known if k[1] == metrics and k not in kept]:  # deleted since: forgotten
+            del self._known[key]
+        return [self.read(run_dir, metrics) for run_dir in found]
+
+
 def checked_progress(progress, train_config: dict) -> dict:
     """A checkpoint's progress fields, once they agree with each other and with the run's config."""
     if not isinstance(progress, dict):

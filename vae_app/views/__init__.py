@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from vae_core.runs import RunIndex
+
 from ..workers import WorkerPool
 
 
@@ -11,3 +13,10 @@ from ..workers import WorkerPool
 def pool() -> WorkerPool:
     """The process-wide pool (one per app server, shared by all its browser sessions)."""
     return WorkerPool()
+
+
+@st.cache_resource
+def run_index() -> RunIndex:
+    """The process-wide index of run records: each run folder read again only when it has changed, so that a page
+    over thousands of runs does not read them all at every click."""
+    return RunIndex()

@@ -23,7 +23,8 @@ TRAINABLE = (paper.FIGURE_2, paper.FIGURE_3)
 
 
 def records(runs_dir=None) -> list[runs.RunRecord]:
-    return [runs.read_run(path) for path in runs.list_runs(runs_dir)]
+    from . import run_index
+    return run_index().records(runs_dir)
 
 
 def curves(records: list[runs.RunRecord]) -> dict[paper.Figure, dict[paper.Panel, list[paper.Curve]]]:

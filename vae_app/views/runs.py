@@ -19,9 +19,10 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
     """Every run folder: its settings, state (and who trains it), samples evaluated at its last checkpoint and last
     evaluated bounds; a damaged run is listed with what is damaged. `live` maps run dir -> state for the runs this
     app trains."""
+    from . import run_index
     rows = []
-    for run_dir in runs.list_runs(runs_dir):
-        record = runs.read_run(run_dir)
+    for record in run_index().records(runs_dir):
+        run_dir = record.path
         config, last = record.train_config, record.last_evaluation
         state = (live or {}).get(str(run_dir)) or record.state
         sweep = runs.sweep_of(run_dir)
@@ -86,7 +87,8 @@ def continue_budget(text: str, run_dir: str | Path) -> int:
 
 
 def run_metrics(run_dir: str | Path) -> list[dict]:
-    return runs.read_run(run_dir).metrics
+    from . import run_index
+    return run_index().read(run_dir).metrics
 
 
 def metrics_csv(rows: list[dict]) -> bytes:

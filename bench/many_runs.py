@@ -1,0 +1,72 @@
+"""The Runs and Paper pages over many runs: what a click costs with 2,000 run folders (issue 32 item 7).
+
+Copies one finished digits run N times (default 2,000) into a temporary runs folder and times, side by side in one
+run, reading every folder at every click (`runs.read_run` on each, as the pages did) against the run index
+(`runs.RunIndex`: each folder read again only when one of its files changed): its first, cold read, a warm click,
+and a click after one run's label changed. Then what the pages compute from the records (the Runs table, the
+Paper page's curves), warm.
+
+Run: `python bench/many_runs.py [--runs 2000]`.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from vae_core import runs
+from vae_core.config import TrainConfig
+from vae_core.training import Trainer
+
+
+def timed(work, repeats: int = 3) -> float:
+    """The median wall time of `work()` over `repeats` calls, in seconds."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "runs"
+        template = Path(folder) / "template"
+        Trainer.from_config(TrainConfig(dataset="digits", samples=20_000, lr=0.02, hidden=(20,)), template).run()
+        for i in range(args.runs):
+            shutil.copytree(template, root / f"run{i:05d}")
+        every_folder = lambda: [runs.read_run(p) for p in runs.list_runs(root)]
+        index = runs.RunIndex()
+        started = time.perf_counter()
+        index.records(root)
+        cold = time.perf_counter() - started
+        warm = timed(lambda: index.records(root))
+        runs.write_json(root / "run00007" / runs.META, {"name": "renamed"})
+        started = time.perf_counter()
+        after_change = index.records(root)
+        changed = time.perf_counter() - started
+        assert next(r for r in after_change if r.path.name == "run00007").meta["name"] == "renamed"
+        reading_all = timed(every_folder)
+
+        from vae_app.views import paper as paper_views
+        from vae_app.views import runs as runs_views
+        table = timed(lambda: runs_views.run_table(root))
+        curves = timed(lambda: paper_views.curves(paper_views.records(root)))
+        print(f"{args.runs:,} runs of {sum(1 for _ in template.iterdir())} files each")
+        print(f"{'every folder read (as before)':<42} {reading_all:8.3f} s")
+        print(f"{'the index, cold (the first click)':<42} {cold:8.3f} s")
+        print(f"{'the index, warm (a click)':<42} {warm:8.3f} s   {reading_all / warm:6.1f}x faster")
+        print(f"{'the index, after one run changed':<42} {changed:8.3f} s")
+        print(f"{'the Runs table from the index, warm':<42} {table:8.3f} s")
+        print(f"{'the Paper page curves from the index, warm':<42} {curves:8.3f} s")
+
+
+if __name__ == "__main__":
+    main()
