@@ -14,6 +14,9 @@ from vae_core import DataError, TrainConfig
 
 st.title("Train")
 owner = session.owner()
+mine = [w for w in pool().active_workers() if w.owner == owner]
+if pool().get(session.run_dir()) is None and mine:  # a reloaded page: this browser's own run, followed at once
+    session.follow(mine[0].run_dir)
 attached = pool().get(session.run_dir())
 if attached is not None and st.session_state.get(session.FORM_SHOWS) != str(attached.run_dir):
     forms.fill(TrainConfig.from_dict(attached.config))  # the settings of the run this page follows

@@ -565,3 +565,18 @@ def test_paper_page_draws_a_sweep_of_three_seeds(app, tmp_path):
         "100,000; seed 1: 1,000,000; seed 2: 158,489)")
     missing = app.dataframe[1].value
     assert len(missing) == 16 + 6 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
+
+
+def test_a_browser_is_known_by_its_xsrf_token_whatever_its_mask():
+    """Streamlit re-sends its XSRF cookie at every request with a new mask: the owner id comes from the token
+    under it (Streamlit's own encoder makes the cookies), so a reloaded page is the same owner."""
+    import secrets
+
+    from streamlit.web.server.starlette import starlette_app_utils
+
+    from vae_app.session import browser_secret
+    token = secrets.token_bytes(32)
+    first, second = (starlette_app_utils.generate_xsrf_token_string(token, 1_700_000_000) for _ in range(2))
+    assert first != second and browser_secret(first) == browser_secret(second) == token
+    assert browser_secret(starlette_app_utils.generate_xsrf_token_string(secrets.token_bytes(32), 1)) != token
+    assert browser_secret("2|zz|yy|1") is None

@@ -124,11 +124,10 @@ def test_train_watch_the_chart_grow_reload_reattach_and_stop(page):
     expect(page.get_by_text("Overlay the curves of")).to_be_visible(timeout=WAIT_MS)
     page.reload()  # a browser refresh: a new session, the run goes on in its worker
     page.goto(server + "/train")
-    reattach = page.get_by_role("button", name="Re-attach to")
-    expect(reattach).to_be_visible(timeout=WAIT_MS)
-    reattach.click()
-    assert chart_points(chart_frame(page)) > 0  # the re-attached run's curves, drawn again
     main = page.get_by_test_id("stMainBlockContainer")  # not the header's buttons
+    expect(main.get_by_role("button", name="Pause")).to_be_visible(timeout=WAIT_MS)  # this browser's run, at once
+    expect(page.get_by_text("training in another open session")).to_have_count(0)
+    assert chart_points(chart_frame(page)) > 0  # the re-attached run's curves, drawn again
     main.get_by_role("button", name="Pause").click()
     expect(main.get_by_role("button", name="Resume")).to_be_enabled(timeout=WAIT_MS)  # the page follows the run
     expect(main.get_by_role("button", name="Pause")).to_be_disabled()

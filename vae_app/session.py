@@ -6,6 +6,7 @@ page also sets its value itself, as MODEL is from a shared link.
 """
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -23,9 +24,31 @@ UPLOADED = "uploaded"  # the Train page's last upload: (its file id, where the s
 IW_TRADEOFF = "iw_tradeoff"  # the same page's request for the k trade-off: the model name and the settings
 
 
+XSRF_COOKIE = "_streamlit_xsrf"  # the cookie Streamlit's server sets in each browser, kept across its reloads
+
+
+def browser_secret(cookie: str) -> bytes | None:
+    """The token of Streamlit's XSRF cookie, the same at every request of one browser: the cookie is re-sent masked
+    ("2|mask|masked token|time", Tornado's and Streamlit's version 2), so its text changes while its token does not."""
+    value = cookie.strip("\"'")
+    try:
+        if value.startswith("2|"):
+            _, mask_hex, masked_hex, _ = value.split("|")
+            mask, masked = bytes.fromhex(mask_hex), bytes.fromhex(masked_hex)
+            return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)) if mask else None  # a repeated 4-byte mask
+    except ValueError:
+        return None
+    return value.encode() or None
+
+
 def owner() -> str:
-    """This session's id, made on first use."""
-    return st.session_state.setdefault(OWNER, uuid.uuid4().hex)
+    """This browser's id: a hash of the token of the XSRF cookie Streamlit keeps in it, so that a reloaded page owns
+    the runs it started at once (the token itself is never shown or kept); a random id where there is none (AppTest)."""
+    if OWNER not in st.session_state:
+        cookie = st.context.cookies.get(XSRF_COOKIE)
+        secret = browser_secret(cookie) if isinstance(cookie, str) else None
+        st.session_state[OWNER] = hashlib.sha256(secret).hexdigest()[:32] if secret else uuid.uuid4().hex
+    return st.session_state[OWNER]
 
 
 def run_dir() -> str:
