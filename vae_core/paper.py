@@ -15,6 +15,7 @@ K: their ELBO, comparable with AEVB's and wake-sleep's, and beside it the IW bou
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -126,15 +127,22 @@ class Figure:
             return None
         if config["algorithm"] not in self.drawn or config["lr"] not in ("auto", *STEP_SIZE_CANDIDATES["adagrad"]):
             return None
-        for panel in self.panels:
-            reference = self.config(panel, config["algorithm"], config["samples"]).to_dict()
-            if all(config[k] == v for k, v in reference.items() if k not in self.free):
+        for panel, reference in _references(self, config["algorithm"]):
+            if all(config[k] == v for k, v in reference.items()):
                 return panel
         return None
 
     def describe(self, curve: Curve) -> str:
         """A curve's variant as the figure says it ("log σ²₀ = -6"); empty for a curve of no variant."""
         return "" if curve.variant is None or self.variant is None else self.variant.label.format(curve.variant)
+
+
+@functools.cache
+def _references(figure: Figure, algorithm: str) -> tuple[tuple[Panel, dict], ...]:
+    """Each panel's settings for `algorithm`, but for what may differ between its runs (the figure's `free` ones and
+    the budget): what `panel_of` compares a run's settings with, made once."""
+    return tuple((panel, {k: v for k, v in figure.config(panel, algorithm, 1).to_dict().items()
+                          if k not in figure.free and k != "samples"}) for panel in figure.panels)
 
 
 FIGURE_2 = Figure(
