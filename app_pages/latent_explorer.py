@@ -41,31 +41,20 @@ def explore():
     if source.card:
         with st.expander("Model card"):
             st.markdown(source.card)
-    if not space.is_image:  # rows of numbers, not images: plots of them
-        decoder, samples, recon, scatter = st.tabs(["Decoder", "Samples", "Reconstructions", "Latent scatter"])
-        with decoder:
-            vector_decoder_tab(space)
-        with samples:
-            st.plotly_chart(views.vector_samples(space, st.session_state.setdefault(session.SEED, 0)), key="samples")
-        with recon:
-            vector_reconstructions_tab(space)
-        with scatter:
-            scatter_tab(space)
-        return
-    pad, manifold, between, samples, recon, scatter = st.tabs(
-        ["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"])
-    with pad:
-        morph_pad_tab(space)
-    with manifold:
-        manifold_tab(space)
-    with between:
-        interpolation_tab(space)
-    with samples:
-        samples_tab(space)
-    with recon:
-        reconstructions_tab(space)
-    with scatter:
-        scatter_tab(space)
+    if space.is_image:
+        tabs = {"Morph pad": morph_pad_tab, "Manifold (Fig. 4)": manifold_tab, "Interpolation": interpolation_tab,
+                "Samples (Fig. 5)": samples_tab, "Reconstructions": reconstructions_tab, "Latent scatter": scatter_tab}
+    else:  # rows of numbers, not images: plots of them
+        tabs = {"Decoder": vector_decoder_tab, "Samples": vector_samples_tab, "Reconstructions": vector_reconstructions_tab,
+                "Latent scatter": scatter_tab}
+    # The open tab is drawn (a click on another reruns this fragment), and Fig. 4's beside it: its chart is what makes
+    # the browser load Plotly, two seconds the first time, better spent while the pad is in view than after a click
+    drawn = st.tabs(list(tabs), key=session.EXPLORER_TAB if space.is_image else session.EXPLORER_VECTOR_TAB,
+                    on_change="rerun")
+    for tab, (label, draw) in zip(drawn, tabs.items()):
+        if tab.open or label == "Manifold (Fig. 4)":
+            with tab:
+                draw(space)
 
 
 def morph_pad_tab(space):
@@ -172,6 +161,10 @@ def scatter_tab(space):
     elif index is not None:
         st.plotly_chart(figures.vectors_figure({f"test point {index}": space.test_images([index])[0]},
                                                f"test point {index}"), key="picked")
+
+
+def vector_samples_tab(space):
+    st.plotly_chart(views.vector_samples(space, st.session_state.setdefault(session.SEED, 0)), key="samples")
 
 
 def vector_decoder_tab(space):

@@ -135,3 +135,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
         if item.module.__name__ == "test_sweep":
             item.add_marker(pytest.mark.ray)
+
+
+def open_tab(app, label: str) -> None:
+    """Opens a tab of the Latent explorer, as a click on it does: only the open tab is drawn."""
+    from vae_app import session
+    key = session.EXPLORER_TAB if label in session_tabs("image") else session.EXPLORER_VECTOR_TAB
+    app.session_state[key] = label
+    app.run()
+
+
+def session_tabs(kind: str) -> list[str]:
+    return (["Morph pad", "Manifold (Fig. 4)", "Interpolation", "Samples (Fig. 5)", "Reconstructions", "Latent scatter"]
+            if kind == "image" else ["Decoder", "Samples", "Reconstructions", "Latent scatter"])

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PATIENCE, wait_until
+from conftest import PATIENCE, open_tab, wait_until
 from own_data import digits, png_bytes, write_pngs
 
 from vae_app.text import unescaped
@@ -628,7 +628,7 @@ FAULTS = [
           1, data=True),
     # 5. The shipped models without the datasets.
     Fault("the Latent explorer on the shipped Frey Face model, no data here", "no data",
-          lambda s: app_page(s, "app_pages/latent_explorer.py"),
+          lambda s: app_page(s, "app_pages/latent_explorer.py", act=lambda at: open_tab(at, "Reconstructions")),
           r"(?s)^(?!.*exception)(?=.*needs the frey test set.*python -m vae_core data --dataset frey)", None),
     Fault("the variance page on the shipped model, no data here", "no data",
           lambda s: app_page(s, "app_pages/estimator_variance.py", act=lambda at: wait_for_error(at.button(key="compute").click().run())),

@@ -21,6 +21,8 @@ SEED = "seed"  # the seed of the Latent explorer's samples; Reseed adds one
 VARIANCE = "variance"  # the Estimator variance page's request: the model names and the settings
 OWN_DATA = "own_data"  # the path of the user's data last inspected on the Train page (an upload's copy, or theirs)
 UPLOADED = "uploaded"  # the Train page's last upload: (its file id, where the server keeps it)
+EXPLORER_TAB = "explorer_tab"  # the Latent explorer's open tab (only it is drawn), for image data
+EXPLORER_VECTOR_TAB = "explorer_vector_tab"  # and for rows of numbers
 IW_TRADEOFF = "iw_tradeoff"  # the same page's request for the k trade-off: the model name and the settings
 
 
