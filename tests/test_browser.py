@@ -237,6 +237,8 @@ def test_live_charts_poll_their_feed_append_new_rows_and_follow_the_theme(chromi
     render(theme={"base": "dark", "textColor": "#fafafa"})
     page.wait_for_timeout(200)
     assert page.evaluate("() => document.getElementById('curves').layout.font.color") == "#fafafa"
+    assert page.evaluate("() => document.getElementById('curves').data[0].opacity") == 0.6  # the raw line, seen on dark
+    assert page.evaluate("() => document.getElementById('terms').layout.yaxis2.tickmode") == "auto"  # round KL ticks
     assert page.evaluate("() => window.liveCharts.draws") == draws + 1  # a new theme: drawn anew
     assert page.evaluate("() => window.asked") == []  # the run's state is the one the page drew: no rerun
     feed = LiveFeed(every=0.0, part_rows=20, folder=folder, name=f"{FEEDS}/run.json")  # resumed from an earlier checkpoint: fewer rows
