@@ -11,6 +11,7 @@ if __name__ == "__main__":
     import streamlit as st
 
     from vae_app.guard import page_guard
+    from vae_app.live_strip import live_strip
 
     st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon="assets/icon.png", layout="wide")  # no font server
     page = st.navigation([
@@ -22,6 +23,8 @@ if __name__ == "__main__":
         st.Page("app_pages/paper.py", title="Paper", icon=":material/article:"),
     ])
     with page_guard():  # a page's unexpected failure is a message, never a traceback in the browser
+        with st.sidebar:
+            live_strip()  # every live run, on every page
         page.run()
 elif __name__ == "dashboard":  # imported by `streamlit run` as its ASGI app (uvicorn's "dashboard:app")
     import streamlit as st

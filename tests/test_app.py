@@ -154,6 +154,9 @@ def test_a_double_click_on_start_makes_one_run(app, tmp_path, monkeypatch):
         assert app.button(key="train.start").disabled
         assert f"{worker.run_dir.name} is starting" in texts(app)
         assert app.subheader[0].value == f"Run {worker.run_dir.name}"  # the live run above the form
+        app.switch_page("app_pages/home.py").run()  # and in the sidebar's strip, from any page
+        strip = [p.proto.text for p in app.sidebar.get("progress")]
+        assert strip == [f"{worker.run_dir.name}: starting, 0%"]
     finally:
         worker.process.kill()
         worker.process.join()

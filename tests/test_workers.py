@@ -46,6 +46,31 @@ def test_pool_bounds_trainings_and_keeps_sessions_apart(tmp_path):
     assert wait_until(lambda: not second.active)
 
 
+def test_the_same_start_asked_twice_while_it_starts_is_one_run(tmp_path, monkeypatch):
+    """A double click on Start can reach the pool from two reruns of the page: the same owner and settings while the
+    first run is still starting give that run back. Another owner, other settings, or a run that has begun to train
+    start a run of their own. (The worker's follower is held back, so that it stays starting whatever the timing.)"""
+    from vae_app.workers import TrainingWorker
+    from vae_core.runs import RunState
+    monkeypatch.setattr(TrainingWorker, "_follow", lambda self: None)
+    pool = WorkerPool(max_workers=4)
+    config = TrainConfig(dataset="digits", samples=10**9, lr=0.02)
+    started = [pool.start(config, owner="alice", runs_dir=tmp_path)]
+    try:
+        assert pool.start(config, owner="alice", runs_dir=tmp_path) is started[0]
+        assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 1
+        started.append(pool.start(config, owner="bob", runs_dir=tmp_path))
+        started.append(pool.start(TrainConfig(dataset="digits", samples=10**9, lr=0.01), owner="alice", runs_dir=tmp_path))
+        started[0].state = RunState.RUNNING  # it trains: a new click is a new run
+        started.append(pool.start(config, owner="alice", runs_dir=tmp_path))
+        assert len({id(w) for w in started}) == 4
+    finally:
+        for worker in started:
+            worker.process.kill()
+            worker.process.join()
+            worker.state = RunState.STOPPED
+
+
 def test_a_failing_run_reports_its_message(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_OFFLINE", "1")  # inherited by the worker process: no download attempt
     pool = WorkerPool(max_workers=1)

@@ -356,9 +356,15 @@ class WorkerPool:
             return job
 
     def start(self, config: TrainConfig, owner: str, runs_dir: str | Path | None = None) -> TrainingWorker:
-        """Validates the config and starts training it in a new run directory."""
+        """Validates the config and starts training it in a new run directory. The same settings asked for again by
+        the same owner while that run is still starting are the same request (a double click, whichever of the
+        page's reruns sees it): its run is returned, and no second one starts."""
         config.validate()
         with self._lock:
+            settings = config.to_dict()
+            for worker in self.workers.values():
+                if worker.owner == owner and worker.state.starting and worker.config == settings:
+                    return worker
             self._admit()
             run_dir = runs.new_run_dir(runs_dir, config.run_label)
             worker = TrainingWorker(run_dir, config.to_dict(), owner)
