@@ -593,3 +593,16 @@ def test_a_browser_is_known_by_its_xsrf_token_whatever_its_mask():
     assert first != second and browser_secret(first) == browser_secret(second) == token
     assert browser_secret(starlette_app_utils.generate_xsrf_token_string(secrets.token_bytes(32), 1)) != token
     assert browser_secret("2|zz|yy|1") is None
+
+
+def test_runs_overlaid_in_one_chart_never_share_a_colour():
+    """A run keeps its own colour (from its name) where it meets no other run of it; two that hash alike get two."""
+    import zlib
+
+    from vae_app.figures import PALETTE, run_colours
+    names = [f"run{i}" for i in range(200)]
+    alike = [n for n in names if zlib.crc32(n.encode()) % len(PALETTE) == zlib.crc32(b"run0") % len(PALETTE)][:3]
+    colours = run_colours(alike)
+    assert len(set(colours.values())) == 3 and colours[alike[0]] == PALETTE[zlib.crc32(b"run0") % len(PALETTE)]
+    assert run_colours(alike[1:2]) == {alike[1]: colours[alike[0]]}  # alone, its own colour
+    assert len(set(run_colours(names[:10]).values())) == 10

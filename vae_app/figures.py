@@ -19,10 +19,17 @@ from .images import mosaic
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def run_colour(run: str) -> str:
-    """A run's own colour, the same in every chart and on every page: from its folder's name, not its position."""
+def run_colours(runs: list[str]) -> dict[str, str]:
+    """Each run's colour in one chart: its own (from its folder's name, not its position, so the same in every chart
+    where it meets no other run of that colour), or, taken already, the next one free: runs overlaid in one chart
+    never share a colour (while there are no more of them than colours)."""
     import zlib
-    return PALETTE[zlib.crc32(run.encode()) % len(PALETTE)]
+    taken: dict[str, str] = {}
+    for run in runs:
+        start = zlib.crc32(run.encode()) % len(PALETTE)
+        free = [PALETTE[(start + i) % len(PALETTE)] for i in range(len(PALETTE))]
+        taken[run] = next((c for c in free if c not in taken.values()), free[0])
+    return taken
 
 
 def smooth(values: list[float], strength: float) -> np.ndarray:
@@ -65,10 +72,11 @@ def learning_curves(series: dict[str, list[dict]], log_x: bool = True, smoothing
     """Lower bound against samples evaluated: the smoothed minibatch bound over its faint raw curve, and the
     evaluations (train solid, test dashed), for each labelled run; with several runs, each in its own colour."""
     traces = []
+    colours = run_colours(list(series))
     for label, rows in series.items():
         several = len(series) > 1
         prefix = f"{label}: " if several else ""
-        colour = {"color": run_colour(label)} if several else {}
+        colour = {"color": colours[label]} if several else {}
         batches = [r for r in rows if r.get("kind") == "minibatch"]
         if batches:
             x = [r["samples_evaluated"] for r in batches]
