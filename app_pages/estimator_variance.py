@@ -28,8 +28,9 @@ with st.form("settings"):
     R = b.text_input("Replicates R", key="R",
                      help="Independent draws of each estimator at each L: the variances are measured over them.")
     Ls = c.text_input("Values of L", key="L", help=help_for("L"))
-    estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, key="estimators", help=help_for("Estimator A", "Estimator B", "Score function",
-                                                                "Baseline", "STL", "IW bound"))
+    estimators = st.multiselect("Gradient estimators", GRADIENT_ESTIMATORS, key="estimators",
+                                help=help_for("Estimator A", "Estimator B", "Score function", "Baseline", "STL",
+                                              "IW bound"))
     go = st.form_submit_button("Compute", type="primary", key="compute")
 
 chosen = [first] + ([second] if second != "none" else [])
@@ -85,8 +86,8 @@ st.caption("The importance-weighted bound L_K of the model above (Burda et al. 2
            "replicates at each K on one fixed minibatch of M, as above.")
 with st.form("tradeoff_settings"):
     a, b, c = st.columns(3)
-    iw_M = a.text_input("Minibatch M", value="10", key="iw_M", help=help_for("M"))
-    iw_R = b.text_input("Replicates R", value="100", key="iw_R",
+    iw_M = a.text_input("Minibatch M", value=str(views.DEFAULT_SETTINGS.batch_size), key="iw_M", help=help_for("M"))
+    iw_R = b.text_input("Replicates R", value=str(views.DEFAULT_SETTINGS.repeats), key="iw_R",
                         help="Independent draws of each gradient at each K: the SNRs are measured over them.")
     iw_K = c.text_input("Values of K", value="1 10 100", key="iw_K", help=help_for("IWAE", "DReG") + "\n\nUp to "
                         "10,000; K = 1000 takes minutes on a CPU for an MNIST model.")

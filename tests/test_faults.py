@@ -994,7 +994,7 @@ def test_sweep_resume_restores_nothing_of_tunes_state(tmp_path, monkeypatch):
         def can_restore(cls, *args, **kwargs):
             raise AssertionError("Tuner.can_restore was called")
     monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(sweeps, "start_ray", lambda address: "local")
+    monkeypatch.setattr(sweeps, "start_ray", lambda address: ("local", False))
     monkeypatch.chdir(tmp_path)
     assert cli("sweep", "--resume", str(s.sweep_dir)).code == 0
     [(space, run_config)] = made

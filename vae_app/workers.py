@@ -313,13 +313,11 @@ class SweepJob:
         counts = {"finished": 0, "failed": 0, "training": 0, "waiting": 0}
         for name in self.trials:
             run_dir = self.sweep_dir / name
-            record = runs.read_run(run_dir, metrics=False) if run_dir.exists() else None
-            if record is not None and record.state in (RunState.FINISHED, RunState.FAILED):
-                counts[str(record.state)] += 1
-            elif record is not None and (record.holder is not None or record.state.active):  # its trial, its start-up
-                counts["training"] += 1
+            state = runs.read_run(run_dir, metrics=False).state if run_dir.exists() else None
+            if state in (RunState.FINISHED, RunState.FAILED):
+                counts[str(state)] += 1
             else:
-                counts["waiting"] += 1
+                counts["training" if state is not None and state.active else "waiting"] += 1
         return counts
 
     def stop(self) -> None:

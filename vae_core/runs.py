@@ -751,7 +751,7 @@ class RunIndex:
         key = (str(Path(run_dir).resolve()), metrics)
         signature = self._signature(Path(run_dir))
         known = self._known.get(key)
-        if known is not None and known[0] == signature and known[1].holder is None and not known[1].state.active:
+        if known is not None and known[0] == signature and known[1].holder is None:  # a held run: its holder may end
             return known[1]
         record = read_run(run_dir, metrics)
         self._known[key] = (signature, record)

@@ -242,19 +242,19 @@ def progress_callback(total: int):
     return Progress()
 
 
-def start_ray(address: str | None) -> str:
+def start_ray(address: str | None) -> tuple[str, bool]:
     """Joins the Ray cluster at `address` ("auto", or $RAY_ADDRESS) or starts an embedded one on this machine's
-    cores; returns the address in use."""
+    cores; returns the address in use, and whether this call started Ray (its caller then stops it)."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
-        return address or "local"
+        return address or "local", False
     if address is None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return "local"
+        return "local", True
     ray.init(address=address, log_to_driver=False, configure_logging=False)
-    return address
+    return address, False
 
 
 def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
@@ -271,11 +271,10 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_trial: float = 1.0, g
     from ray import tune
 
     started = time.perf_counter()
-    embedded = not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))  # started here, stopped here
     sweep_dir = sweep.sweep_dir.resolve()
     storage = storage or str(sweep_dir / ".tune")
     try:
-        address = start_ray(address)
+        address, embedded = start_ray(address)
     except Exception as e:  # no cluster at that address, or Ray's own processes could not start
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
         raise runs.RunError(f"Ray could not be started or reached ({reason}). Nothing of the sweep has run; once Ray "

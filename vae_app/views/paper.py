@@ -10,6 +10,8 @@ import pandas as pd
 from vae_core import data, paper, runs
 from vae_core.sweep import Sweep
 
+from . import run_index
+
 COLORS = {"aevb": "#1f77b4", "wake-sleep": "#d62728", "mcem": "#2ca02c"}
 VARIANT_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # each variant's (full VB's log σ²₀, IWAE's K)
 # Each panel's y axis frames the curves from this many samples on (the paper's axes start at 10^5): the first
@@ -23,7 +25,6 @@ TRAINABLE = (paper.FIGURE_2, paper.FIGURE_3)
 
 
 def records(runs_dir=None) -> list[runs.RunRecord]:
-    from . import run_index
     return run_index().records(runs_dir)
 
 

@@ -10,6 +10,8 @@ from vae_core import data, runs
 from vae_core.config import TrainConfig, parse_sample_count
 from vae_core.runs import check_continue_budget
 
+from . import run_index
+
 # What the Runs table shows first: which run, where it stands, its bounds, and what it is; the rest on demand
 FIRST_COLUMNS = ("run", "name", "state", "test bound", "train bound", "test IW bound", "samples", "budget", "dataset",
                  "algorithm", "J")
@@ -19,7 +21,6 @@ def run_table(runs_dir: str | Path | None = None, live: dict | None = None) -> p
     """Every run folder: its settings, state (and who trains it), samples evaluated at its last checkpoint and last
     evaluated bounds; a damaged run is listed with what is damaged. `live` maps run dir -> state for the runs this
     app trains."""
-    from . import run_index
     rows = []
     for record in run_index().records(runs_dir):
         run_dir = record.path
@@ -87,7 +88,6 @@ def continue_budget(text: str, run_dir: str | Path) -> int:
 
 
 def run_metrics(run_dir: str | Path) -> list[dict]:
-    from . import run_index
     return run_index().read(run_dir).metrics
 
 
