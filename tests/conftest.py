@@ -126,8 +126,12 @@ def wait_until(condition, what: str, poll: float = 0.2, between=None) -> None:
 
 
 def pytest_collection_modifyitems(items):
-    """Markers from what a test uses: the real data, Chromium, Ray (`slow` is set by hand, on the tests)."""
+    """Markers from what a test uses: the real data, Chromium, Ray (`slow` and `cuda` are set by hand, on the
+    tests); a `cuda` test is skipped where PyTorch sees no GPU."""
+    no_gpu = pytest.mark.skip(reason="no CUDA GPU here (torch.cuda.is_available() is False)")
     for item in items:
+        if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & {"data_dir", "app_with_data"}:
             item.add_marker(pytest.mark.data)

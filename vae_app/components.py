@@ -30,7 +30,7 @@ from .sources import ASSETS
 def decoder_payload(space: LatentSpace) -> dict:
     """The decoder's weights for assets/decoder.js: each layer as base64 float32, row-major, the mean's rows first."""
     decoder = space.model.decoder
-    pack = lambda t: base64.b64encode(t.detach().to(torch.float32).contiguous().numpy().tobytes()).decode()
+    pack = lambda t: base64.b64encode(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).decode()
     layers = [*decoder.hidden, decoder.out]
     return {"J": space.latent_dim, "D": space.model.config.data_dim, "shape": list(space.image_shape),
             "activation": space.model.config.activation,

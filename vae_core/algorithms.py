@@ -7,7 +7,8 @@ of their own (persistent chains), which the loop checkpoints with the parameters
 
 An algorithm is one class: its name, its help, the implementations of its gradient (`steps`: "fast", the
 hand-derived step of `fast_step.py`, on the CPU in float32, for any depth of tanh, ReLU or softplus layers;
-"autograd", for every network, device and dtype), whether it learns an encoder (else it is evaluated by
+"autograd", for every network, device and dtype, from the class's `loss`; "compiled", that loss under
+`torch.compile`, its backward pass compiled with it), whether it learns an encoder (else it is evaluated by
 Appendix D's marginal likelihood) and its cost. `ALGORITHMS` is the registry every interface reads: the
 config's choices and checks, the CLI's help, the sweep's cost order; adding an algorithm is a class here.
 """
@@ -33,7 +34,8 @@ from .models import VAE, dream, dream_noise
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-STEPS = ("fast", "autograd")  # the implementations an algorithm's gradient can have
+STEPS = ("fast", "autograd", "compiled")  # the implementations an algorithm's gradient can have
+AUTOGRAD_STEPS = ("autograd", "compiled")  # from the algorithm's `loss`, eager or compiled: every algorithm has them
 
 
 class Minibatch(NamedTuple):
@@ -46,7 +48,7 @@ class Algorithm:
     the algorithms that keep state per training point or scale by it; `step` is one of the class's `steps`."""
     name: ClassVar[str]
     help: ClassVar[str]  # what it is and where the paper has it, for the CLI's and the form's help
-    steps: ClassVar[tuple[str, ...]] = ("autograd",)  # the implementations of its gradient it has
+    steps: ClassVar[tuple[str, ...]] = AUTOGRAD_STEPS  # the implementations of its gradient it has
     updates_per_minibatch: ClassVar[int] = 1
     uses_weight_decay: ClassVar[bool] = True  # the prior N(0, I) on θ as weight decay (MAP); full VB has its own KL
     learns_encoder: ClassVar[bool] = True  # q_φ(z|x) is trained, so its lower bound and its posteriors mean something
@@ -58,6 +60,8 @@ class Algorithm:
         if step not in self.steps:
             raise ValueError(f"{self.name} has no {step!r} step; it has {', '.join(self.steps)}")
         self.model, self.config, self.train_size, self.step = model, config, train_size, step
+        # The fixed shapes of a training step (M, L, J never change within a run) compile once.
+        self.objective = torch.compile(self.loss, dynamic=False) if step == "compiled" else self.loss
 
     @property
     def module(self) -> nn.Module:
@@ -77,12 +81,23 @@ class Algorithm:
         minibatch's lower bound and its two terms. The step chosen at construction computes it."""
         if self.step == "fast":
             return self.fast_gradient(batch, noise, grads, with_values)
-        return self.autograd_gradient(batch, noise, grads, with_values)
+        with torch.enable_grad():
+            loss = self.objective(batch, noise)
+            autograd_into(self.module, loss, grads)
+        if not with_values:
+            return None
+        with torch.no_grad():
+            return self.step_values(batch, noise, loss.detach())
 
     def fast_gradient(self, batch, noise, grads, with_values) -> StepValues | None:
         raise NotImplementedError
 
-    def autograd_gradient(self, batch, noise, grads, with_values) -> StepValues | None:
+    def loss(self, batch: Minibatch, noise: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The quantity to minimise, per datapoint, a scalar: the autograd steps differentiate it."""
+        raise NotImplementedError
+
+    def step_values(self, batch: Minibatch, noise: dict[str, torch.Tensor], loss: torch.Tensor) -> StepValues:
+        """The minibatch's lower bound and its two terms at the parameters `loss` was computed with."""
         raise NotImplementedError
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -111,15 +126,13 @@ class AEVB(Algorithm):
     def fast_gradient(self, batch, noise, grads, with_values):
         return lower_bound_gradient(self.model, batch.x, noise["eps"], self.config.estimator, grads, with_values)
 
-    def autograd_gradient(self, batch, noise, grads, with_values):
-        x, eps = batch.x, noise["eps"]
-        with torch.enable_grad():
-            loss = -ESTIMATORS[self.config.estimator](self.model, x, eps.shape[0], eps=eps).mean()  # eq. 8 / N
-            autograd_into(self.model, loss, grads)
-        if not with_values:
-            return None
-        with torch.no_grad():
-            reconstruction, kl = (t.mean().item() for t in estimator_terms(self.model, x, eps, self.config.estimator))
+    def loss(self, batch, noise):
+        eps = noise["eps"]  # (L, M, J)
+        return -ESTIMATORS[self.config.estimator](self.model, batch.x, eps.shape[0], eps=eps).mean()  # eq. 8 / N
+
+    def step_values(self, batch, noise, loss):
+        terms = estimator_terms(self.model, batch.x, noise["eps"], self.config.estimator)
+        reconstruction, kl = (t.mean().item() for t in terms)
         return StepValues(-loss.item(), reconstruction, kl)
 
 
@@ -155,20 +168,22 @@ class WakeSleep(AEVB):
         return wake_sleep_gradient(self.model, batch.x, noise["eps"], noise["z_dream"], noise["x_noise"], grads,
                                    with_values)
 
-    def autograd_gradient(self, batch, noise, grads, with_values):
-        x, eps, model = batch.x, noise["eps"], self.model
-        with torch.enable_grad():
-            posterior = model.encoder(x)  # (M, J)
-            z = reparameterize(posterior, eps).detach()  # (L, M, J): a sample; the wake phase trains θ only
-            log_px = model.decoder(z).log_prob(x)  # (L, M)
-            with torch.no_grad():
-                x_dream = dream(model.decoder(noise["z_dream"]), noise["x_noise"])  # (M, D)
-            sleep = model.encoder(x_dream).log_prob(noise["z_dream"])  # (M,): log q_φ(z|x) of the dreams
-            autograd_into(model, -(log_px.mean() + sleep.mean()), grads)
-        if not with_values:
-            return None
+    def _wake(self, batch, noise) -> tuple[torch.Tensor, torch.Tensor]:
+        """q_φ(z|x) of the minibatch and log p_θ(x|z) (L, M) at its sample z, through which no gradient reaches φ."""
+        posterior = self.model.encoder(batch.x)  # (M, J)
+        z = reparameterize(posterior, noise["eps"]).detach()  # (L, M, J): a sample; the wake phase trains θ only
+        return posterior, self.model.decoder(z).log_prob(batch.x)
+
+    def loss(self, batch, noise):
+        _, log_px = self._wake(batch, noise)
         with torch.no_grad():
-            reconstruction, kl = log_px.mean().item(), kl_to_standard_normal(posterior).mean().item()
+            x_dream = dream(self.model.decoder(noise["z_dream"]), noise["x_noise"])  # (M, D)
+        sleep = self.model.encoder(x_dream).log_prob(noise["z_dream"])  # (M,): log q_φ(z|x) of the dreams
+        return -(log_px.mean() + sleep.mean())
+
+    def step_values(self, batch, noise, loss):
+        posterior, log_px = self._wake(batch, noise)
+        reconstruction, kl = log_px.mean().item(), kl_to_standard_normal(posterior).mean().item()
         return StepValues(reconstruction - kl, reconstruction, kl)
 
 
@@ -186,19 +201,15 @@ class IWAE(Algorithm):
         shape = (self.config.iw_k, len(batch.x), self.model.config.latent_dim)
         return {"eps": torch.randn(shape, generator=generator, device=batch.x.device, dtype=batch.x.dtype)}  # (K, M, J)
 
-    def autograd_gradient(self, batch, noise, grads, with_values):
-        x, eps = batch.x, noise["eps"]
-        with torch.enable_grad():
-            bound = iw_objective(self.model, x, eps, self.config.iw_gradient).mean()
-            autograd_into(self.model, -bound, grads)
-        if not with_values:
-            return None
-        with torch.no_grad():
-            posterior = self.model.encoder(x)
-            z = reparameterize(posterior, eps)  # (K, M, J)
-            reconstruction = self.model.decoder(z).log_prob(x).mean().item()
-            elbo = log_weight(self.model, x, z, posterior).mean().item()  # estimator A over the K samples
-        return StepValues(bound.item(), reconstruction, reconstruction - elbo)
+    def loss(self, batch, noise):
+        return -iw_objective(self.model, batch.x, noise["eps"], self.config.iw_gradient).mean()
+
+    def step_values(self, batch, noise, loss):
+        posterior = self.model.encoder(batch.x)
+        z = reparameterize(posterior, noise["eps"])  # (K, M, J)
+        reconstruction = self.model.decoder(z).log_prob(batch.x).mean().item()
+        elbo = log_weight(self.model, batch.x, z, posterior).mean().item()  # estimator A over the K samples
+        return StepValues(-loss.item(), reconstruction, reconstruction - elbo)
 
 
 class MonteCarloEM(Algorithm):
@@ -219,7 +230,7 @@ class MonteCarloEM(Algorithm):
     def __init__(self, model: VAE, config: TrainConfig, train_size: int, step: str = "autograd"):
         super().__init__(model, config, train_size, step)
         self.chains = torch.zeros(train_size, model.config.latent_dim, device=next(model.parameters()).device)  # (N, J)
-        self.hmc_step = torch.zeros(1, dtype=torch.float64)
+        self.hmc_step = torch.zeros(1, dtype=torch.float64, device="cpu")  # a number the host reads each minibatch
         self.reset()
 
     def reset(self):
@@ -242,15 +253,13 @@ class MonteCarloEM(Algorithm):
         self.chains[batch.rows] = z[0].detach()
         self.hmc_step.fill_(sampler.step_size)
 
-    def autograd_gradient(self, batch, noise, grads, with_values):
+    def loss(self, batch, noise):
         z = self.chains[batch.rows]  # (M, J), the E-step's samples
-        with torch.enable_grad():
-            log_px = self.model.decoder(z).log_prob(batch.x)  # (M,)
-            autograd_into(self.model, -log_px.mean(), grads)  # log p(z) has no θ
-        if not with_values:
-            return None
-        reconstruction = log_px.mean().item()
-        log_prior = self.model.prior(z).log_prob(z).mean().item()
+        return -self.model.decoder(z).log_prob(batch.x).mean()  # -log p_θ(x|z); log p(z) has no θ
+
+    def step_values(self, batch, noise, loss):
+        z = self.chains[batch.rows]
+        reconstruction, log_prior = -loss.item(), self.model.prior(z).log_prob(z).mean().item()
         return StepValues(reconstruction + log_prior, reconstruction, -log_prior)  # log p(x, z): not a bound
 
 
@@ -271,11 +280,8 @@ class DecoderPosterior(nn.Module):
 
     def kl(self) -> torch.Tensor:
         """KL(q(θ) || p(θ)) with p(θ) = N(0, I), in closed form (Appendix B's formula, over the parameters)."""
-        total = torch.zeros(())
-        for name, mu in self.decoder.named_parameters():
-            lv = self.decoder_logvar[name.replace(".", "_")]
-            total = total + 0.5 * (lv.exp() + mu.square() - 1 - lv).sum()
-        return total
+        logvars = [self.decoder_logvar[name.replace(".", "_")] for name, _ in self.decoder.named_parameters()]
+        return sum(0.5 * (lv.exp() + mu.square() - 1 - lv).sum() for mu, lv in zip(self.decoder.parameters(), logvars))
 
 
 class FullVB(Algorithm):
@@ -311,21 +317,22 @@ class FullVB(Algorithm):
             noise[name] = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
         return noise
 
-    def autograd_gradient(self, batch, noise, grads, with_values):
+    def _terms(self, batch, noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """At one draw θ ~ q(θ): estimator B's reconstruction and KL terms (M,) each, and KL(q(θ) || p(θ)) / N."""
         from torch.func import functional_call
 
-        x, eps = batch.x, noise["eps"]
-        with torch.enable_grad():
-            theta = self.posterior.sample(noise)
-            decoder = lambda z: functional_call(self.model.decoder, theta, (z,))
-            view = ModelView(self.model, decoder)
-            reconstruction, kl = estimator_terms(view, x, eps, "B")  # (M,) each
-            kl_theta = self.posterior.kl() / self.train_size
-            bound = (reconstruction - kl).mean() - kl_theta
-            autograd_into(self.posterior, -bound, grads)
-        if not with_values:
-            return None
-        return StepValues(bound.item(), reconstruction.mean().item(), kl.mean().item() + kl_theta.item())
+        theta = self.posterior.sample(noise)
+        view = ModelView(self.model, lambda z: functional_call(self.model.decoder, theta, (z,)))
+        reconstruction, kl = estimator_terms(view, batch.x, noise["eps"], "B")
+        return reconstruction, kl, self.posterior.kl() / self.train_size
+
+    def loss(self, batch, noise):
+        reconstruction, kl, kl_theta = self._terms(batch, noise)
+        return -((reconstruction - kl).mean() - kl_theta)
+
+    def step_values(self, batch, noise, loss):
+        reconstruction, kl, kl_theta = self._terms(batch, noise)
+        return StepValues(-loss.item(), reconstruction.mean().item(), kl.mean().item() + kl_theta.item())
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (AEVB, WakeSleep, IWAE, MonteCarloEM, FullVB)}

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import data as data_module
 from . import paper, runs, userdata
 from .algorithms import ALGORITHMS
-from .config import LIMITS, TrainConfig, flag, parse_hidden, settings
+from .config import LIMITS, TrainConfig, device_problem, flag, parse_hidden, resolve_device, settings
 from .evaluation import active_units, dataset_iw_bound, dataset_lower_bound, evaluation_sets
 from .events import EventKind, TrainEvent
 from .formatting import format_duration
@@ -205,23 +205,25 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--iw-samples K must be a whole number from 1 to {IW_SAMPLES_LIMIT:,}, got {args.iw_samples:,}")
     check_range("--points", args.points, 1, POINTS_LIMIT)
     check_range("--seed", args.seed, 0, LIMITS["seed"])
+    device = chosen_device(args.device)
     config, model, recorded = _evaluated_run(run_dir)
+    model = model.to(device)
     dataset = data_module.load(config.dataset, args.data_dir or config.data_dir, progress=DownloadBars(),
                                **config.data_options, sha256=recorded.get("sha256"))
     binarized = args.binarized or config.binarize  # a run trained on binary pixels is scored on binary pixels
-    sets = evaluation_sets(torch.tensor(dataset.train[:config.train_size]), torch.tensor(dataset.test), binarized,
-                           config.seed)
+    sets = evaluation_sets(torch.tensor(dataset.train[:config.train_size], device=device),
+                           torch.tensor(dataset.test, device=device), binarized, config.seed)
     if args.marginal_likelihood and args.points > min(len(sets.train), len(sets.test)):
         raise ValueError(f"--points must be at most the {min(len(sets.train), len(sets.test)):,} points of the smaller "
                          f"set ({config.dataset}: {len(sets.train):,} training, {len(sets.test):,} test), got "
                          f"{args.points:,}")
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     lower_bound = dataset_lower_bound(model, sets.test, generator)[0]
     iw = _iw_bound(model, sets.test, args.iw_samples, generator)  # (N_test,)
     active, _ = active_units(model, sets.test)  # Burda et al.'s count, on the test set
     result = {"run_dir": str(run_dir), "test_lower_bound": lower_bound, "test_log_likelihood": iw.mean().item(),
               "iw_samples": args.iw_samples, "binarized": binarized, "active_units": active,
-              "latent_dim": model.config.latent_dim}
+              "latent_dim": model.config.latent_dim, "device": str(device)}
     if args.marginal_likelihood:  # Appendix D, on the first --points of each set
         result.update(_marginal(model, sets, args.points, ALGORITHMS[config.algorithm].learns_encoder, generator))
         result["marginal_points"] = args.points
@@ -252,13 +254,15 @@ def cmd_variance(args) -> int:
     config = VarianceConfig(batch_size=args.batch_size, repeats=args.repeats, samples=ks or tuple(args.L),
                             estimators=tuple(args.estimators), seed=args.seed)
     config.validate()  # the limits, before any model is built
+    device = chosen_device(args.device)
     model, dataset = subject(args.source, args.dataset, args.latent_dim, args.hidden, args.seed, args.data_dir)
+    model = model.to(device)
     config.validate(model, len(dataset.train))
     started = time.perf_counter()
     with _progress_bar(1000, "‰") as bar:
         bar.set_postfix_str("measuring", refresh=False)
         measure = measure_iw_tradeoff if ks else measure_variance
-        result = measure(model, fixed_minibatch(dataset.train, config.batch_size, args.seed), config,
+        result = measure(model, fixed_minibatch(dataset.train, config.batch_size, args.seed).to(device), config,
                          progress=lambda f: bar.update(int(1000 * f) - bar.n))
     seconds = time.perf_counter() - started
     if ks:
@@ -441,6 +445,20 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag(name), **kw)
 
 
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """--device, as `train` has it: where the model and its data are put."""
+    setting = settings()["device"]
+    parser.add_argument("--device", default=TrainConfig().device, choices=setting.choices,
+                        help=f"{setting.help} (default: {TrainConfig().device})")
+
+
+def chosen_device(name: str) -> torch.device:
+    """The device `--device` names; ValueError, saying what to give instead, where this machine has none."""
+    if problem := device_problem(name):
+        raise ValueError(problem)
+    return resolve_device(name)
+
+
 def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train a VAE (AEVB, Algorithm 1, by default)")
     add_train_flags(train)
@@ -463,6 +481,7 @@ def _add_evaluate(sub) -> None:
     evaluate.add_argument("--points", type=int, default=1000, metavar="N",
                           help="with --marginal-likelihood: the first N training and test points (the paper: 1000)")
     evaluate.add_argument("--seed", type=int, default=0)
+    add_device_flag(evaluate)
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -487,6 +506,7 @@ def _add_variance(sub) -> None:
     variance.add_argument("--batch-size", type=int, default=var_defaults.batch_size, metavar="M")
     variance.add_argument("--estimators", nargs="+", choices=GRADIENT_ESTIMATORS, default=list(GRADIENT_ESTIMATORS))
     variance.add_argument("--seed", type=int, default=0)
+    add_device_flag(variance)
     variance.add_argument("--data-dir", default=None)
     variance.add_argument("--json", action="store_true")
     variance.set_defaults(func=cmd_variance)

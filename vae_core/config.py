@@ -220,7 +220,9 @@ class TrainConfig:
                                "Initial log σ² of q(θ)", "advanced")
     step: str = setting("auto", "how the gradient is computed: fast (derived by hand, for " + ", ".join(
                         name for name, cls in ALGORITHMS.items() if "fast" in cls.steps) + " on the CPU in float32), "
-                        "autograd, or auto (fast wherever it applies)",
+                        "autograd, compiled (autograd's loss and its backward under torch.compile: a compile of a few "
+                        "seconds to a minute first, then fewer, fused kernels; for GPUs), or auto (fast wherever it "
+                        "applies, else autograd)",
                         "Gradient step",
                         "advanced", choices=STEPS)
     device: str = setting("auto", "where to train: auto (a CUDA GPU if there is one), cpu or cuda", "Device",
@@ -329,10 +331,8 @@ class TrainConfig:
             reason = fast_step_unavailable(self.algorithm, resolve_device(self.device))
             if reason:
                 problems["step"] = f"step 'fast' {reason}; use 'auto' or 'autograd'"
-        if self.device == "cuda":
-            import torch
-            if not torch.cuda.is_available():
-                problems["device"] = "device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'"
+        if problem := device_problem(self.device):
+            problems["device"] = problem
         if not problems:
             needed, allowed = self.memory_needed(), memory_allowed()
             if needed > allowed:
@@ -428,6 +428,14 @@ class TrainConfig:
             d["hidden"] = tuple(d["hidden"])
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def device_problem(name: str) -> str | None:
+    """Why this machine cannot compute on the device `name` (one of DEVICES), or None."""
+    import torch
+    if name == "cuda" and not torch.cuda.is_available():
+        return "device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'"
+    return None
 
 
 def resolve_device(name: str):

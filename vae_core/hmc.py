@@ -83,21 +83,21 @@ class Sampler:
         and the acceptance rate over the draws. The step size is tuned during the burn-in only, so that the draws
         come from a fixed Markov chain, and then set to the geometric mean of its values over the burn-in's second
         half (a streak of accepted moves can leave the last value too large to accept anything)."""
-        draws, values, accepted, log_steps = [], [], 0.0, []
+        draws, values, accepted, log_steps = [], [], torch.zeros((), device=z.device), []  # summed on z's device
         adapt = self.adapt
         for i in range(burn_in + samples):
             self.adapt = adapt and i < burn_in
             z, value, accept = self.transition(log_density, z, generator)
             if adapt and burn_in // 2 <= i < burn_in:
-                log_steps.append(torch.log(torch.as_tensor(self.step_size)))
+                log_steps.append(torch.log(torch.as_tensor(self.step_size, dtype=z.dtype, device=z.device)))
             if adapt and i == burn_in - 1:  # sample with the geometric mean of the tuned sizes, not the last one
                 mean = torch.stack(log_steps).mean(0).exp()
                 self.step_size = mean if torch.is_tensor(self.step_size) else float(mean)
             if i >= burn_in:
                 draws.append(z)
                 values.append(value)
-                accepted += accept.float().mean().item()
+                accepted += accept.float().mean()
         self.adapt = adapt
-        return torch.stack(draws), torch.stack(values), accepted / max(1, samples)
+        return torch.stack(draws), torch.stack(values), accepted.item() / max(1, samples)
 
 

@@ -33,6 +33,12 @@ class LatentSpace:
         model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         return cls(model, dataset, label, data_options)
 
+    def _tensor(self, array) -> torch.Tensor:
+        """A copy of `array` where the model is, in its dtype: the numpy side stays on the CPU (its data read-only),
+        the model may be on a GPU."""
+        parameter = next(self.model.parameters())
+        return torch.tensor(np.asarray(array), dtype=parameter.dtype, device=parameter.device)
+
     @property
     def latent_dim(self) -> int:
         return self.model.config.latent_dim
@@ -77,8 +83,8 @@ class LatentSpace:
     @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder means p_θ(x|z) for z (N, J): images (N, h, w)."""
-        mean = self.model.decoder(torch.as_tensor(np.asarray(z), dtype=torch.float32)).mean  # (N, D)
-        return mean.reshape(-1, *self.image_shape).numpy()
+        mean = self.model.decoder(self._tensor(z)).mean  # (N, D)
+        return mean.reshape(-1, *self.image_shape).cpu().numpy()
 
     def manifold_latents(self, grid: int = 20, edge: float = 0.05, dims: tuple[int, int] = (0, 1),
                          base: np.ndarray | None = None) -> np.ndarray:
@@ -86,7 +92,7 @@ class LatentSpace:
         from the top left; z along `dims`, the rest from `base` (zeros by default)."""
         if not 0 < edge < 0.5:
             raise ValueError(f"the grid's edge must lie between 0 and 0.5, got {edge}")
-        coords = torch.special.ndtri(torch.linspace(edge, 1 - edge, grid, dtype=torch.float64)).numpy()
+        coords = torch.special.ndtri(torch.linspace(edge, 1 - edge, grid, dtype=torch.float64, device="cpu")).numpy()
         z = np.tile(np.zeros(self.latent_dim) if base is None else np.asarray(base, dtype=np.float64), (grid * grid, 1))
         rows, cols = np.meshgrid(coords[::-1], coords, indexing="ij")  # top row = largest second coordinate
         z[:, dims[0]], z[:, dims[1]] = cols.reshape(-1), rows.reshape(-1)
@@ -99,7 +105,8 @@ class LatentSpace:
 
     def samples(self, count: int = 64, seed: int = 0) -> np.ndarray:
         """Fig. 5: decoder means of z drawn from the prior N(0, I)."""
-        z = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        # Drawn on the CPU: a seed shows the same samples whatever the model's device.
+        z = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed), device="cpu")
         return self.decode(z.numpy())
 
     def test_images(self, indices) -> np.ndarray:
@@ -112,7 +119,7 @@ class LatentSpace:
     @torch.no_grad()
     def encode(self, indices) -> np.ndarray:
         """Encoder means μ_φ(x) of test images, (N, J)."""
-        return self.model.encoder(torch.tensor(self._test.test[np.asarray(indices)])).mean.numpy()
+        return self.model.encoder(self._tensor(self._test.test[np.asarray(indices)])).mean.cpu().numpy()
 
     def reconstructions(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """Test images and their reconstructions: the decoder mean at the encoder mean."""
@@ -128,8 +135,8 @@ class LatentSpace:
     def test_posteriors(self) -> tuple[np.ndarray, np.ndarray]:
         """q(z|x) of the whole test set: means and standard deviations, (N, J) each."""
         with torch.no_grad():
-            posterior = self.model.encoder(torch.tensor(self._test.test))
-        return posterior.mean.numpy(), posterior.stddev.numpy()
+            posterior = self.model.encoder(self._tensor(self._test.test))
+        return posterior.mean.cpu().numpy(), posterior.stddev.cpu().numpy()
 
     @property
     def test_encodings(self) -> np.ndarray:

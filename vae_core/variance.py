@@ -244,7 +244,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
     phi = {k: v for k, v in params.items() if k.startswith("vae.encoder.")}
     theta = {k: v for k, v in params.items() if k.startswith("vae.decoder.")}
     J, out_dim = model.config.latent_dim, model.config.decoder_outputs
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator(device=x.device).manual_seed(config.seed)  # the noise is drawn where x is
     result = VarianceResult(settings={"M": len(x), "R": config.repeats, "L": list(config.samples),
                                       "estimators": list(config.estimators), "seed": config.seed})
     baseline = _baseline(model, x)
@@ -259,7 +259,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
             objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
 
     for done, L in enumerate(config.samples, 1):
-        eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype)  # (R, L, M, J), fresh each L
+        eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype, device=x.device)  # (R, L, M, J), fresh each L
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
         values: dict[str, list[torch.Tensor]] = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
@@ -374,14 +374,14 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
     objective = _IWObjective(model.eval())
     params = {k: v.detach() for k, v in objective.named_parameters()}
     J, out_dim = model.config.latent_dim, model.config.decoder_outputs
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator(device=x.device).manual_seed(config.seed)  # the noise is drawn where x is
     groups = max(1, min(groups, config.repeats // 2))
     result = VarianceResult(settings={"M": len(x), "R": config.repeats, "K": list(config.samples),
                                       "estimators": list(IW_ESTIMATORS), "seed": config.seed})
     parts = {(name, part): prefix for name in IW_ESTIMATORS for part, prefix in (("phi", "vae.encoder."),
                                                                                   ("theta", "vae.decoder."))}
     for done, K in enumerate(config.samples, 1):
-        eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype)  # (R, K, M, J)
+        eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype, device=x.device)  # (R, K, M, J)
         chunk = max(1, config.max_elements // (K * len(x) * out_dim))
         total = {key: _Moments() for key in parts}
         snrs: dict[tuple[str, str], list[float]] = {key: [] for key in parts}  # each group's
