@@ -34,6 +34,29 @@ def test_grids_expand_and_name_their_trials():
     assert all(t["samples"] == 10**5 for t in figure.trials.values())
 
 
+def test_a_figure_sweep_takes_where_and_how_it_runs_but_not_what(tmp_path, monkeypatch):
+    """--figure 2 with --device and --step (paper.FREE: they change where and how, not the figure's maths); a
+    setting of the figure's own, or two devices, is refused before anything is written."""
+    import contextlib
+    import io
+
+    from vae_core.cli import main
+    ran = []
+    monkeypatch.setattr(sweep, "run", lambda s, *args, **kwargs: ran.append(s) or {"trials": []})
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["sweep", "--figure", "2", "--samples", "1000", "--device", "cpu", "--step", "compiled",
+                     "--sweep-dir", str(tmp_path / "ok")]) == 0
+        [started] = ran
+        assert len(started.trials) == 18
+        assert {(t["device"], t["step"], t["samples"]) for t in started.trials.values()} == {("cpu", "compiled", 1000)}
+        refused = io.StringIO()
+        with contextlib.redirect_stderr(refused):
+            assert main(["sweep", "--figure", "2", "--latent-dim", "5", "--sweep-dir", str(tmp_path / "a")]) == 2
+            assert main(["sweep", "--figure", "2", "--device", "cpu", "auto", "--sweep-dir", str(tmp_path / "b")]) == 2
+    assert "not --latent-dim" in refused.getvalue() and "not --device" in refused.getvalue()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and len(ran) == 1
+
+
 def test_the_costliest_trials_start_first():
     """Longest first: the trials still running at the end, while other slots idle, are the short ones."""
     trials = sweep.Sweep.from_configs("unused", paper.FIGURE_2.configs(10**6, [0])).trials

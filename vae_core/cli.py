@@ -358,10 +358,14 @@ def cmd_sweep(args) -> int:
         if args.figure is not None:
             seeds = grid.pop("seed", [0])
             samples = grid.pop("samples", [TrainConfig().samples])
-            if grid:
-                raise ValueError(f"--figure {args.figure} runs the paper's settings; it takes only --samples and --seed, "
-                                 f"not {', '.join(flag(n) for n in grid)}")
-            configs = paper.FIGURES[args.figure].configs(samples[0], seeds)
+            free = {name: grid.pop(name) for name in sorted(paper.FREE & set(grid))}  # where and how, not what
+            refused = [*grid, *(name for name, values in free.items() if len(values) > 1)]
+            if refused:
+                allowed = ", ".join(flag(n) for n in sorted(paper.FREE - {"seed"}))
+                raise ValueError(f"--figure {args.figure} runs the paper's settings; it takes --samples, --seed and one "
+                                 f"value each of {allowed}, not {', '.join(flag(n) for n in refused)}")
+            configs = [{**c, **{name: values[0] for name, values in free.items()}}
+                       for c in paper.FIGURES[args.figure].configs(samples[0], seeds)]
         else:
             if args.grid:
                 grid = {**sweeps.parse_grid_file(args.grid), **grid}
