@@ -606,3 +606,16 @@ def test_runs_overlaid_in_one_chart_never_share_a_colour():
     assert len(set(colours.values())) == 3 and colours[alike[0]] == PALETTE[zlib.crc32(b"run0") % len(PALETTE)]
     assert run_colours(alike[1:2]) == {alike[1]: colours[alike[0]]}  # alone, its own colour
     assert len(set(run_colours(names[:10]).values())) == 10
+
+
+def test_every_model_picker_shows_the_name_a_run_was_given(app, tmp_path):
+    trainer = Trainer.from_config(TrainConfig(dataset="digits", samples=400, batch_size=20, hidden=(16,), lr=0.02),
+                                  runs_dir=tmp_path / "runs")
+    trainer.run()
+    runs.label(trainer.run_dir, name="**lecture** demo")
+    expected = f"run: {trainer.run_dir.name} (**lecture** demo)"
+    for page in ("app_pages/latent_explorer.py", "app_pages/estimator_variance.py"):
+        app.switch_page(page).run()
+        assert expected in app.selectbox(key="model").options, page
+        app.selectbox(key="model").set_value(expected).run()
+        assert not app.exception and not app.error

@@ -27,9 +27,11 @@ def shipped_models() -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model saved in a file: one shipped in assets/models ("shipped"), or a run's model.safetensors ("run")."""
+    """A model saved in a file: one shipped in assets/models ("shipped"), or a run's model.safetensors ("run"), with
+    the name the Runs page gave it, if any."""
     path: Path
     kind: str = "shipped"
+    given_name: str = ""
 
     @property
     def name(self) -> str:
@@ -37,7 +39,7 @@ class ModelFile:
 
     @property
     def label(self) -> str:
-        return f"{self.kind}: {self.name}"
+        return f"{self.kind}: {self.name}" + (f" ({self.given_name})" if self.given_name else "")
 
     @property
     def key(self) -> tuple:
@@ -120,6 +122,6 @@ def model_sources(live_worker=None, untrained: tuple[str, ...] = ()) -> dict[str
     from .views import run_index
     for record in run_index().records(metrics=False):
         if (record.path / runs.MODEL).is_file() and runs.MODEL not in record.problems:
-            sources.append(ModelFile(record.path / runs.MODEL, "run"))
+            sources.append(ModelFile(record.path / runs.MODEL, "run", record.meta.get("name", "")))
     sources += [UntrainedModel(d) for d in untrained]
     return {s.label: s for s in sources}
