@@ -19,8 +19,10 @@ short run CI makes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import os
 import re
 import signal
 import statistics
@@ -34,6 +36,7 @@ import torch
 from train_throughput import logged_steps  # bench/ is this script's folder
 
 from vae_core import data, paper
+from vae_core import sweep as sweeps
 from vae_core.config import TrainConfig, device_problem, resolve_device
 from vae_core.training import Trainer
 
@@ -42,12 +45,18 @@ NETWORKS = {"MNIST": ("mnist", 20), "Frey Face": ("frey", 2)}  # the paper's: it
 BATCHES = (100, 20)
 CPU_BOUND = -99.88  # docs/REPRODUCTION.md: MNIST J = 20, 10^8 samples on the CPU, test bound
 STEP_VARIANTS = {"auto": "eager", "autograd": "eager", "compiled": "compiled"}  # the timed variant of each step
+CUDA_TESTS = "tests/test_device.py"  # where the cuda-marked tests are (the app's tests need streamlit, not a GPU)
+TRIAL = """import json, sys
+from vae_core import TrainConfig, Trainer
+last = Trainer.from_config(TrainConfig.from_dict(json.loads(sys.argv[1])), run_dir=sys.argv[2]).run()
+print(json.dumps({"status": str(last.kind), "test_lower_bound": last.test_lower_bound}))
+"""  # one trial of a sweep without Ray, as its own process
 SHARES = {"tests": 0.2, "throughput": 0.25, "long run": 0.4}  # of --minutes; the sweep has what is left
 
 
 def run_cuda_tests(limit: float) -> dict:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", CUDA_TESTS],
                          cwd=REPO, capture_output=True, text=True, timeout=max(60.0, limit))
     summary = (out.stdout.strip().splitlines() or [""])[-1].strip("= ")
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary)}
@@ -157,16 +166,50 @@ def sweep_budget(seconds: float, rate: float, trials: int) -> int:
     return max(m * power for m in (1, 2, 5) if m * power <= fits)
 
 
-def figure_2_sweep(device: torch.device, samples: int, step: str, folder: Path, limit: float) -> dict:
-    trials = len(paper.FIGURES[2].configs(samples, [0]))
-    resources = ["--gpus-per-trial", "0.25"] if device.type == "cuda" else []
-    result, seconds, code, err = _command(["sweep", "--figure", "2", "--samples", str(samples), "--device",
-                                           device.type, "--step", step, *resources, "--sweep-dir",
-                                           str(folder / "figure-2"), "--json"], limit)
-    done = [t for t in result.get("trials", []) if t.get("status") == "finished"]
-    return {"samples": samples, "trials": trials, "finished": len(done), "wall_seconds": seconds, "returncode": code,
-            "bounds": {t["name"]: t.get("test_lower_bound") for t in result.get("trials", [])},
+def figure_2_sweep(device: torch.device, samples: int, step: str, folder: Path, limit: float, by: str) -> dict:
+    """Figure 2's trials at `samples`: by `sweep --figure 2` on Ray (a quarter GPU a trial on a GPU), or as processes
+    of their own, four at a time on one GPU (one a core on the CPU), where Ray is not installed."""
+    configs = [{**c, "device": device.type, "step": step} for c in paper.FIGURES[2].configs(samples, [0])]
+    if by == "ray":
+        resources = ["--gpus-per-trial", "0.25"] if device.type == "cuda" else []
+        result, seconds, code, err = _command(["sweep", "--figure", "2", "--samples", str(samples), "--device",
+                                               device.type, "--step", step, *resources, "--sweep-dir",
+                                               str(folder / "figure-2"), "--json"], limit)
+        trials = result.get("trials", [])
+    else:
+        at_once = 4 if device.type == "cuda" else os.cpu_count() or 1
+        seconds, code, err, trials = _processes(configs, folder / "figure-2", at_once, limit)
+    done = [t for t in trials if t.get("status") == "finished"]
+    return {"samples": samples, "by": by, "trials": len(configs), "finished": len(done), "wall_seconds": seconds,
+            "returncode": code, "bounds": {t["name"]: t.get("test_lower_bound") for t in trials},
             "stderr": "" if code == 0 else err}
+
+
+def _processes(configs: list[dict], folder: Path, at_once: int, limit: float) -> tuple[float, int, str, list[dict]]:
+    """Each config trained by a process of its own, `at_once` at a time, until `limit` seconds (then the rest are
+    killed): wall seconds, the worst exit code, the last failure's stderr, and each trial's name, status and bound."""
+    folder.mkdir(parents=True, exist_ok=True)
+    waiting = list(zip(sweeps.Sweep.from_configs(folder, configs).trials, configs))  # the sweep's names for them
+    running: list[tuple[str, subprocess.Popen]] = []
+    trials, code, err, started = [], 0, "", time.perf_counter()
+    while waiting or running:
+        while waiting and len(running) < at_once:
+            name, config = waiting.pop(0)
+            command = [sys.executable, "-c", TRIAL, json.dumps(config), str(folder / name)]
+            running.append((name, subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE)))
+        time.sleep(0.2)
+        if time.perf_counter() - started > limit:
+            waiting = []
+            for _, process in running:
+                process.kill()
+        for name, process in [r for r in running if r[1].poll() is not None]:
+            running.remove((name, process))
+            out, error = process.communicate()
+            trials.append({"name": name, **(_last_json(out) or {"status": "failed" if process.returncode else "stopped"})})
+            if process.returncode:
+                code, err = process.returncode, error[-1500:]
+    return time.perf_counter() - started, code, err, trials
 
 
 def markdown(results: dict) -> str:
@@ -204,8 +247,8 @@ def markdown(results: dict) -> str:
     if "sweep" in results:
         sweep = results["sweep"]
         lines += ["## Figure 2 as one sweep", ""]
-        lines += [failed("sweep") or f"{sweep['trials']} trials of {sweep['samples']:,} samples: {sweep['finished']} "
-                  f"finished in {sweep['wall_seconds']:.0f} s (exit {sweep['returncode']}).", ""]
+        lines += [failed("sweep") or f"{sweep['trials']} trials of {sweep['samples']:,} samples ({sweep['by']}): "
+                  f"{sweep['finished']} finished in {sweep['wall_seconds']:.0f} s (exit {sweep['returncode']}).", ""]
     return "\n".join(lines)
 
 
@@ -218,6 +261,8 @@ def main() -> None:
     parser.add_argument("--sweep-samples", type=float, default=None, help="default: what the time left fits")
     parser.add_argument("--step", default="compiled", choices=tuple(STEP_VARIANTS),
                         help="the long run's and the sweep's step (default: compiled)")
+    parser.add_argument("--sweep-by", choices=("ray", "processes"), default=None,
+                        help="default: Ray where it is installed, else processes of their own")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if problem := device_problem(args.device):
@@ -255,7 +300,8 @@ def main() -> None:
     trials = len(paper.FIGURES[2].configs(1000, [0]))
     if args.sweep_samples or (rates and left > 60):
         samples = int(args.sweep_samples or sweep_budget(left - 60, rates[0], trials))
-        section("sweep", lambda: figure_2_sweep(device, samples, args.step, out, max(60.0, left - 10)))
+        by = args.sweep_by or ("ray" if importlib.util.find_spec("ray") else "processes")
+        section("sweep", lambda: figure_2_sweep(device, samples, args.step, out, max(60.0, left - 10), by))
     print(markdown(results))
     print(f"results in {out}", file=sys.stderr)
 

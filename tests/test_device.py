@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from vae_core import TrainConfig, Trainer, data
+from vae_core import TrainConfig, Trainer, data, runs
 from vae_core.algorithms import ALGORITHMS
 from vae_core.cli import main
 from vae_core.evaluation import active_units, dataset_iw_bound, dataset_lower_bound
@@ -203,3 +203,22 @@ def test_the_compiled_step_gives_the_autograd_steps_gradient(tmp_path, algorithm
     torch.testing.assert_close(gradients["compiled"], gradients["autograd"], rtol=1e-4, atol=1e-5)
     assert values["compiled"].lower_bound == pytest.approx(values["autograd"].lower_bound, rel=1e-5)
     assert gradients["autograd"].abs().sum() > 0
+
+
+def test_a_run_continues_on_the_kind_of_device_it_began_on(tmp_path, monkeypatch):
+    """"auto" on a machine with another device must not move a run: its random stream is its device's generator."""
+    run_dir = tmp_path / "run"
+    Trainer.from_config(_config("aevb", "cpu", 1000), run_dir=run_dir).run()
+    config = json.loads((run_dir / "config.json").read_text())
+    config["train_config"]["device"] = "auto"
+    (run_dir / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # "auto" would now mean cuda
+    resumed = Trainer.resume_from(run_dir, samples=2000)
+    assert resumed.device.type == "cpu" and resumed.run().samples_evaluated == 2000
+    config = json.loads((run_dir / "config.json").read_text())
+    config["device"] = "cuda:0"  # as if it had begun on a GPU
+    (run_dir / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(runs.RunError, match="began on cuda:0, and a run continues on the kind of device it began on"):
+        Trainer.resume_from(run_dir, samples=3000)
+    assert runs.read_run(run_dir).holder is None  # the refusal left the run as it was, unlocked

@@ -22,7 +22,7 @@ import torch
 from . import checkpoint, runs, schedules, userdata
 from . import data as data_module
 from .algorithms import Algorithm, Minibatch, make_algorithm
-from .config import STEP_SIZE_CANDIDATES, TrainConfig, resolve_device
+from .config import STEP_SIZE_CANDIDATES, TrainConfig, device_problem, resolve_device
 from .evaluation import EvaluationSets, describe_sets, evaluation_sets, scores
 from .events import EVALUATION_KEYS, EventKind, TrainEvent
 from .fast_step import FlatParameters, StepValues
@@ -135,6 +135,20 @@ def _model(config: TrainConfig, dataset: data_module.Dataset) -> VAE:
     return VAE(config.model_config(dataset.spec), generator=init).to(resolve_device(config.device))
 
 
+def _device_to_continue_on(config: TrainConfig, record: runs.RunRecord, run_dir: str | Path) -> str:
+    """A run continues on the kind of device it began on: its random stream is that device's generator (a CPU's
+    and a GPU's differ in kind and state), so "auto" on another machine must not move it."""
+    began_on = (record.config or {}).get("device")
+    if not began_on:
+        return config.device
+    kind = torch.device(began_on).type
+    if device_problem(kind):
+        raise runs.RunError(f"{run_dir} began on {began_on}, and a run continues on the kind of device it began on "
+                            f"(its random stream is that device's), but PyTorch sees no CUDA GPU here: continue it on "
+                            f"a machine with one")
+    return kind
+
+
 class Trainer(Control):
     """Trains `model` on `dataset` by the algorithm `config` names, writing the run's files to `run_dir`."""
 
@@ -177,6 +191,7 @@ class Trainer(Control):
             config = TrainConfig.from_dict(record.train_config)
             if samples is not None:
                 config.samples = runs.check_continue_budget(run_dir, samples)
+            config.device = _device_to_continue_on(config, record, run_dir)
             config.validate()
             dataset = _dataset(config, dataset, progress, (record.config or {}).get("data"))
             trainer = cls(config, _model(config, dataset), dataset, Path(run_dir), lock)
