@@ -222,3 +222,15 @@ def test_a_run_continues_on_the_kind_of_device_it_began_on(tmp_path, monkeypatch
     with pytest.raises(runs.RunError, match="began on cuda:0, and a run continues on the kind of device it began on"):
         Trainer.resume_from(run_dir, samples=3000)
     assert runs.read_run(run_dir).holder is None  # the refusal left the run as it was, unlocked
+
+
+@pytest.mark.slow
+def test_the_cli_trains_and_resumes_with_the_compiled_step(tmp_path):
+    run_dir = str(tmp_path / "run")
+    code, out = _cli("train", "--dataset", "digits", "--latent-dim", "2", "--samples", "2000", "--lr", "0.01", "--step",
+                     "compiled", "--device", "cpu", "--run-dir", run_dir, "--json")
+    assert code == 0
+    first = json.loads(out.strip().splitlines()[-1])
+    assert first["step"] == "compiled" and first["status"] == "finished" and np.isfinite(first["test_lower_bound"])
+    code, out = _cli("train", "--resume", run_dir, "--samples", "4000", "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["samples_evaluated"] == 4000
