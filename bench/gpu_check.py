@@ -60,8 +60,9 @@ def run_cuda_tests(limit: float) -> dict:
                          cwd=REPO, capture_output=True, text=True, timeout=max(60.0, limit))
     summary = (out.stdout.strip().splitlines() or [""])[-1].strip("= ")
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary)}
-    return {"summary": summary, "returncode": out.returncode, "passed": counts.get("passed", 0),
-            "failed": counts.get("failed", 0), "skipped": counts.get("skipped", 0),
+    failed = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)  # collection errors too
+    return {"summary": summary, "returncode": out.returncode, "passed": counts.get("passed", 0), "failed": failed,
+            "skipped": counts.get("skipped", 0),
             "seconds": time.perf_counter() - started, "tail": out.stdout[-2000:] if out.returncode not in (0, 5) else ""}
 
 
@@ -96,6 +97,7 @@ def measure_steps(device: torch.device, quick: bool, scratch: Path) -> list[dict
                     if variant == "graphed":
                         trainer.algorithm.objective = torch.compile(trainer.algorithm.loss, mode="reduce-overhead",
                                                                     dynamic=False)
+                    trainer.close()  # its run folder's lock: the timed steps write nothing
                     steps[variant] = logged_steps(trainer)  # past the first steps (which all log); compiles on the way
                     steps[variant]()
                     sync()

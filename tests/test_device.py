@@ -31,11 +31,9 @@ from vae_core.variance import VarianceConfig, measure_iw_tradeoff, measure_varia
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 FACTORIES = {torch.randn, torch.rand, torch.randint, torch.randperm, torch.zeros, torch.ones, torch.empty, torch.full,
-             torch.tensor, torch.as_tensor, torch.arange, torch.linspace, torch.eye, torch.normal, torch.bernoulli,
-             torch.zeros_like, torch.randn_like}
+             torch.tensor, torch.as_tensor, torch.arange, torch.linspace, torch.eye, torch.normal, torch.bernoulli}
 HOST_READS = {torch.Tensor.item, torch.Tensor.cpu, torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__bool__,
               torch.Tensor.__float__, torch.Tensor.__int__}
-LIKE = {torch.zeros_like, torch.randn_like}  # these take the device of their argument
 
 
 def _engine_caller() -> str | None:
@@ -57,7 +55,7 @@ class Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in FACTORIES and func not in LIKE and kwargs.get("device") is None:
+        if func in FACTORIES and kwargs.get("device") is None:
             where = _engine_caller()
             if where:
                 self.no_device.append(f"{where} {func.__name__}")
@@ -160,10 +158,11 @@ def test_the_latent_space_of_a_model_on_the_device_matches_the_cpu_copy(device):
 
 
 def _cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    """`python -m vae_core ARGV` in this process: the exit code, and stdout (or stderr, when it failed)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
-    return code, out.getvalue()
+    return code, out.getvalue() if code == 0 else err.getvalue()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -181,8 +180,8 @@ def test_the_cli_evaluates_and_measures_variance_on_the_device_asked_for(tmp_pat
 def test_a_device_this_machine_lacks_is_refused_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     Trainer.from_config(_config("aevb", "cpu", 1000), run_dir=tmp_path / "run").run()
-    code, _ = _cli("evaluate", str(tmp_path / "run"), "--device", "cuda")
-    assert code == 2
+    code, message = _cli("evaluate", str(tmp_path / "run"), "--device", "cuda")
+    assert code == 2 and "device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'" in message
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,8 @@ def test_the_gpu_check_runs_every_part_on_the_cpu(tmp_path, data_dir):
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "check" / "results.json").read_text())
     assert results["device"] == "cpu" and results["tests"]["failed"] == 0
-    assert results["tests"]["skipped"] > 0 and results["tests"]["passed"] == 0  # no GPU here: every cuda test skips
+    if not torch.cuda.is_available():  # every cuda test skips, and the results say so
+        assert results["tests"]["skipped"] > 0 and results["tests"]["passed"] == 0
     rows = results["throughput"]
     assert {(r["network"], r["M"], r["variant"]) for r in rows} == {
         (n, M, v) for n in ("MNIST", "Frey Face") for M in (100, 20) for v in ("eager", "compiled", "CPU, hand-derived")}

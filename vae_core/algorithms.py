@@ -34,8 +34,8 @@ from .models import VAE, dream, dream_noise
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-STEPS = ("fast", "autograd", "compiled")  # the implementations an algorithm's gradient can have
 AUTOGRAD_STEPS = ("autograd", "compiled")  # from the algorithm's `loss`, eager or compiled: every algorithm has them
+STEPS = ("fast", *AUTOGRAD_STEPS)  # the implementations an algorithm's gradient can have
 
 
 class Minibatch(NamedTuple):

@@ -259,7 +259,8 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
             objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
 
     for done, L in enumerate(config.samples, 1):
-        eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype, device=x.device)  # (R, L, M, J), fresh each L
+        # (R, L, M, J), fresh each L
+        eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype, device=x.device)
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
         accumulated = {e: _Moments() for e in config.estimators} | {"theta": _Moments()}
         values: dict[str, list[torch.Tensor]] = {name: [] for name in VALUE_ESTIMATORS}  # (M,) per replicate
@@ -381,7 +382,8 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
     parts = {(name, part): prefix for name in IW_ESTIMATORS for part, prefix in (("phi", "vae.encoder."),
                                                                                   ("theta", "vae.decoder."))}
     for done, K in enumerate(config.samples, 1):
-        eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype, device=x.device)  # (R, K, M, J)
+        eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype,
+                          device=x.device)  # (R, K, M, J)
         chunk = max(1, config.max_elements // (K * len(x) * out_dim))
         total = {key: _Moments() for key in parts}
         snrs: dict[tuple[str, str], list[float]] = {key: [] for key in parts}  # each group's
