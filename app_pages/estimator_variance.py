@@ -7,7 +7,7 @@ from vae_app.sources import model_sources
 from vae_app.views import pool
 from vae_app.views import variance as views
 from vae_core import DATASETS, data
-from vae_core.variance import GRADIENT_ESTIMATORS
+from vae_core.variance import GRADIENT_ESTIMATORS, TRADEOFF_K
 
 st.title("Estimator variance")
 st.caption("R replicates of each estimator at each L, on one fixed minibatch of M datapoints; every figure is "
@@ -32,6 +32,7 @@ with st.form("settings"):
                                 help=help_for("Estimator A", "Estimator B", "Score function", "Baseline", "STL",
                                               "IW bound"))
     go = st.form_submit_button("Compute", type="primary", key="compute")
+    views.cost_caption(sources[first], (M, R, Ls, estimators))
 
 chosen = [first] + ([second] if second != "none" else [])
 if go:
@@ -89,9 +90,10 @@ with st.form("tradeoff_settings"):
     iw_M = a.text_input("Minibatch M", value=str(views.DEFAULT_SETTINGS.batch_size), key="iw_M", help=help_for("M"))
     iw_R = b.text_input("Replicates R", value=str(views.DEFAULT_SETTINGS.repeats), key="iw_R",
                         help="Independent draws of each gradient at each K: the SNRs are measured over them.")
-    iw_K = c.text_input("Values of K", value="1 10 100", key="iw_K", help=help_for("IWAE", "DReG") + "\n\nUp to "
+    iw_K = c.text_input("Values of K", value=" ".join(map(str, TRADEOFF_K)), key="iw_K", help=help_for("IWAE", "DReG") + "\n\nUp to "
                         "10,000; K = 1000 takes minutes on a CPU for an MNIST model.")
     go_tradeoff = st.form_submit_button("Compute the trade-off", key="compute_tradeoff")
+    views.cost_caption(sources[first], (iw_M, iw_R, iw_K), tradeoff=True)
 if go_tradeoff:
     try:
         st.session_state[session.IW_TRADEOFF] = ([first], views.variance_settings(iw_M, iw_R, iw_K, letter="K"))

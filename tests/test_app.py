@@ -297,6 +297,17 @@ def test_image_grids_export_as_large_pngs_and_as_svgs_with_their_axes():
     assert [t.text for t in ET.fromstring(images.svg(picture)).iter("{http://www.w3.org/2000/svg}text")] == []
 
 
+def test_image_grids_have_transparent_frames_so_they_read_on_a_dark_page():
+    from vae_app import images
+    cells = np.stack([np.full((2, 3), 0.0), np.full((2, 3), 1.0), np.full((2, 3), 0.5)])
+    grid = images.mosaic(cells, columns=2, scale=2)  # 2 rows x 2 columns of 2x3 cells, 1-pixel frames, doubled
+    assert grid.shape == ((2 * 3 + 1) * 2, (2 * 4 + 1) * 2, 4) and grid.dtype == np.uint8
+    frame, first, second, third, empty = grid[0, 0], grid[2, 2], grid[2, 10], grid[8, 2], grid[8, 10]
+    assert frame[3] == 0 and empty[3] == 0  # frames and the unfilled cell are see-through, not white
+    assert list(first) == [0, 0, 0, 255] and list(second) == [255, 255, 255, 255] and list(third) == [128, 128, 128, 255]
+    assert (images.mosaic(cells, columns=3, pad=0)[..., 3] == 255).all()  # no frames: wholly opaque
+
+
 def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_data):
     app = app_with_data
     app.switch_page("app_pages/latent_explorer.py").run()
@@ -332,6 +343,11 @@ def measure_on_the_variance_page(app, replicates: str, values: str, compute: str
 
 
 def test_estimator_variance_page_computes_and_charts(app):
+    from vae_app.views import variance
+    variance._paces().clear()  # this server has measured nothing yet
+    app.switch_page("app_pages/estimator_variance.py").run()
+    app.selectbox(key="model").set_value("untrained digits (J = 2)").run()
+    assert "These settings are 1x the work of the defaults on this model" in texts(app)  # the defaults, before any
     table = measure_on_the_variance_page(app, "R", "L", "compute")
     assert set(table["L"]) == {1, 4, 16} and set(table["estimator"]) == {"A", "B", "score", "score-baseline", "stl", "iw"}
     figure = json.loads(app.get("plotly_chart")[0].proto.spec)
@@ -344,6 +360,23 @@ def test_estimator_variance_page_computes_and_charts(app):
     app.switch_page("app_pages/home.py").run()
     app.switch_page("app_pages/estimator_variance.py").run()  # back: the form shows what the results measured
     assert (app.text_input(key="R").value, app.text_input(key="L").value) == ("8", "1 4 16")
+    assert "on this model, at the pace of this server's last measurement" in texts(app)  # the cost, now in time
+
+
+def test_a_measurements_time_left_counts_from_its_start_not_its_loading():
+    from vae_app import jobs
+    job = jobs.Job.__new__(jobs.Job)  # its state only: no process
+    job.started, job.computing_since, job.finished, job.fraction, job.work = 100.0, None, None, 0.0, 1e9
+    now = 160.0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jobs.time, "monotonic", lambda: now)
+        assert job.status() == "loading the model and its data (60 s)" and job.pace is None
+        job.computing_since = 150.0
+        assert job.status().startswith("measuring the first values")
+        job.fraction = 0.25  # 10 s of measuring for a quarter: 30 s left, whatever the 50 s of loading
+        assert job.status() == "25% after 1 min 0 s, about 30 s left"
+        job.finished, job.fraction = 190.0, 1.0
+        assert job.pace == pytest.approx(40.0 / 1e9)
 
 
 def test_estimator_variance_page_refuses_a_fractional_m(app):

@@ -178,3 +178,19 @@ def test_the_total_variances_degrees_of_freedom_give_its_spread():
     dof = sum(dofs) / len(dofs)
     assert 49 < dof < 30 * 49
     assert abs(torch.tensor(logs).std().item() / math.sqrt(2 / dof) - 1) < 0.15
+
+
+def test_progress_follows_the_cost_of_each_L_not_their_count(linear_gaussian):
+    """The largest L is most of the work: progress must say so, or the time left shrinks before the slowest part."""
+    model = linear_gaussian.model
+    x = torch.randn(M, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    config = VarianceConfig(batch_size=M, repeats=4, samples=(1, 10, 100))
+    reported: list[float] = []
+    measure_variance(model, x, config, progress=reported.append)
+    work = config.work(model)
+    P = model.config.parameter_count()
+    assert work == [4 * 6 * (3 * L * M * P + P) for L in (1, 10, 100)]  # R x (5 estimators and ∇θ) x the samples
+    assert reported[0] == 0.0 and reported[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(reported[1:], np.cumsum(work) / sum(work))
+    assert reported[2] < 0.11  # L = 1 and 10 done: about a tenth of the work, not two thirds
+

@@ -223,7 +223,7 @@ def manifold_figure(space: LatentSpace, grid: int, edge: float):
 
     images, zs = space.manifold(grid, edge)
     h, w = space.image_shape
-    picture = mosaic(images, grid, 1, pad=0)
+    picture = mosaic(images, grid, 1, pad=0)[..., 0]  # no frames: the grey channel is the whole picture
     figure = px.imshow(picture, color_continuous_scale="gray", zmin=0, zmax=255)
     centres = np.array([((i % grid) * w + w / 2, (i // grid) * h + h / 2) for i in range(grid * grid)])
     figure.add_scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", marker=dict(size=max(4, 400 // grid), opacity=0),

@@ -8,15 +8,19 @@ import numpy as np
 
 
 def mosaic(images: np.ndarray, columns: int, scale: int = 1, pad: int = 1) -> np.ndarray:
-    """Images (N, h, w) in [0, 1] tiled into one uint8 picture, each pixel drawn as scale x scale."""
+    """Images (N, h, w) in [0, 1] tiled into one RGBA uint8 picture (grey images, transparent frames between them, so
+    the grid reads on a light and a dark page alike), each pixel drawn as scale x scale."""
     n, h, w = images.shape
     rows = math.ceil(n / columns)
-    canvas = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad), dtype=np.float32)
+    canvas = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad), dtype=np.float32)
+    opaque = np.zeros(canvas.shape, dtype=bool)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
-        canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = image
-    canvas = np.kron(canvas, np.ones((scale, scale), dtype=np.float32))
-    return (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
+        cell = np.s_[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w]
+        canvas[cell], opaque[cell] = image, True
+    grey = (np.clip(np.kron(canvas, np.ones((scale, scale), dtype=np.float32)), 0, 1) * 255).round().astype(np.uint8)
+    alpha = np.kron(opaque, np.ones((scale, scale), dtype=bool)).astype(np.uint8) * 255
+    return np.stack([grey, grey, grey, alpha], axis=-1)
 
 
 def scale_for(shape: tuple[int, int], pixels: int) -> int:

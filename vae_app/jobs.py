@@ -1,8 +1,9 @@
 """Computations that take seconds to minutes, run in a process of their own so that the app's script thread
 stays free: the page polls a job's progress, with a time estimate, and draws its result when it is done.
 
-A job reports ("progress", fraction), then ("result", value) or ("error", message), through a queue that a
-thread of the app takes in as it comes.
+A job reports ("work", multiply-adds) once it knows its size, ("progress", fraction) from 0 (the computation
+itself begins) to 1, then ("result", value) or ("error", message), through a queue that a thread of the app takes
+in as it comes.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def _measure_variance(source, settings, tradeoff, reports) -> None:
         train = space.load_data().train
         settings.validate(space.model, len(train))
         x = lab.fixed_minibatch(train, settings.batch_size, settings.seed)
+        reports.put(("work", sum(settings.work(space.model, tradeoff))))
         measure = lab.measure_iw_tradeoff if tradeoff else lab.measure_variance
         result = measure(space.model, x, settings, lambda f: reports.put(("progress", f)))
         reports.put(("result", result))
@@ -38,7 +40,10 @@ class Job:
         ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or locks
         self._reports = ctx.Queue()
         self.fraction, self.result, self.error = 0.0, None, None
+        self.work: float | None = None  # multiply-adds, once the process has said
         self.started = time.monotonic()
+        self.computing_since: float | None = None  # after the start-up (a fresh interpreter, the model, the data)
+        self.finished: float | None = None
         self.process = ctx.Process(target=target, args=(*args, self._reports), daemon=True)
         self.process.start()
         threading.Thread(target=self._follow, daemon=True).start()
@@ -51,10 +56,13 @@ class Job:
                 if not self.process.is_alive() and self._reports.empty():
                     self.error = f"the computation's process ended unexpectedly (exit code {self.process.exitcode})"
                 continue
-            if kind == "progress":
+            if kind == "work":
+                self.work = value
+            elif kind == "progress":
+                self.computing_since = self.computing_since or time.monotonic()
                 self.fraction = value
             elif kind == "result":
-                self.result, self.fraction = value, 1.0
+                self.finished, self.result, self.fraction = time.monotonic(), value, 1.0
             else:
                 self.error = value
 
@@ -64,11 +72,21 @@ class Job:
 
     def status(self) -> str:
         """How far it is, and about how long is left, as a progress bar's text."""
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
+        if self.computing_since is None:
+            return f"loading the model and its data ({now - self.started:.0f} s)"
         if self.fraction <= 0:
-            return f"starting ({elapsed:.0f} s)"
-        left = elapsed * (1 - self.fraction) / self.fraction
-        return f"{self.fraction:.0%} after {format_duration(elapsed)}, about {format_duration(left)} left"
+            return f"measuring the first values, the time left follows ({now - self.started:.0f} s)"
+        computing = now - self.computing_since  # the start-up is not part of the pace
+        left = computing * (1 - self.fraction) / self.fraction
+        return f"{self.fraction:.0%} after {format_duration(now - self.started)}, about {format_duration(left)} left"
+
+    @property
+    def pace(self) -> float | None:
+        """Seconds per multiply-add of the finished computation, without its start-up; None before."""
+        if self.finished is None or self.computing_since is None or not self.work:
+            return None
+        return (self.finished - self.computing_since) / self.work
 
 
 def measure_variance(source, settings) -> Job:

@@ -97,6 +97,15 @@ class VarianceConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
+    def work(self, model: VAE, tradeoff: bool = False) -> list[float]:
+        """The measurement's cost at each value of L (or, with `tradeoff`, of K), in multiply-adds, estimated before
+        anything runs: at each of the R x L x M samples a forward and backward pass through the network (about
+        3 per parameter) for each gradient (the estimators and ∇θ, or IWAE's and DReG's and the bound's value),
+        and each replicate's gradient (one per parameter) kept apart."""
+        P = model.config.parameter_count()
+        gradients = len(IW_ESTIMATORS) + 1 if tradeoff else len(self.estimators) + 1
+        return [float(self.repeats * gradients * (3 * L * self.batch_size * P + P)) for L in self.samples]
+
     def memory_needed(self, model: VAE) -> int:
         """Bytes the measurement needs, estimated before anything is allocated: the noise of every replicate at the
         largest L, a chunk's decoder outputs and per-replicate gradients, and the moments' accumulators."""
@@ -258,7 +267,10 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         return lambda w, e, log_px, grad_z, z0: functional_call(
             objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
 
-    for done, L in enumerate(config.samples, 1):
+    done, work = 0.0, config.work(model)
+    if progress:
+        progress(0.0)  # the measurement itself begins: what came before was loading
+    for L, cost in zip(config.samples, work):
         # (R, L, M, J), fresh each L
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype, device=x.device)
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
@@ -288,8 +300,9 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
                         for name, f in VALUE_ESTIMATORS.items():
                             values[name].append(f(model, x, L, eps=e))  # (M,)
         _record(result, L, accumulated, values, config.estimators, moments)
+        done += cost
         if progress:
-            progress(done / len(config.samples))
+            progress(done / sum(work))  # by cost: the last L is most of the time
     return result
 
 
@@ -349,6 +362,7 @@ def subject(source: str | None = None, dataset: str | None = None, latent_dim: i
     return VAE(shape.model_config(loaded.spec), generator=torch.Generator().manual_seed(seed)), loaded
 
 
+TRADEOFF_K = (1, 10, 100)  # the k trade-off's values of K unless told
 IW_ESTIMATORS = {"iwae": "plain", "dreg": "dreg"}  # the k trade-off's rows, by the gradient of iw_objective each is
 
 
@@ -363,7 +377,7 @@ class _IWObjective(nn.Module):
         return iw_objective(self.vae, x, eps, gradient).mean()
 
 
-def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = VarianceConfig(samples=(1, 10, 100)),
+def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = VarianceConfig(samples=TRADEOFF_K),
                         progress: Callable[[float], None] | None = None, vectorised: bool = True,
                         groups: int = 10) -> VarianceResult:
     """At each K of `config.samples`, R replicates (fresh noise ε of shape (K, M, J) each, shared by the two
@@ -381,7 +395,10 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
                                       "estimators": list(IW_ESTIMATORS), "seed": config.seed})
     parts = {(name, part): prefix for name in IW_ESTIMATORS for part, prefix in (("phi", "vae.encoder."),
                                                                                   ("theta", "vae.decoder."))}
-    for done, K in enumerate(config.samples, 1):
+    done, work = 0.0, config.work(model, tradeoff=True)
+    if progress:
+        progress(0.0)
+    for K, cost in zip(config.samples, work):
         eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype,
                           device=x.device)  # (R, K, M, J)
         chunk = max(1, config.max_elements // (K * len(x) * out_dim))
@@ -415,8 +432,9 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
                 row[f"{part}_snr_error"] = float(np.std(snrs[(name, part)], ddof=1) / math.sqrt(groups)) \
                     if groups > 1 else math.nan
             result.rows.append(row)
+        done += cost
         if progress:
-            progress(done / len(config.samples))
+            progress(done / sum(work))
     return result
 
 

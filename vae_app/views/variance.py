@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from vae_core import variance as lab
+from vae_core.formatting import format_duration
 
 from .. import forms, jobs
 from ..sources import Source
+from .explorer import latent_space
 
 
 def variance_settings(M, R, Ls: str, estimators=lab.GRADIENT_ESTIMATORS, letter: str = "L") -> lab.VarianceConfig:
@@ -40,13 +42,50 @@ def _job(key: tuple, settings_key: str, tradeoff: bool, _source: Source, _settin
     return (jobs.measure_iw_tradeoff if tradeoff else jobs.measure_variance)(_source, _settings)
 
 
+@st.cache_resource(show_spinner=False)
+def _paces() -> dict[bool, float]:
+    """Seconds per multiply-add of this server's last finished measurement, for the lab and the k trade-off: the
+    pace that the cost of the next one is estimated at, before it starts."""
+    return {}
+
+
 def measurement(source: Source, settings: lab.VarianceConfig, tradeoff: bool = False) -> jobs.Job:
     """The measurement of this model version with these settings (with `tradeoff`, the k trade-off's): started once,
     then shared by every rerun and session. A failed one is forgotten once seen, so that asking again tries again."""
     job = _job(source.key, repr(settings), tradeoff, source, settings)
     if job.error is not None:
         _job.clear(source.key, repr(settings), tradeoff, source, settings)
+    if job.pace is not None:
+        _paces()[tradeoff] = job.pace
     return job
+
+
+def cost_caption(source: Source, fields: tuple, tradeoff: bool = False) -> None:
+    """Under a form: `cost_said` for the settings its fields (M, R, the values of L or K[, the estimators]) hold;
+    nothing for settings that Compute would refuse (it says why)."""
+    try:
+        settings = variance_settings(*fields, letter="K" if tradeoff else "L")
+    except ValueError:
+        return
+    said = cost_said(source, settings, tradeoff)
+    if said:
+        st.caption(said)
+
+
+def cost_said(source: Source, settings: lab.VarianceConfig, tradeoff: bool = False) -> str:
+    """What the settings will cost on this model, before they run: the time at this server's last measured pace,
+    or, before any, the work against the defaults'; settings the model cannot take are said by Compute."""
+    model = latent_space(source).model
+    if settings.problems(model):
+        return ""
+    work = sum(settings.work(model, tradeoff))
+    pace = _paces().get(tradeoff)
+    if pace is not None:
+        return (f"These settings take about {format_duration(work * pace)} on this model, at the pace of this "
+                f"server's last measurement (plus a few seconds to start).")
+    defaults = lab.VarianceConfig(samples=lab.TRADEOFF_K) if tradeoff else DEFAULT_SETTINGS
+    return (f"These settings are {work / sum(defaults.work(model, tradeoff)):.2g}x the work of the defaults on this "
+            f"model; the time left is shown as soon as the first values are measured.")
 
 
 def variance_table(results: dict[str, lab.VarianceResult]) -> pd.DataFrame:
