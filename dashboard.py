@@ -12,6 +12,7 @@ if __name__ == "__main__":
 
     from vae_app.guard import page_guard
     from vae_app.live_strip import live_strip
+    from vae_app.views import run_index
 
     st.set_page_config(page_title="VAE dashboard (AEVB)", page_icon="assets/icon.png", layout="wide")  # no font server
     page = st.navigation([
@@ -22,6 +23,7 @@ if __name__ == "__main__":
         st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:"),
         st.Page("app_pages/paper.py", title="Paper", icon=":material/article:"),
     ])
+    run_index()  # made once per server, at its first page: it reads every run in the background from then on
     with page_guard():  # a page's unexpected failure is a message, never a traceback in the browser
         with st.sidebar:
             live_strip()  # every live run, on every page

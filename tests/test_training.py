@@ -439,3 +439,21 @@ def test_the_run_index_reads_a_run_again_only_when_it_changed_or_is_held(tmp_pat
     assert index.records(root)[0].holder is None
     runs.delete(root / "seed1")
     assert [r.path.name for r in index.records(root)] == ["seed0"]
+
+
+def test_the_run_index_warms_up_in_the_background_so_the_first_page_reads_nothing(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        Trainer.from_config(digits_config(samples=2000, seed=seed), root / f"seed{seed}").run()
+    index = runs.RunIndex()
+    index.warm(root).join()
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a run folder read again after the warm-up")
+    monkeypatch.setattr(runs, "read_run", no_reading)
+    assert sorted(r.path.name for r in index.records(root)) == ["seed0", "seed1"]  # with metrics, as the Runs page
+    assert len(index.records(root, metrics=False)) == 2  # without, as the pickers
+    assert index.records(root)[0].metrics  # the metrics were read in the warm-up
+    runs.write_json(root / "seed1" / runs.META, {"name": "renamed"})  # a change after it is still seen
+    with pytest.raises(AssertionError, match="read again after the warm-up"):
+        index.records(root)
+

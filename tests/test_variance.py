@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vae_core.models import VAE, ModelConfig
-from vae_core.variance import GRADIENT_ESTIMATORS, VarianceConfig, measure_variance, snr_slopes
+from vae_core.variance import GRADIENT_ESTIMATORS, REPLICATE_PASSES, VarianceConfig, measure_variance, snr_slopes
 
 D, J, M = 4, 2, 3
 
@@ -189,8 +189,8 @@ def test_progress_follows_the_cost_of_each_L_not_their_count(linear_gaussian):
     measure_variance(model, x, config, progress=reported.append)
     work = config.work(model)
     P = model.config.parameter_count()
-    assert work == [4 * 6 * (3 * L * M * P + P) for L in (1, 10, 100)]  # R x (5 estimators and ∇θ) x the samples
+    assert work == [4 * 6 * (L * M + REPLICATE_PASSES) * P for L in (1, 10, 100)]  # R x (5 estimators and ∇θ) x ...
     assert reported[0] == 0.0 and reported[-1] == pytest.approx(1.0)
     np.testing.assert_allclose(reported[1:], np.cumsum(work) / sum(work))
-    assert reported[2] < 0.11  # L = 1 and 10 done: about a tenth of the work, not two thirds
+    assert reported[2] == pytest.approx((3 + 30 + 2 * REPLICATE_PASSES) / (3 + 30 + 300 + 3 * REPLICATE_PASSES))
 

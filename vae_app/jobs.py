@@ -1,7 +1,7 @@
 """Computations that take seconds to minutes, run in a process of their own so that the app's script thread
 stays free: the page polls a job's progress, with a time estimate, and draws its result when it is done.
 
-A job reports ("work", multiply-adds) once it knows its size, ("progress", fraction) from 0 (the computation
+A job reports ("work", sample passes: VarianceConfig.work) once it knows its size, ("progress", fraction) from 0 (the computation
 itself begins) to 1, then ("result", value) or ("error", message), through a queue that a thread of the app takes
 in as it comes.
 """
@@ -40,7 +40,7 @@ class Job:
         ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or locks
         self._reports = ctx.Queue()
         self.fraction, self.result, self.error = 0.0, None, None
-        self.work: float | None = None  # multiply-adds, once the process has said
+        self.work: float | None = None  # sample passes, once the process has said
         self.started = time.monotonic()
         self.computing_since: float | None = None  # after the start-up (a fresh interpreter, the model, the data)
         self.finished: float | None = None
@@ -83,7 +83,7 @@ class Job:
 
     @property
     def pace(self) -> float | None:
-        """Seconds per multiply-add of the finished computation, without its start-up; None before."""
+        """Seconds per sample pass of the finished computation, without its start-up; None before."""
         if self.finished is None or self.computing_since is None or not self.work:
             return None
         return (self.finished - self.computing_since) / self.work

@@ -12,6 +12,7 @@ import contextlib
 import enum
 import errno
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
@@ -23,6 +24,7 @@ import socket
 import stat
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -275,6 +277,14 @@ def save_model(model: VAE, path: str | os.PathLike, metadata: dict | None = None
     write_atomic(path, model_bytes(model, metadata))
 
 
+@functools.lru_cache(maxsize=256)
+def _parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor of the network `config` describes, from the network itself built on the meta device
+    (nothing allocated); once per config, as building it takes milliseconds and a page reads thousands of runs."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in VAE(config).state_dict().items()}
+
+
 def checked_model_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     """The ModelConfig of a model file and its other metadata, once the tensors its header lists match that
     config: nothing is allocated for a file that claims a network it does not hold."""
@@ -288,9 +298,7 @@ def checked_model_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     if config.latent_dim > LIMITS["latent_dim"] or max(config.hidden) > LIMITS["hidden_units"]:
         raise RunError(f"{Path(path).name} claims a network beyond the limits (J = {config.latent_dim}, hidden "
                        f"{list(config.hidden)})")
-    with torch.device("meta"):  # shapes only: nothing is allocated
-        expected = {k: tuple(v.shape) for k, v in VAE(config).state_dict().items()}
-    if upgrade_state_dict(shapes) != expected:
+    if upgrade_state_dict(shapes) != _parameter_shapes(config):
         raise RunError(f"{Path(path).name}: its tensors do not match the network its metadata describes")
     return config, metadata
 
@@ -735,6 +743,7 @@ class RunIndex:
 
     def __init__(self):
         self._known: dict[tuple[str, bool], tuple[tuple, RunRecord]] = {}
+        self._lock = threading.RLock()  # one reader at a time: a page waits for the warm-up instead of doing it again
 
     @staticmethod
     def _signature(run_dir: Path) -> tuple:
@@ -749,21 +758,35 @@ class RunIndex:
 
     def read(self, run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
         key = (str(Path(run_dir).resolve()), metrics)
-        signature = self._signature(Path(run_dir))
-        known = self._known.get(key)
-        if known is not None and known[0] == signature and known[1].holder is None:  # a held run: its holder may end
-            return known[1]
-        record = read_run(run_dir, metrics)
-        self._known[key] = (signature, record)
-        return record
+        with self._lock:
+            signature = self._signature(Path(run_dir))
+            known = self._known.get(key)
+            if known is not None and known[0] == signature and known[1].holder is None:  # a held run's holder may end
+                return known[1]
+            record = read_run(run_dir, metrics)
+            self._known[key] = (signature, record)
+            return record
 
     def records(self, runs_dir: str | os.PathLike | None = None, metrics: bool = True) -> list[RunRecord]:
         """The records of `list_runs(runs_dir)`, newest first."""
-        found = list_runs(runs_dir)
-        kept = {(str(p.resolve()), metrics) for p in found}
-        for key in [k for k in self._known if k[1] == metrics and k not in kept]:  # deleted since: forgotten
-            del self._known[key]
-        return [self.read(run_dir, metrics) for run_dir in found]
+        with self._lock:
+            found = list_runs(runs_dir)
+            kept = {(str(p.resolve()), metrics) for p in found}
+            for key in [k for k in self._known if k[1] == metrics and k not in kept]:  # deleted since: forgotten
+                del self._known[key]
+            return [self.read(run_dir, metrics) for run_dir in found]
+
+    def warm(self, runs_dir: str | os.PathLike | None = None) -> threading.Thread:
+        """Reads every run of `runs_dir` in a thread of its own, with and without metrics, so that the first page
+        to ask (the app's first click after it starts) finds them read, or waits only for the rest. What cannot be
+        read is left to that page, which says why."""
+        def read_all() -> None:
+            with contextlib.suppress(Exception):  # the page's own read reports it
+                for metrics in (False, True):
+                    self.records(runs_dir, metrics)
+        thread = threading.Thread(target=read_all, name="run-index-warm-up", daemon=True)
+        thread.start()
+        return thread
 
 
 def checked_progress(progress, train_config: dict) -> dict:

@@ -51,6 +51,9 @@ VALUE_ESTIMATORS = {"A": estimator_a, "B": estimator_b,
                     "iw": lambda model, x, L, eps: importance_weighted_bound(model, x, L, eps=eps, max_elements=2**62)}
 
 
+# A replicate's own gradient (kept apart, then added to the float64 moments) costs about as much as this many samples
+# through the network: measured on a CPU, docs/PERFORMANCE.md ("The variance lab's cost").
+REPLICATE_PASSES = 500
 VARIANCE_LIMITS = {"batch_size": 10_000, "repeats": 100_000, "L": 10_000}
 
 
@@ -98,13 +101,13 @@ class VarianceConfig:
             raise ValueError("; ".join(problems))
 
     def work(self, model: VAE, tradeoff: bool = False) -> list[float]:
-        """The measurement's cost at each value of L (or, with `tradeoff`, of K), in multiply-adds, estimated before
-        anything runs: at each of the R x L x M samples a forward and backward pass through the network (about
-        3 per parameter) for each gradient (the estimators and ∇θ, or IWAE's and DReG's and the bound's value),
-        and each replicate's gradient (one per parameter) kept apart."""
+        """The measurement's cost at each value of L (or, with `tradeoff`, of K), in passes of a sample through the
+        network's P parameters, estimated before anything runs: for each gradient (the estimators and ∇θ, or IWAE's,
+        DReG's and the bound's value) R replicates of L x M samples, and each replicate's own gradient, kept apart
+        and added to the moments, which costs as much as REPLICATE_PASSES more samples."""
         P = model.config.parameter_count()
         gradients = len(IW_ESTIMATORS) + 1 if tradeoff else len(self.estimators) + 1
-        return [float(self.repeats * gradients * (3 * L * self.batch_size * P + P)) for L in self.samples]
+        return [float(self.repeats * gradients * (L * self.batch_size + REPLICATE_PASSES) * P) for L in self.samples]
 
     def memory_needed(self, model: VAE) -> int:
         """Bytes the measurement needs, estimated before anything is allocated: the noise of every replicate at the

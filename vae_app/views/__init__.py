@@ -18,5 +18,8 @@ def pool() -> WorkerPool:
 @st.cache_resource
 def run_index() -> RunIndex:
     """The process-wide index of run records: each run folder read again only when it has changed, so that a page
-    over thousands of runs does not read them all at every click."""
-    return RunIndex()
+    over thousands of runs does not read them all at every click; made at the app's first page, which starts
+    reading every run in the background, so that the Runs and Paper pages find them read."""
+    index = RunIndex()
+    index.warm()
+    return index
