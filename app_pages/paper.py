@@ -30,7 +30,14 @@ for figure in views.SHOWN:
     st.subheader(figure.title)
     if figure in captions:
         st.caption(captions[figure])
-    st.plotly_chart(views.draw(figure, curves[figure], log_x), key=figure.name)
+    charts = views.draw(figure, curves[figure], log_x)
+    if charts["lines"]:
+        st.html(views.legend_html(charts["lines"]))
+    panels = list(charts["panels"].items())
+    for first in range(0, len(panels), figure.columns):  # the paper's rows, each wrapping where the page is narrow
+        with st.container(horizontal=True):
+            for panel, chart in panels[first:first + figure.columns]:
+                st.plotly_chart(chart, key=f"{figure.name} {panel.label}", width="content")
 
 st.subheader("The paper's claims, as your runs measure them")
 st.dataframe(views.claims_table(curves), hide_index=True, width="stretch")

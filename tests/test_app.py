@@ -306,6 +306,15 @@ def test_image_grids_have_transparent_frames_so_they_read_on_a_dark_page():
     assert frame[3] == 0 and empty[3] == 0  # frames and the unfilled cell are see-through, not white
     assert list(first) == [0, 0, 0, 255] and list(second) == [255, 255, 255, 255] and list(third) == [128, 128, 128, 255]
     assert (images.mosaic(cells, columns=3, pad=0)[..., 3] == 255).all()  # no frames: wholly opaque
+    import io
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+    exported = Image.open(io.BytesIO(images.png(grid / 255.0, scale=3)))  # as the pages' downloads make it
+    assert exported.mode == "RGBA" and exported.size == (grid.shape[1] * 3, grid.shape[0] * 3)
+    np.testing.assert_array_equal(np.asarray(exported)[::3, ::3], grid)
+    [embedded] = ET.fromstring(images.svg(grid / 255.0)).iter("{http://www.w3.org/2000/svg}image")
+    assert embedded.get("width") == str(grid.shape[1] * 8)
 
 
 def test_latent_explorer_shows_mnist_labels_and_samples_side_by_side(app_with_data):
@@ -595,7 +604,7 @@ def test_paper_page_draws_a_sweep_of_three_seeds(app, tmp_path):
                                train)
     app.switch_page("app_pages/paper.py").run()
     assert not app.exception and not app.error
-    figure = app.get("plotly_chart")[0].proto.spec
+    figure = next(c.proto.spec for c in app.get("plotly_chart") if '"text":"Frey Face J = 2"' in c.proto.spec)
     assert figure.count('"name":"aevb (train)"') == 3 and figure.count("(seed 2)") == 4  # train and test, each algorithm
     claims = app.dataframe[0].value
     frey = claims[(claims["figure"] == "Fig. 2") & (claims["where"] == "Frey Face J = 2")].set_index("claim")

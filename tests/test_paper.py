@@ -73,14 +73,37 @@ def test_each_panel_frames_its_curves_from_ten_thousand_samples():
     panels[Panel("mnist", 3)] = [Curve("a", "aevb", 0, [100, 300, 10**4, 10**6], [-500, -10**5, -150, -100],
                                        [-500, -10**5, -152, -102])]
     panels[Panel("mnist", 5)] = [Curve("b", "aevb", 0, [100, 1000], [-500, -300], [-500, -300])]
-    layout = paper_views.draw(FIGURE_2, panels).layout
-    assert layout.yaxis.range == pytest.approx((-152 - 2.6, -100 + 2.6))
-    assert layout.yaxis2.range is None
+    charts = paper_views.draw(FIGURE_2, panels)["panels"]
+    layouts = [charts[panel].layout for panel in FIGURE_2.panels]  # a chart per panel, in the paper's order
+    assert layouts[0].yaxis.range == pytest.approx((-152 - 2.6, -100 + 2.6))
+    assert layouts[1].yaxis.range is None
     # every panel on one x range, to the furthest run's samples; empty panels draw no invented axes; units on y
-    axes = [layout[f"xaxis{i if i > 1 else ''}"] for i in range(1, len(FIGURE_2.panels) + 1)]
-    assert all(tuple(a.range) == pytest.approx((3, 6.1)) for a in axes)
-    assert [a.visible for a in axes] == [None, None] + [False] * (len(FIGURE_2.panels) - 2)
-    assert layout.yaxis.title.text == "lower bound (nats per datapoint)"
+    assert all(tuple(layout.xaxis.range) == pytest.approx((3, 6.1)) for layout in layouts)
+    assert [layout.xaxis.visible for layout in layouts] == [None, None] + [False] * (len(FIGURE_2.panels) - 2)
+    assert all(layout.yaxis.title.text == "lower bound (nats per datapoint)" for layout in layouts)
+    assert [layout.title.text for layout in layouts] == [panel.label for panel in FIGURE_2.panels]
+    assert {(layout.width, layout.height) for layout in layouts[:2]} == {paper_views.PANEL_SIZE}  # fixed: they wrap
+
+
+def test_a_figure_has_one_legend_for_all_its_panels():
+    from vae_app.views import paper as paper_views
+    panels = {panel: [] for panel in FIGURE_2.panels}
+    for J in (3, 5):
+        panels[Panel("mnist", J)] = [Curve(f"a{J}", "aevb", 0, [100, 1000], [-500, -300], [-510, -310]),
+                                     Curve(f"w{J}", "wake-sleep", 0, [100, 1000], [-600, -400], [-610, -410])]
+    charts = paper_views.draw(FIGURE_2, panels)
+    legend = [(name, style["color"], style["dash"]) for name, style in charts["lines"].items()]
+    assert legend == [("aevb (train)", "#1f77b4", "solid"), ("aevb (test)", "#1f77b4", "dash"),
+                      ("wake-sleep (train)", "#d62728", "solid"), ("wake-sleep (test)", "#d62728", "dash")]
+    first = charts["panels"][Panel("mnist", 3)]
+    assert [t.name for t in first.data] == [name for name, _, _ in legend]  # the same names and styles as the legend
+    assert [(t.line.color, t.line.dash) for t in first.data] == [(colour, dash) for _, colour, dash in legend]
+    assert not any(t.showlegend for chart in charts["panels"].values() for t in chart.data)  # the legend says it once
+    html = paper_views.legend_html(charts["lines"] | {"<b>x</b> (test)": {"color": "#000", "dash": "dot"}})
+    assert html.count("solid #1f77b4") == 1 and html.count("dashed #d62728") == 1 and "dotted #000" in html
+    assert "&lt;b&gt;x&lt;/b&gt; (test)" in html and "<b>" not in html  # a name is text, never markup
+    assert {(c.layout.width, c.layout.height) for p, c in charts["panels"].items() if not panels[p]} == {
+        paper_views.EMPTY_PANEL_SIZE}  # an empty panel is its title and a word
 
 
 def test_a_run_repeated_with_the_same_settings_and_seed_counts_once_the_furthest():
@@ -120,13 +143,18 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     at.run()
     at.switch_page("app_pages/paper.py").run()
     assert not at.exception
-    figure = at.get("plotly_chart")[0].proto.spec
-    assert figure.count('"name":"aevb (train)"') == 1 and figure.count('"name":"wake-sleep (test)"') == 1
-    assert "MNIST J = 200" in figure and "Frey Face J = 2" in figure
-    assert "N_train = 50,000" in at.get("plotly_chart")[1].proto.spec  # Figure 3 beside it
-    appendix_f = at.get("plotly_chart")[2].proto.spec  # full VB against AEVB, from the same Frey Face runs
-    assert appendix_f.count('"name":"aevb (test)"') == 1 and appendix_f.count('"name":"full-vb, log') == 2
-    assert '"name":"wake-sleep' not in appendix_f
+    legends = [e.proto.body for e in at.get("html")]  # a legend per figure with runs, then a chart per panel
+    figure = legends[0]
+    assert figure.count("aevb (train)") == 1 and figure.count("wake-sleep (test)") == 1
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert len(specs) == len(FIGURE_2.panels) + len(paper.FIGURE_3.panels) + len(paper.APPENDIX_F.panels)
+    frey = next(spec for spec in specs if '"text":"Frey Face J = 2"' in spec)
+    assert frey.count('"name":"aevb (train)"') == 1 and frey.count('"name":"wake-sleep (test)"') == 1
+    assert any('"text":"MNIST J = 200"' in spec for spec in specs)
+    assert any("N_train = 50,000" in spec for spec in specs)  # Figure 3 beside it
+    appendix_f = legends[1]  # full VB against AEVB, from the same Frey Face runs (Figure 3 has none: no legend)
+    assert appendix_f.count("aevb (test)") == 1 and appendix_f.count("full-vb, log") == 2
+    assert "wake-sleep" not in appendix_f
     claims = at.dataframe[0].value
     full_vb = claims[claims["figure"] == "App. F"].set_index("where")
     assert full_vb.loc["Frey Face J = 2"]["verdict"] in ("✓ holds", "✗ does not hold")
@@ -287,5 +315,5 @@ def test_iwae_runs_are_drawn_on_figure_2_a_line_per_k_neither_missing_nor_traine
     assert row("iwae (K = 50), IW bound").split(" | ")[6:8] == ["790.00", "790.00"]  # L_50, 10 nats above it
     assert "| MNIST J = 3 | iwae" not in table  # no IWAE run there: no row
     from vae_app.views import paper as paper_views
-    names = {t.name for t in paper_views.draw(FIGURE_2, panels).data}
+    names = set(paper_views.draw(FIGURE_2, panels)["lines"])
     assert {"iwae, K = 5 (train)", "iwae, K = 50 (test IW bound)", "aevb (test)"} <= names

@@ -37,12 +37,12 @@ def export_scale(image: np.ndarray) -> int:
 
 
 def svg(image: np.ndarray, axes: dict | None = None) -> bytes:
-    """A [0, 1] grey image as an SVG: the pixels as an embedded PNG drawn unsmoothed at any size, and with `axes`
+    """An image in [0, 1] (as `png` takes) as an SVG: the pixels as an embedded PNG drawn unsmoothed at any size, and with `axes`
     ({"x": (title, [(pixel, text), ...]), "y": ...}, pixels from the image's left and top) its axes as vector text."""
     import base64
     from xml.sax.saxutils import escape
 
-    h, w = image.shape
+    h, w = image.shape[:2]
     scale = 8  # the SVG's own units: 8 per pixel, so that its text is small beside the image
     left, bottom = (70, 60) if axes else (0, 0)
     width, height = w * scale + left, h * scale + bottom
@@ -66,10 +66,11 @@ def svg(image: np.ndarray, axes: dict | None = None) -> bytes:
 
 
 def png(image: np.ndarray, scale: int = 1) -> bytes:
-    """A [0, 1] grey image as PNG bytes."""
+    """An image in [0, 1], grey (h, w) or RGBA (h, w, 4) as a `mosaic` divided by 255, as PNG bytes, each pixel drawn
+    as scale x scale."""
     from PIL import Image
 
-    pixels = (np.clip(np.kron(image, np.ones((scale, scale))), 0, 1) * 255).round().astype(np.uint8)
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()

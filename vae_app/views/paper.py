@@ -33,57 +33,85 @@ def curves(records: list[runs.RunRecord]) -> dict[paper.Figure, dict[paper.Panel
     return {figure: paper.curves(figure, records) for figure in SHOWN}
 
 
-def _lines(plot, figure: paper.Figure, curves: list[paper.Curve], row: int, col: int, shown: set,
-           variants: list[float]) -> None:
-    """One line per run and set: train solid, test dashed, coloured by algorithm (and variant), and for a run that
-    reports its IW bound (IWAE), that bound on the test set dotted; an empty panel says so."""
-    if not curves:  # no axes to invent: the panel says it is empty
-        plot.add_annotation(text="no runs yet", showarrow=False, font={"color": "grey"}, row=row, col=col,
-                            x=0.5, y=0.5, xref="x domain", yref="y domain")
-        plot.update_xaxes(visible=False, row=row, col=col)
-        plot.update_yaxes(visible=False, row=row, col=col)
-    for curve in curves:
+PANEL_SIZE = (300, 260)  # each panel's chart, width and height in pixels: as many to a row as the page's width takes
+EMPTY_PANEL_SIZE = (300, 110)  # a panel without runs: its title and "no runs yet"
+
+
+def _line_styles(figure: paper.Figure, panels: dict[paper.Panel, list[paper.Curve]]) -> dict[str, dict]:
+    """Each line's name and its style, over all the figure's panels: train solid, test dashed, the test IW bound
+    (IWAE's) dotted, coloured by algorithm or, where the figure has a variant, by its value."""
+    variants = sorted({c.variant for lines in panels.values() for c in lines if c.variant is not None})
+    styles = {}
+    for curve in (c for lines in panels.values() for c in lines):
         variant = figure.describe(curve)
         colour = VARIANT_COLORS[variants.index(curve.variant) % len(VARIANT_COLORS)] if variant else COLORS[curve.algorithm]
         for which, dash in (("train", "solid"), ("test", "dash")) + ((("iw_test", "dot"),) if curve.iw_test else ()):
-            name = f"{curve.algorithm}{', ' + variant if variant else ''} ({'test IW bound' if which == 'iw_test' else which})"
-            plot.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", row=row, col=col,
-                             line={"color": colour, "dash": dash, "width": 1.5}, name=name, legendgroup=name,
-                             showlegend=name not in shown,
-                             hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: %{{y:.2f}} "
-                                           f"<extra>{name}, {paper.MEASURES[figure.measure][0]}</extra>")
-            shown.add(name)
+            styles[_name(figure, curve, which)] = {"color": colour, "dash": dash, "width": 1.5}
+    return styles
+
+
+def _name(figure: paper.Figure, curve: paper.Curve, which: str) -> str:
+    variant = figure.describe(curve)
+    return f"{curve.algorithm}{', ' + variant if variant else ''} ({'test IW bound' if which == 'iw_test' else which})"
+
+
+def draw(figure: paper.Figure, panels: dict[paper.Panel, list[paper.Curve]], log_x: bool = True) -> dict:
+    """A figure as charts: its lines' names and styles (for one legend, `legend_html`) and a chart per panel in the paper's order,
+    each of PANEL_SIZE so that the page lays them out as its width allows (the paper's rows on a wide screen, one
+    a row on a phone). Each panel plots the figure's measure against training samples evaluated, one line per run,
+    on one x range shared by every panel; an empty panel says so instead of inventing axes."""
+    import plotly.graph_objects as go
+
+    styles = _line_styles(figure, panels)
+    reach = max((s for lines in panels.values() for c in lines for s in c.samples), default=10**8)
+    measure = paper.MEASURES[figure.measure][0]
+    charts = {}
+    for panel in figure.panels:
+        plot = go.Figure()
+        for curve in panels[panel]:
+            for which in ("train", "test") + (("iw_test",) if curve.iw_test else ()):
+                name = _name(figure, curve, which)
+                plot.add_scatter(x=curve.samples, y=getattr(curve, which), mode="lines", line=styles[name], name=name,
+                                 showlegend=False, hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: "
+                                                                 f"%{{y:.2f}} <extra>{name}, {measure}</extra>")
+        plot.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10,
+                          range=[3, math.log10(reach) + 0.1] if log_x else [0, reach * 1.02], dtick=2 if log_x else None)
+        plot.update_yaxes(title_text=f"{measure} (nats per datapoint)", title_font_size=10)
+        _frame(plot, panels[panel])
+        width, height = PANEL_SIZE if panels[panel] else EMPTY_PANEL_SIZE
+        plot.update_layout(title={"text": panel.label, "font": {"size": 13}}, width=width, height=height,
+                           margin={"l": 10, "r": 10, "t": 36, "b": 10})
+        charts[panel] = plot
+    return {"lines": styles, "panels": charts}
+
+
+def legend_html(styles: dict[str, dict]) -> str:
+    """One legend for a figure's panels, as HTML that wraps with the page's width: each line's name (data, escaped)
+    after a stroke in its colour, solid, dashed or dotted."""
+    from html import escape
+
+    strokes = {"solid": "solid", "dash": "dashed", "dot": "dotted"}
+    items = "".join(f'<span style="margin-right:1.2em;white-space:nowrap"><span style="display:inline-block;width:2em;'
+                    f'vertical-align:middle;border-top:2px {strokes[style["dash"]]} {style["color"]}"></span> '
+                    f'{escape(name)}</span> ' for name, style in styles.items())
+    return f'<div style="font-size:0.85em;line-height:1.8">{items}</div>'
+
+
+
+def _frame(plot, curves: list[paper.Curve]) -> None:
+    """The panel's y axis framed on its curves from FRAMED_FROM samples on, padded by 5%; an empty panel says so
+    and draws no axes (it has none to show)."""
+    if not curves:
+        plot.add_annotation(text="no runs yet", showarrow=False, font={"color": "grey"}, x=0.5, y=0.5,
+                            xref="x domain", yref="y domain")
+        plot.update_xaxes(visible=False)
+        plot.update_yaxes(visible=False)
     framed = [v for curve in curves for which in ("train", "test", "iw_test")
               for s, v in zip(curve.samples, getattr(curve, which)) if s >= FRAMED_FROM and not math.isnan(v)]
     if framed:
         low, high = min(framed), max(framed)
         pad = 0.05 * (high - low) or 1.0
-        plot.update_yaxes(range=[low - pad, high + pad], row=row, col=col)
-
-
-def draw(figure: paper.Figure, panels: dict[paper.Panel, list[paper.Curve]], log_x: bool = True):
-    """A figure as the paper lays it out (Fig. 2: MNIST's five panels above Frey Face's four), its measure against
-    training samples evaluated, train (solid) and test (dashed), one line per run, a colour per algorithm and per
-    value of the figure's variant (Appendix F: full VB's initial log-variance of q(θ))."""
-    from plotly.subplots import make_subplots
-
-    rows = math.ceil(len(figure.panels) / figure.columns)
-    plot = make_subplots(rows=rows, cols=figure.columns, subplot_titles=[p.label for p in figure.panels],
-                         horizontal_spacing=0.25 / figure.columns, vertical_spacing=0.14)
-    variants = sorted({c.variant for lines in panels.values() for c in lines if c.variant is not None})
-    shown = set()
-    for index, panel in enumerate(figure.panels):
-        _lines(plot, figure, panels[panel], index // figure.columns + 1, index % figure.columns + 1, shown, variants)
-    reach = max((s for lines in panels.values() for c in lines for s in c.samples), default=10**8)
-    plot.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10,
-                      range=[3, math.log10(reach) + 0.1] if log_x else [0, reach * 1.02],  # one x range for all
-                      dtick=2 if log_x and figure.columns > 2 else None)  # every other decade where panels are narrow
-    plot.update_yaxes(title_text=f"{paper.MEASURES[figure.measure][0]} (nats per datapoint)", title_font_size=10,
-                      col=1)
-    plot.update_annotations(font_size=12)  # the panels' titles, which collide at narrow widths in the default 16
-    plot.update_layout(height=140 + 240 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                       legend={"orientation": "h", "y": -0.24 / rows})
-    return plot
+        plot.update_yaxes(range=[low - pad, high + pad])
 
 
 def missing_table(curves) -> pd.DataFrame:
