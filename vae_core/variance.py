@@ -53,7 +53,7 @@ VALUE_ESTIMATORS = {"A": estimator_a, "B": estimator_b,
 
 # A replicate's own gradient (kept apart, then added to the float64 moments) costs about as much as this many samples
 # through the network: measured on a CPU, docs/PERFORMANCE.md ("The variance lab's cost").
-REPLICATE_PASSES = 500
+REPLICATE_PASSES = 250
 VARIANCE_LIMITS = {"batch_size": 10_000, "repeats": 100_000, "L": 10_000}
 
 
