@@ -90,8 +90,9 @@ with st.form("tradeoff_settings"):
     iw_M = a.text_input("Minibatch M", value=str(views.DEFAULT_SETTINGS.batch_size), key="iw_M", help=help_for("M"))
     iw_R = b.text_input("Replicates R", value=str(views.DEFAULT_SETTINGS.repeats), key="iw_R",
                         help="Independent draws of each gradient at each K: the SNRs are measured over them.")
-    iw_K = c.text_input("Values of K", value=" ".join(map(str, TRADEOFF_K)), key="iw_K", help=help_for("IWAE", "DReG") + "\n\nUp to "
-                        "10,000; K = 1000 takes minutes on a CPU for an MNIST model.")
+    iw_K = c.text_input("Values of K", value=" ".join(map(str, TRADEOFF_K)), key="iw_K",
+                        help=help_for("IWAE", "DReG") + "\n\nUp to 10,000; K = 1000 takes minutes on a CPU for an "
+                        "MNIST model.")
     go_tradeoff = st.form_submit_button("Compute the trade-off", key="compute_tradeoff")
     views.cost_caption(sources[first], (iw_M, iw_R, iw_K), tradeoff=True)
 if go_tradeoff:

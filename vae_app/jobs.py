@@ -1,9 +1,9 @@
 """Computations that take seconds to minutes, run in a process of their own so that the app's script thread
 stays free: the page polls a job's progress, with a time estimate, and draws its result when it is done.
 
-A job reports ("work", sample passes: VarianceConfig.work) once it knows its size, ("progress", fraction) from 0 (the computation
-itself begins) to 1, then ("result", value) or ("error", message), through a queue that a thread of the app takes
-in as it comes.
+A job reports ("work", its sample passes by VarianceConfig.work) once it knows its size, ("progress", fraction)
+from 0 (the computation itself begins) to 1, then ("result", value) or ("error", message), through a queue that a
+thread of the app takes in as it comes.
 """
 from __future__ import annotations
 

@@ -56,10 +56,10 @@ def _name(figure: paper.Figure, curve: paper.Curve, which: str) -> str:
 
 
 def draw(figure: paper.Figure, panels: dict[paper.Panel, list[paper.Curve]], log_x: bool = True) -> dict:
-    """A figure as charts: its lines' names and styles (for one legend, `legend_html`) and a chart per panel in the paper's order,
-    each of PANEL_SIZE so that the page lays them out as its width allows (the paper's rows on a wide screen, one
-    a row on a phone). Each panel plots the figure's measure against training samples evaluated, one line per run,
-    on one x range shared by every panel; an empty panel says so instead of inventing axes."""
+    """A figure as charts: its lines' names and styles (for one legend, `legend_html`) and a chart per panel in the
+    paper's order, each of PANEL_SIZE so that the page lays them out as its width allows (the paper's rows on a
+    wide screen, one a row on a phone). Each panel plots the figure's measure against training samples evaluated, one
+    line per run, on one x range shared by every panel; an empty panel says so instead of inventing axes."""
     import plotly.graph_objects as go
 
     styles = _line_styles(figure, panels)
@@ -75,7 +75,8 @@ def draw(figure: paper.Figure, panels: dict[paper.Panel, list[paper.Curve]], log
                                  showlegend=False, hovertemplate=f"{curve.run} (seed {curve.seed})<br>%{{x:,}} samples: "
                                                                  f"%{{y:.2f}} <extra>{name}, {measure}</extra>")
         plot.update_xaxes(type="log" if log_x else "linear", title_text="samples evaluated", title_font_size=10,
-                          range=[3, math.log10(reach) + 0.1] if log_x else [0, reach * 1.02], dtick=2 if log_x else None)
+                          range=[3, math.log10(reach) + 0.1] if log_x else [0, reach * 1.02],  # one for all panels
+                          dtick=2 if log_x else None)
         plot.update_yaxes(title_text=f"{measure} (nats per datapoint)", title_font_size=10)
         _frame(plot, panels[panel])
         width, height = PANEL_SIZE if panels[panel] else EMPTY_PANEL_SIZE

@@ -9,6 +9,7 @@ import streamlit as st
 
 from vae_core import variance as lab
 from vae_core.formatting import format_duration
+from vae_core.runs import RunError
 
 from .. import forms, jobs
 from ..sources import Source
@@ -75,7 +76,10 @@ def cost_caption(source: Source, fields: tuple, tradeoff: bool = False) -> None:
 def cost_said(source: Source, settings: lab.VarianceConfig, tradeoff: bool = False) -> str:
     """What the settings will cost on this model, before they run: the time at this server's last measured pace,
     or, before any, the work against the defaults'; settings the model cannot take are said by Compute."""
-    model = latent_space(source).model
+    try:
+        model = latent_space(source).model
+    except (RunError, OSError):  # a damaged model file: Compute says why
+        return ""
     if settings.problems(model):
         return ""
     work = sum(settings.work(model, tradeoff))
