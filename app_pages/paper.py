@@ -1,3 +1,5 @@
+import contextlib
+
 import streamlit as st
 
 from vae_app import session
@@ -71,6 +73,10 @@ else:
     budget = left.text_input("Training samples per run", value="1e6", key="missing_budget",
                              help="the paper's x axis goes to 10^8; 10^6 takes about a minute per MNIST run here")
     busy = any(j.active for j in jobs)  # one sweep at a time: a second click, or a double one, starts nothing more
+    with contextlib.suppress(ValueError):  # a budget that is no number of samples: the button says so
+        cost = views.missing_cost(curves, parse_sample_count(budget), views.records(), pool().max_workers - pool().busy)
+        if cost:
+            left.caption(cost)
     if right.button("Train what is missing", key="train_missing", type="primary", disabled=busy) and not busy:
         try:
             sweep_dir = views.missing_sweep(curves, parse_sample_count(budget))

@@ -6,7 +6,10 @@ in the first few iterations". Our `lr auto` scores each candidate by its minibat
 budget. A candidate's trial is the first steps of its run (a trial starts from the run's own fresh start, as
 `step_size_trial` does), so one set of runs scores every rule, and tells which candidate each rule should pick:
 - `tail-N`: the mean minibatch bound over steps N/2+1 to N (`tail-30` is today's rule);
-- `held-out-N`: the bound (estimator B, L = 1) on 1,000 fixed training points after N steps.
+- `held-out-N`: the bound (estimator B, L = 1) on 1,000 fixed training points after N steps;
+- `race-S`: the bound on the training set's evaluation points at S samples (its logged evaluations, interpolated on
+  log samples): a race of the candidates over the first S samples of the real budget, whose winner goes on (the
+  losers' 2 S samples are its cost). Only for runs that kept their curve (this version of the benchmark).
 Printed: each run's final test bound, and per rule how often it picks the best candidate and the nats it loses
 when it does not (its regret), with the spread over seeds of the final test bound it leads to.
 
@@ -17,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from vae_core import runs
 from vae_core.config import STEP_SIZE_CANDIDATES, TrainConfig, parse_sample_count
 from vae_core.evaluation import dataset_lower_bound
 from vae_core.training import Trainer
@@ -44,12 +50,23 @@ def one_run(config: TrainConfig, folder: Path) -> dict:
             generator.manual_seed(12345)
             held_out[str(step)] = dataset_lower_bound(trainer.model, held_out_points, generator)[0]
     last = trainer.run()  # on to the budget: the same run as one started with this step size
+    rows, _ = runs.read_metrics(folder / runs.METRICS)
+    curve = [(row["samples_evaluated"], row["train_lower_bound"]) for row in rows
+             if isinstance(row.get("train_lower_bound"), float) and math.isfinite(row["train_lower_bound"])]
     return {"lr": config.lr, "seed": config.seed, "bounds": bounds, "held_out": held_out,
-            "train": last.train_lower_bound, "test": last.test_lower_bound}
+            "train": last.train_lower_bound, "test": last.test_lower_bound, "curve": curve}
 
 
+def at(curve: list, samples: float) -> float:
+    """The training bound a run's curve reaches at `samples`, interpolated on log samples."""
+    xs, ys = zip(*curve)
+    return float(np.interp(math.log10(samples), np.log10(xs), ys))
+
+
+RACE_STAGES = (10**4, 3 * 10**4, 10**5, 3 * 10**5)
 RULES = {**{f"tail-{n}": (lambda n: lambda r: statistics.fmean(r["bounds"][n // 2:n]))(n) for n in TRIAL_LENGTHS},
-         **{f"held-out-{n}": (lambda n: lambda r: r["held_out"][str(n)])(n) for n in TRIAL_LENGTHS}}
+         **{f"held-out-{n}": (lambda n: lambda r: r["held_out"][str(n)])(n) for n in TRIAL_LENGTHS},
+         **{f"race-{S:.0e}".replace("+0", ""): (lambda S: lambda r: at(r["curve"], S))(S) for S in RACE_STAGES}}
 
 
 def report(results: list[dict]) -> None:
@@ -60,6 +77,8 @@ def report(results: list[dict]) -> None:
         print(f"  seed {s}: " + ", ".join(f"lr {r['lr']}: {r['test']:.2f}" for r in rows))
     print(f"{'rule':<14} {'picks the best':>15} {'mean regret':>12} {'test bounds it leads to (seeds)':>34} {'spread':>7}")
     for name, score in {"best at the end": lambda r: r["test"], **RULES}.items():
+        if name.startswith("race") and not all("curve" in r for r in results):
+            continue  # runs of an older version of this benchmark kept no curve
         picked = {s: max(rows, key=score) for s, rows in by_seed.items()}
         best = {s: max(rows, key=lambda r: r["test"]) for s, rows in by_seed.items()}
         hits = sum(picked[s] is best[s] for s in seeds)

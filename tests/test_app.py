@@ -620,6 +620,7 @@ def test_paper_page_draws_a_sweep_of_three_seeds(app, tmp_path):
         "100,000; seed 1: 1,000,000; seed 2: 158,489)")
     missing = app.dataframe[1].value
     assert len(missing) == 16 + 6 and not ((missing["dataset"] == "frey") & (missing["J"] == 2)).any()
+    assert "runs of 1,000,000 samples" not in texts(app)  # no data here for the missing runs: no cost to say
 
 
 def test_a_browser_is_known_by_its_xsrf_token_whatever_its_mask():

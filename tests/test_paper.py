@@ -155,6 +155,8 @@ def test_the_paper_page_draws_figure_2_from_the_runs_and_trains_what_is_missing(
     appendix_f = legends[1]  # full VB against AEVB, from the same Frey Face runs (Figure 3 has none: no legend)
     assert appendix_f.count("aevb (test)") == 1 and appendix_f.count("full-vb, log") == 2
     assert "wake-sleep" not in appendix_f
+    cost = [c.value for c in at.caption if "runs of 1,000,000 samples" in c.value]
+    assert cost and cost[0].startswith("6 runs of 1,000,000 samples: about ") and "at a time" in cost[0]  # Frey's
     claims = at.dataframe[0].value
     full_vb = claims[claims["figure"] == "App. F"].set_index("where")
     assert full_vb.loc["Frey Face J = 2"]["verdict"] in ("✓ holds", "✗ does not hold")
@@ -317,3 +319,39 @@ def test_iwae_runs_are_drawn_on_figure_2_a_line_per_k_neither_missing_nor_traine
     from vae_app.views import paper as paper_views
     names = set(paper_views.draw(FIGURE_2, panels)["lines"])
     assert {"iwae, K = 5 (train)", "iwae, K = 50 (test IW bound)", "aevb (test)"} <= names
+
+
+def test_train_what_is_missing_says_its_cost_from_the_pace_of_finished_runs_like_them(tmp_path):
+    """Before a sweep starts, the Paper page says what it costs: each missing run at the median pace of this
+    machine's finished runs of its data, algorithm and evaluation, the sweep's slots at a time."""
+    from vae_app.views import paper as paper_views
+    from vae_core import runs
+
+    def finished(name, rate, **settings):
+        config = TrainConfig(**settings).to_dict()
+        return runs.RunRecord(tmp_path / name, config={"train_config": config},
+                              status={"state": "finished", "samples_per_second": rate})
+    frey = dict(dataset="frey", latent_dim=2, samples=10**5, lr=0.02)
+    records = [finished("a", 1000.0, **frey), finished("b", 3000.0, **frey), finished("c", 50.0, **frey, seed=1,
+                                                                                          algorithm="wake-sleep"),
+               runs.RunRecord(tmp_path / "d", config={"train_config": TrainConfig(**frey).to_dict()},
+                              status={"state": "failed", "samples_per_second": 1.0})]  # not finished: no pace
+    panels = {panel: [] for panel in FIGURE_2.panels}
+    curves = {figure: {panel: [] for panel in figure.panels} for figure in paper_views.TRAINABLE}
+    curves[FIGURE_2] = panels
+    missing = paper_views._missing_configs(curves, 10**6)  # Figures 2 and 3, where their data is here
+    frey_runs = [c for c in missing if c["dataset"] == "frey"]
+    assert frey_runs, "the Frey Face data is needed (VAE_DATA_DIR)"
+    said = paper_views.missing_cost(curves, 10**6, records, slots=2)
+    # Frey's AEVB runs at the median of 1000 and 3000 samples/s, its wake-sleep runs at 50; the others (MNIST's,
+    # none finished here) are each taken as long as those on average; two at a time
+    aevb = sum(1 for c in frey_runs if c["algorithm"] == "aevb")
+    sleep = sum(1 for c in frey_runs if c["algorithm"] == "wake-sleep")
+    timed = aevb * 10**6 / 2000 + sleep * 10**6 / 50
+    expected = timed * len(missing) / (aevb + sleep) / 2
+    from vae_core.formatting import format_duration
+    assert said.startswith(f"{len(missing)} runs of 1,000,000 samples: about {format_duration(expected)}, 2 at a time")
+    assert said.endswith(f"({len(missing) - aevb - sleep} of them are like no run finished here: each taken as long "
+                         f"as the others on average).")
+    assert paper_views.missing_cost(curves, 10**6, [], slots=2).endswith("so their time is not known.")
+

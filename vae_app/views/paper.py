@@ -3,11 +3,13 @@ paper's claims as the runs measure them."""
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import pandas as pd
 
 from vae_core import data, paper, runs
+from vae_core.formatting import format_duration
 from vae_core.sweep import Sweep
 
 from . import run_index
@@ -129,12 +131,45 @@ def claims_table(curves) -> pd.DataFrame:
                          for v in verdicts])
 
 
+def _missing_configs(curves, samples: int) -> list[dict]:
+    """A run's settings for each missing configuration of the trainable figures whose data is on this machine."""
+    configs = [figure.config(panel, algorithm, samples).to_dict()
+               for figure in TRAINABLE for panel, algorithm in paper.missing(figure, curves[figure])]
+    return [c for c in configs if data.available(c["dataset"])]
+
+
+def _pace_key(train_config: dict) -> tuple:
+    return train_config.get("dataset"), train_config.get("algorithm"), train_config.get("evaluation")
+
+
+def missing_cost(curves, samples: int, records: list[runs.RunRecord], slots: int) -> str:
+    """What training the missing runs would take on this machine, said before they start: each at the pace (training
+    samples a second, evaluations included) of this machine's finished runs of its data, algorithm and evaluation,
+    `slots` at a time; the runs of which none has finished here yet are counted, not timed."""
+    paces: dict[tuple, list[float]] = {}
+    for record in records:
+        rate = record.status.get("samples_per_second")
+        if record.state == runs.RunState.FINISHED and isinstance(rate, (int, float)) and rate > 0:
+            paces.setdefault(_pace_key(record.train_config), []).append(float(rate))
+    configs = _missing_configs(curves, samples)
+    if not configs:
+        return ""
+    timed = [c["samples"] / statistics.median(paces[_pace_key(c)]) for c in configs if _pace_key(c) in paces]
+    said = f"{len(configs)} runs of {samples:,} samples"
+    if not timed:
+        return f"{said}; no run like them has finished on this machine yet, so their time is not known."
+    at_once = max(1, min(slots, len(configs)))
+    seconds = sum(timed) * len(configs) / len(timed) / at_once  # the untimed ones as long as the timed on average
+    untimed = len(configs) - len(timed)
+    return (f"{said}: about {format_duration(seconds)}, {at_once} at a time, at the pace of this machine's finished "
+            f"runs like them" + (f" ({untimed} of them are like no run finished here: each taken as long as the "
+                                 f"others on average)." if untimed else "."))
+
+
 def missing_sweep(curves, samples: int) -> Path | None:
     """A sweep (saved, not started) of a run for each missing configuration of the trainable figures whose data is
     on this machine, with the paper's settings and the budget given; None when nothing is missing here."""
-    configs = [figure.config(panel, algorithm, samples).to_dict()
-               for figure in TRAINABLE for panel, algorithm in paper.missing(figure, curves[figure])]
-    configs = [c for c in configs if data.available(c["dataset"])]
+    configs = _missing_configs(curves, samples)
     if not configs:
         return None
     sweep = Sweep.from_configs(runs.new_run_dir(None, "paper"), configs)
