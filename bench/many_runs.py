@@ -5,7 +5,7 @@ run, reading every folder at every click (`runs.read_run` on each, as the pages 
 (`runs.RunIndex`: each folder read again only when one of its files changed): its first, cold read, a warm click,
 and a click after one run's label changed; the index's background warm-up (the app starts it at its first page)
 and the first click after it. Then what the pages compute from the records (the Runs table, the Paper page's
-curves), warm.
+curves), warm; and a click on a run in training with a long metrics file, read whole against the index's read.
 
 Run: `python bench/many_runs.py [--runs 2000]`.
 """
@@ -67,6 +67,7 @@ def main() -> None:
         from vae_app.views import runs as runs_views
         table = timed(lambda: runs_views.run_table(root))
         curves = timed(lambda: paper_views.curves(paper_views.records(root)))
+        growing = growing_run(template, Path(folder) / "growing")
         print(f"{args.runs:,} runs of {sum(1 for _ in template.iterdir())} files each")
         print(f"{'every folder read (as before)':<42} {reading_all:8.3f} s")
         print(f"{'the index, cold (the first click)':<42} {cold:8.3f} s")
@@ -76,6 +77,32 @@ def main() -> None:
         print(f"{'the index, after one run changed':<42} {changed:8.3f} s")
         print(f"{'the Runs table from the index, warm':<42} {table:8.3f} s")
         print(f"{'the Paper page curves from the index, warm':<42} {curves:8.3f} s")
+        print(f"{'a run in training, 50,000 rows, read whole':<42} {growing[0]:8.3f} s")
+        print(f"{'the same, by the index (only its new rows)':<42} {growing[1]:8.3f} s   {growing[0] / growing[1]:6.1f}x faster")
+
+
+def growing_run(template: Path, root: Path) -> tuple[float, float]:
+    """A click on a run in training whose metrics file holds 50,000 rows and has gained 20 since the last click: the
+    folder read whole (as before) against the index's read, which parses only the new rows."""
+    run = root / "run"
+    shutil.copytree(template, run)
+    row = runs.read_metrics(run / runs.METRICS)[0][-1]
+    rows = [{**row, "samples_evaluated": 100 * i} for i in range(50_000)]
+    runs.write_metrics(run / runs.METRICS, rows)
+    lock = runs.RunLock(run, "bench")  # held: the index reads it again at each click
+    try:
+        index = runs.RunIndex()
+        index.records(root)
+        whole, by_index = [], []
+        for _ in range(3):
+            rows += [{**row, "samples_evaluated": 100 * (len(rows) + i)} for i in range(20)]
+            runs.write_metrics(run / runs.METRICS, rows)
+            whole.append(timed(lambda: runs.read_run(run), repeats=1))
+            by_index.append(timed(lambda: index.records(root), repeats=1))
+        assert index.records(root)[0].metrics == runs.read_run(run).metrics
+    finally:
+        lock.release()
+    return statistics.median(whole), statistics.median(by_index)
 
 
 if __name__ == "__main__":

@@ -1104,6 +1104,42 @@ def test_a_metrics_file_is_read_up_to_its_bound_and_says_so(template, tmp_path, 
     assert said == f"it holds {size:,} bytes, more than the {size // 2:,} read; the {len(kept)} rows in them are kept"
 
 
+def test_a_growing_metrics_file_is_parsed_only_where_it_grew_and_reads_as_a_whole_read(tmp_path, monkeypatch):
+    """The run index's read of a run in training: the recorder rewrites metrics.jsonl whole with rows added, and
+    only the new lines are parsed; whatever else happens to the file (rows dropped by a resume, a cut line, a damaged
+    one), the rows and the note are those of a read of the whole file."""
+    path = tmp_path / runs.METRICS
+    row = lambda n: {"samples_evaluated": 100 * n, "lower_bound": -float(n)}
+    runs.write_metrics(path, [row(n) for n in range(50)])
+    parsed = []
+    loads = json.loads
+    monkeypatch.setattr(runs.json, "loads", lambda text, **kw: parsed.append(text) or loads(text, **kw))
+    rows, said, known = runs.read_metrics_after(path, None)
+    assert len(parsed) == 50 and said is None and rows == [row(n) for n in range(50)]
+    runs.write_metrics(path, [row(n) for n in range(60)])  # ten rows more, the file rewritten (a new inode)
+    parsed.clear()
+    rows, said, known = runs.read_metrics_after(path, known)
+    assert len(parsed) == 10 and rows == [row(n) for n in range(60)] and said is None
+    def agrees_with_a_whole_read(known):
+        rows, said, after = runs.read_metrics_after(path, known)
+        assert (rows, said) == runs.read_metrics(path)
+        return after
+    runs.write_metrics(path, [row(n) for n in range(40)] + [row(n) for n in range(40, 70)])  # the same rows and more
+    known = agrees_with_a_whole_read(known)
+    runs.write_metrics(path, [row(n) for n in range(30)] + [{**row(n), "lower_bound": 1.0} for n in range(30, 80)])
+    known = agrees_with_a_whole_read(known)  # a resume dropped rows and trained them again: not its prefix
+    path.write_bytes(path.read_bytes() + b'{"samples_evaluated": 8000, "lower')  # cut mid-line
+    known = agrees_with_a_whole_read(known)
+    assert known is None  # a lost row: nothing kept for the next read
+    runs.write_metrics(path, [row(n) for n in range(90)])
+    known = agrees_with_a_whole_read(agrees_with_a_whole_read(None))
+    path.write_bytes(path.read_bytes() + b'{"samples_evaluated": 9000}')  # a last line with no newline yet
+    known = agrees_with_a_whole_read(known)
+    assert known.rows == [row(n) for n in range(90)]  # what was read whole, without the line that may still grow
+    path.write_bytes(path.read_bytes() + b', "x": 1}\nnot json\n')
+    agrees_with_a_whole_read(known)  # the grown line is damaged now, and the one after: line 91 said, as a whole read
+
+
 def test_an_unexpected_failure_anywhere_in_a_page_is_a_message(repo, monkeypatch):
     """dashboard.py runs each page inside page_guard: the same guard as the fragments', on a whole page."""
     from streamlit.testing.v1 import AppTest

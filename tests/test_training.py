@@ -433,6 +433,7 @@ def test_the_run_index_reads_a_run_again_only_when_it_changed_or_is_held(tmp_pat
     try:
         held = {r.path.name: r for r in index.records(root)}
         assert held["seed0"] is not first["seed0"] and held["seed0"].holder["by"] == "a test"
+        assert held["seed0"].metrics == runs.read_run(root / "seed0").metrics  # read on from the first read's rows
         assert {r.path.name: r for r in index.records(root)}["seed0"] is not held["seed0"]
     finally:
         lock.release()

@@ -203,23 +203,49 @@ def write_metrics(path: str | os.PathLike, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
+@dataclass(frozen=True)
+class MetricsRead:
+    """What a metrics file held when it was last read well: its first `length` bytes (whole lines), their digest and
+    their rows. A later read of a file that starts with the same bytes (the recorder rewrites it whole, with rows
+    added at the end) parses only the lines after them."""
+    length: int
+    digest: bytes
+    rows: list[dict]
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
 def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
     """The rows of a metrics file and, if some could not be read, what was lost; a missing file has no rows.
     Rows are kept up to the first that cannot be read: a file cut mid-line keeps all its whole lines. At most
     MAX_METRICS_BYTES are read; a file that is not a regular file has no rows, and says so."""
+    rows, lost, _ = read_metrics_after(path, None)
+    return rows, lost
+
+
+def read_metrics_after(path: str | os.PathLike, known: MetricsRead | None) -> tuple[list[dict], str | None,
+                                                                                     MetricsRead | None]:
+    """`read_metrics`, parsing only what follows `known` (an earlier read of the same file) when the file still
+    starts with the bytes it read; also what this read read, for the next (None when some rows were lost)."""
     path = Path(path)
     if not path.exists():
-        return [], None
+        return [], None, None
     try:
         raw = read_bytes(path, MAX_METRICS_BYTES, whole=False)
         size = path.stat().st_size
     except OSError as e:
-        return [], f"cannot be read ({e}); no rows are kept"
-    rows: list[dict] = []
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+        return [], f"cannot be read ({e}); no rows are kept", None
+    start, rows = 0, []
+    if known is not None and len(raw) >= known.length and _digest(raw[:known.length]) == known.digest:
+        start, rows = known.length, list(known.rows)
+    text = raw[start:].decode("utf-8", errors="replace")
+    lines = text.splitlines()
     if size > len(raw):  # only the first MAX_METRICS_BYTES: the last line read is cut
         lines = lines[:-1]
-    for number, line in enumerate(lines, 1):
+    before = raw[:start].count(b"\n") if start else 0  # lines already read, for the line numbers said
+    for number, line in enumerate(lines, before + 1):
         if not line.strip():
             continue
         try:
@@ -227,12 +253,17 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], str | None]:
             if not isinstance(row, dict) or not isinstance(row.get("samples_evaluated"), int):
                 raise ValueError("not a row of metrics")
         except ValueError:
-            return rows, f"line {number} of {len(lines)} cannot be read; the {len(rows)} rows before it are kept"
+            return rows, (f"line {number} of {before + len(lines)} cannot be read; the {len(rows)} rows before it "
+                          f"are kept"), None
         rows.append(row)
     if size > len(raw):
         return rows, (f"it holds {size:,} bytes, more than the {MAX_METRICS_BYTES:,} read; the {len(rows)} rows in "
-                      f"them are kept")
-    return rows, None
+                      f"them are kept"), None
+    whole = raw.rfind(b"\n") + 1  # up to the last newline: a last line without one may still grow
+    if whole < len(raw):
+        rows_whole = rows[:-1] if raw[whole:].strip() else rows
+        return rows, None, MetricsRead(whole, _digest(raw[:whole]), rows_whole)
+    return rows, None, MetricsRead(len(raw), _digest(raw), rows)
 
 
 # Safetensors, with the header checked before any tensor is allocated.
@@ -632,6 +663,7 @@ class RunRecord:
     metrics: list[dict] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     holder: dict | None = None  # who trains it now
+    metrics_read: MetricsRead | None = field(default=None, repr=False)  # for the next read of a growing metrics file
 
     @property
     def name(self) -> str:
@@ -676,8 +708,9 @@ class RunRecord:
         return "; ".join(self.problems.values())
 
 
-def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
-    """Reads a run folder, noting per file what is damaged instead of raising."""
+def read_run(run_dir: str | os.PathLike, metrics: bool = True, known: RunRecord | None = None) -> RunRecord:
+    """Reads a run folder, noting per file what is damaged instead of raising; with `known`, an earlier record of
+    the same folder, only the rows its metrics file gained since are parsed."""
     from .config import TrainConfig
 
     record = RunRecord(Path(run_dir))
@@ -729,7 +762,7 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
         except (OSError, ValueError):
             record.meta = {}  # only labels: a damaged meta.json hides nothing of the run
     if metrics:
-        record.metrics, lost = read_metrics(path / METRICS)
+        record.metrics, lost, record.metrics_read = read_metrics_after(path / METRICS, known.metrics_read if known else None)
         if lost:
             record.problems[METRICS] = f"{METRICS}: {lost}"
     return record
@@ -737,9 +770,9 @@ def read_run(run_dir: str | os.PathLike, metrics: bool = True) -> RunRecord:
 
 class RunIndex:
     """Run records, each read again only when one of its files has changed (their sizes and modification times) or
-    while someone may be training it (a trainer's lock can end without a write): a summary of thousands of runs
-    without reading every folder each time it is asked for. The records it returns are shared: read them, never
-    change them."""
+    while someone may be training it (a trainer's lock can end without a write), and then only the rows its metrics
+    file gained since (a run in training adds rows at its end): a summary of thousands of runs without reading every
+    folder each time it is asked for. The records it returns are shared: read them, never change them."""
 
     def __init__(self):
         self._known: dict[tuple[str, bool], tuple[tuple, RunRecord]] = {}
@@ -763,7 +796,7 @@ class RunIndex:
             known = self._known.get(key)
             if known is not None and known[0] == signature and known[1].holder is None:  # a held run's holder may end
                 return known[1]
-            record = read_run(run_dir, metrics)
+            record = read_run(run_dir, metrics, known[1] if known is not None else None)
             self._known[key] = (signature, record)
             return record
 
