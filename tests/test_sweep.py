@@ -170,6 +170,36 @@ def test_a_tiny_sweep_on_embedded_ray_with_a_failing_trial(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_on_the_users_own_data_runs_on_ray_and_its_runs_know_their_file(tmp_path):
+    """`sweep --dataset path/to/array.npy` on embedded Ray: each trial a run of the user's data, whose config records
+    the file's SHA-256, so that `evaluate` finds the same data again, and refuses, saying why, once it changed."""
+    import hashlib
+
+    import numpy as np
+    source = tmp_path / "mine.npy"
+    np.save(source, (np.random.default_rng(0).random((300, 64)) > 0.5).astype(np.float32))
+    out, result = run_sweep("--dataset", str(source), "--hidden", "20", "--lr", "0.02", "--latent-dim", "2", "3",
+                            "--samples", "2000", "--sweep-dir", str(tmp_path / "s"), "--cpus-per-trial", "1")
+    assert out.returncode == 0, out.stderr
+    assert result["engine"] == "ray" and {t["status"] for t in result["trials"]} == {"finished"}
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    for trial in result["trials"]:
+        record = runs.read_run(trial["run_dir"])
+        assert record.train_config["dataset"] == str(source) and record.config["data"]["sha256"] == digest
+        assert record.config["data"]["train_size"] + record.config["data"]["test_size"] == 300
+    evaluate = lambda: subprocess.run([sys.executable, "-m", "vae_core", "evaluate", result["trials"][0]["run_dir"],
+                                       "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = evaluate()
+    assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1])["test_lower_bound"] == pytest.approx(
+        result["trials"][0]["test_lower_bound"], abs=0.5)  # the same data found again (a fresh noise draw)
+    changed_data = np.load(source)
+    changed_data[0, 0] = 1 - changed_data[0, 0]  # one value of 19,200 changed
+    np.save(source, changed_data)
+    changed = evaluate()
+    assert changed.returncode != 0 and "has changed since this run trained on it" in changed.stderr
+
+
+@pytest.mark.slow
 def test_a_sweep_runs_its_trials_on_both_nodes_of_a_cluster(tmp_path):
     """A simulated two-node cluster on this machine (ray.cluster_utils.Cluster), the sweep given its address."""
     from ray.cluster_utils import Cluster
