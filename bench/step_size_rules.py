@@ -9,7 +9,8 @@ budget. A candidate's trial is the first steps of its run (a trial starts from t
 - `held-out-N`: the bound (estimator B, L = 1) on 1,000 fixed training points after N steps;
 - `race-S`: the bound on the training set's evaluation points at S samples (its logged evaluations, interpolated on
   log samples): a race of the candidates over the first S samples of the real budget, whose winner goes on (the
-  losers' 2 S samples are its cost). Only for runs that kept their curve (this version of the benchmark).
+  losers' 2 S samples are its cost); S from 10^5, as the runs log their evaluations from 5·10^4 samples on (after
+  their 300 trial steps). Only for runs that kept their curve (this version of the benchmark).
 Printed: each run's final test bound, and per rule how often it picks the best candidate and the nats it loses
 when it does not (its regret), with the spread over seeds of the final test bound it leads to.
 
@@ -63,7 +64,7 @@ def at(curve: list, samples: float) -> float:
     return float(np.interp(math.log10(samples), np.log10(xs), ys))
 
 
-RACE_STAGES = (10**4, 3 * 10**4, 10**5, 3 * 10**5)
+RACE_STAGES = (10**5, 2 * 10**5, 3 * 10**5, 5 * 10**5)  # evaluations the runs log after their 300 trial steps
 RULES = {**{f"tail-{n}": (lambda n: lambda r: statistics.fmean(r["bounds"][n // 2:n]))(n) for n in TRIAL_LENGTHS},
          **{f"held-out-{n}": (lambda n: lambda r: r["held_out"][str(n)])(n) for n in TRIAL_LENGTHS},
          **{f"race-{S:.0e}".replace("+0", ""): (lambda S: lambda r: at(r["curve"], S))(S) for S in RACE_STAGES}}
