@@ -199,6 +199,9 @@ class TrainingWorker:
             config, str(self.run_dir), resume, self._events, self._pause, self._stop))
         self.feed.update(self.rows, self.state, self.progress_line)  # at once: the page's first fetch finds the run starting
         self.process.start()
+        # Our copy of the queue's write end (the process has its own, from its start): closed, a process killed
+        # halfway through a report leaves a read that ends (EOFError), not one that waits forever for the rest.
+        self._events._writer.close()  # type: ignore[attr-defined]
         threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
     def _follow(self) -> None:
@@ -213,6 +216,8 @@ class TrainingWorker:
                 if self.process.is_alive() or not self._events.empty():
                     continue
                 break  # gone without saying so, and everything it sent before it ended has been taken in
+            except (EOFError, OSError):  # gone, every write end closed, perhaps halfway through a report
+                break
             self._take(kind, payload)
             self.feed.update(self.rows, self.state, self.progress_line)
             if kind == "exit":
