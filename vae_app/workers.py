@@ -223,8 +223,10 @@ class TrainingWorker:
             if kind == "exit":
                 return
         if self.state.active:
-            self.state = RunState.FAILED
-            self.message = f"the training process ended unexpectedly (exit code {self.process.exitcode})"
+            self.process.join(timeout=5)  # reaped, so that its exit code is known (unless another thread reaps it)
+            code = self.process.exitcode
+            self.message = "the training process ended unexpectedly" + (f" (exit code {code})" if code is not None else "")
+            self.state = RunState.FAILED  # after its message: whoever sees the state finds why
         self.feed.update(self.rows, self.state, self.progress_line)
 
     def _take(self, kind: str, payload) -> None:
