@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -1113,7 +1114,9 @@ def test_a_growing_metrics_file_is_parsed_only_where_it_grew_and_reads_as_a_whol
     runs.write_metrics(path, [row(n) for n in range(50)])
     parsed = []
     loads = json.loads
-    monkeypatch.setattr(runs.json, "loads", lambda text, **kw: parsed.append(text) or loads(text, **kw))
+    this = threading.current_thread()  # only this test's reads count: the app's run index may read in another
+    monkeypatch.setattr(runs.json, "loads", lambda text, **kw: (
+        parsed.append(text) if threading.current_thread() is this else None) or loads(text, **kw))
     rows, said, known = runs.read_metrics_after(path, None)
     assert len(parsed) == 50 and said is None and rows == [row(n) for n in range(50)]
     runs.write_metrics(path, [row(n) for n in range(60)])  # ten rows more, the file rewritten (a new inode)

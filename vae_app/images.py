@@ -37,8 +37,9 @@ def export_scale(image: np.ndarray) -> int:
 
 
 def svg(image: np.ndarray, axes: dict | None = None) -> bytes:
-    """An image in [0, 1] (as `png` takes) as an SVG: the pixels as an embedded PNG drawn unsmoothed at any size, and with `axes`
-    ({"x": (title, [(pixel, text), ...]), "y": ...}, pixels from the image's left and top) its axes as vector text."""
+    """An image in [0, 1] (as `png` takes) as an SVG: the pixels as an embedded PNG drawn unsmoothed at any size, and
+    with `axes` ({"x": (title, [(pixel, text), ...]), "y": ...}, pixels from the image's left and top) its axes as
+    vector text."""
     import base64
     from xml.sax.saxutils import escape
 

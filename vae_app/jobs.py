@@ -33,6 +33,13 @@ def _measure_variance(source, settings, tradeoff, reports) -> None:
         reports.put(("error", str(e)))
 
 
+def close_our_write_end(reports) -> None:
+    """After a process's start, the app's copy of the write end of the queue it reports through (the process has its
+    own): closed, a process killed halfway through a report leaves a read that ends (EOFError), not one that waits
+    forever for the rest."""
+    reports._writer.close()
+
+
 class Job:
     """`target(*args, reports)` running in a spawned process, followed by a thread of the app."""
 
@@ -46,12 +53,15 @@ class Job:
         self.finished: float | None = None
         self.process = ctx.Process(target=target, args=(*args, self._reports), daemon=True)
         self.process.start()
+        close_our_write_end(self._reports)
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _follow(self) -> None:
         while self.result is None and self.error is None:
             try:
                 kind, value = self._reports.get(timeout=0.5)
+            except (EOFError, OSError):  # gone, perhaps halfway through a report
+                kind, value = "error", f"the computation's process ended unexpectedly (exit code {self.process.exitcode})"
             except queue.Empty:
                 if not self.process.is_alive() and self._reports.empty():
                     self.error = f"the computation's process ended unexpectedly (exit code {self.process.exitcode})"

@@ -26,6 +26,7 @@ from vae_core.formatting import format_duration
 from vae_core.runs import RunState
 
 from .components import LiveFeed
+from .jobs import close_our_write_end
 
 SNAPSHOT_SECONDS = 2.0
 MAX_TRAININGS_ENV, MAX_TRAININGS = "VAE_MAX_TRAININGS", 64  # trainings at once: $VAE_MAX_TRAININGS, 1 to 64 (default 2)
@@ -199,9 +200,7 @@ class TrainingWorker:
             config, str(self.run_dir), resume, self._events, self._pause, self._stop))
         self.feed.update(self.rows, self.state, self.progress_line)  # at once: the page's first fetch finds the run starting
         self.process.start()
-        # Our copy of the queue's write end (the process has its own, from its start): closed, a process killed
-        # halfway through a report leaves a read that ends (EOFError), not one that waits forever for the rest.
-        self._events._writer.close()  # type: ignore[attr-defined]
+        close_our_write_end(self._events)
         threading.Thread(target=self._follow, daemon=True, name=f"follow {self.run_dir.name}").start()
 
     def _follow(self) -> None:

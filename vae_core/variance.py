@@ -270,10 +270,7 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
         return lambda w, e, log_px, grad_z, z0: functional_call(
             objectives, (w, theta), (estimator, x, e, (log_px, grad_z, z0), baseline))
 
-    done, work = 0.0, config.work(model)
-    if progress:
-        progress(0.0)  # the measurement itself begins: what came before was loading
-    for L, cost in zip(config.samples, work):
+    for L in _reporting(config.samples, config.work(model), progress):
         # (R, L, M, J), fresh each L
         eps = torch.randn(config.repeats, L, len(x), J, generator=generator, dtype=x.dtype, device=x.device)
         chunk = max(1, config.max_elements // (L * len(x) * out_dim))
@@ -303,10 +300,20 @@ def measure_variance(model: VAE, x: torch.Tensor, config: VarianceConfig = Varia
                         for name, f in VALUE_ESTIMATORS.items():
                             values[name].append(f(model, x, L, eps=e))  # (M,)
         _record(result, L, accumulated, values, config.estimators, moments)
+    return result
+
+
+def _reporting(values: tuple[int, ...], work: list[float], progress: Callable[[float], None] | None):
+    """Each value of L (or K), with `progress` told 0 before the first and, after each, the share of the work done:
+    by cost (VarianceConfig.work), as the last values are most of the time."""
+    if progress:
+        progress(0.0)  # the measurement itself begins: what came before was loading
+    done = 0.0
+    for value, cost in zip(values, work):
+        yield value
         done += cost
         if progress:
-            progress(done / sum(work))  # by cost: the last L is most of the time
-    return result
+            progress(done / sum(work))
 
 
 def _record(result: VarianceResult, L: int, accumulated: dict[str, _Moments], values: dict[str, list],
@@ -398,10 +405,7 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
                                       "estimators": list(IW_ESTIMATORS), "seed": config.seed})
     parts = {(name, part): prefix for name in IW_ESTIMATORS for part, prefix in (("phi", "vae.encoder."),
                                                                                   ("theta", "vae.decoder."))}
-    done, work = 0.0, config.work(model, tradeoff=True)
-    if progress:
-        progress(0.0)
-    for K, cost in zip(config.samples, work):
+    for K in _reporting(config.samples, config.work(model, tradeoff=True), progress):
         eps = torch.randn(config.repeats, K, len(x), J, generator=generator, dtype=x.dtype,
                           device=x.device)  # (R, K, M, J)
         chunk = max(1, config.max_elements // (K * len(x) * out_dim))
@@ -435,9 +439,6 @@ def measure_iw_tradeoff(model: VAE, x: torch.Tensor, config: VarianceConfig = Va
                 row[f"{part}_snr_error"] = float(np.std(snrs[(name, part)], ddof=1) / math.sqrt(groups)) \
                     if groups > 1 else math.nan
             result.rows.append(row)
-        done += cost
-        if progress:
-            progress(done / sum(work))
     return result
 
 

@@ -45,8 +45,8 @@ def _job(key: tuple, settings_key: str, tradeoff: bool, _source: Source, _settin
 
 @st.cache_resource(show_spinner=False)
 def _paces() -> dict[bool, float]:
-    """Seconds per sample pass (VarianceConfig.work) of this server's last finished measurement, for the lab and the k trade-off: the
-    pace that the cost of the next one is estimated at, before it starts."""
+    """Seconds per sample pass (VarianceConfig.work) of this server's last finished measurement, for the lab and the
+    k trade-off: the pace that the cost of the next one is estimated at, before it starts."""
     return {}
 
 
